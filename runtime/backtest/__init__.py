@@ -1,0 +1,1 @@
+"""Backtest engine: simulated broker, sizing, portfolio, risk rules, metrics and reports."""
