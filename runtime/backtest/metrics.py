@@ -1,0 +1,298 @@
+"""Performance metrics of a backtest, computed from a `BacktestResult`.
+
+Definitions (every ratio and return is a fraction: 0.6646, not 66.46):
+
+- The equity curve is the starting capital followed by the equity marked at the close of every bar of the
+  portfolio's time line: ``c = [capital, e_0, ..., e_{n-1}]``.
+- Per-bar returns: ``r_i = c_i / c_{i-1} - 1`` (n values; the first one is against the capital).
+- Bars per year: ``P = 365 * 86,400,000 / bar_ms`` (crypto trades every day of the year).
+- ``total_return = e_{n-1} / capital - 1``; ``final_equity = e_{n-1}``.
+- ``cagr = (e_{n-1} / capital) ** (1 / years) - 1`` with ``years`` the calendar span from the open of the
+  first bar to the close of the last, ``(time[-1] - time[0] + bar_ms) / (365 days)``; -1 when the account
+  is wiped out; None when the span is so short that the annual rate overflows.
+- Drawdown at a bar: ``1 - c_i / max(c_0..c_i)``; ``max_drawdown`` is its maximum.
+- ``max_drawdown_duration_bars``: the longest number of bars from a peak to the first bar back at or above
+  it (to the last bar when it never recovers).
+- ``volatility = std(r, ddof=1) * sqrt(P)``; ``sharpe = mean(r) / std(r, ddof=1) * sqrt(P)`` (risk-free
+  rate 0); ``sortino = mean(r) / sqrt(mean(min(r, 0)^2)) * sqrt(P)``; ``calmar = cagr / max_drawdown``.
+  Each is None when its denominator is zero (a flat curve, no losing bar, no drawdown).
+- Trade statistics use closed trades only: ``win_rate`` = share with pnl > 0; ``profit_factor`` = gross
+  profit / gross loss (None without a losing trade); ``expectancy`` = mean pnl per trade (quote currency);
+  ``avg_hold_bars`` / ``median_hold_bars`` = mean / median of ``exit_bar - entry_bar``. ``entries`` counts
+  every trade, the one still open at the end included; ``pnl`` sums every trade's pnl (an open one marked
+  at the last close).
+- ``exposure`` = share of bars with any position (``result.exposure > 0``); ``avg_exposure`` = mean gross
+  exposure; ``turnover`` = traded notional of all filled orders / mean equity; ``fees`` = all fees paid.
+- Monthly returns: equity at the last bar of a calendar month (UTC; a bar belongs to the month holding its
+  close time minus 1 ms) over the previous month's (the capital for the first month), minus 1.
+- Times: ``start`` is the open of the first bar (its close time minus ``bar_ms``), ``end`` the close of the
+  last bar, both ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from runtime.backtest.result import BacktestResult, Order, Trade
+
+# Milliseconds in one day and in one 365-day year.
+DAY_MS = 86_400_000
+YEAR_MS = 365 * DAY_MS
+
+
+class _Frozen(BaseModel):
+    """Base of the immutable summary models."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class TradeStats(_Frozen):
+    """Trade statistics of a set of trades (a whole run, one sleeve or one symbol)."""
+
+    entries: int  # trades entered, the one still open at the end included
+    closed_trades: int  # trades closed before the end
+    pnl: float  # sum of every trade's pnl after fees, open trades marked at the last close, quote currency
+    win_rate: float | None  # share of closed trades with pnl > 0; None without closed trades
+    profit_factor: float | None  # gross profit / gross loss of closed trades; None without a losing trade
+    expectancy: float | None  # mean pnl per closed trade, quote currency; None without closed trades
+    avg_hold_bars: float | None  # mean bars held (exit_bar - entry_bar) of closed trades
+    median_hold_bars: float | None  # median bars held of closed trades
+    fees: float  # fees paid by the matching orders, quote currency
+
+
+class SleeveSummary(TradeStats):
+    """One sleeve's static description and trade statistics."""
+
+    name: str  # sleeve name
+    strategy: str  # strategy template it instantiates
+    symbol: str  # market symbol
+    timeframe: str  # base timeframe, e.g. "1h"
+    weight: float  # target share of equity (fraction)
+    contribution: float  # pnl / starting capital (fraction of the account)
+
+
+class SymbolSummary(TradeStats):
+    """Trade statistics of every sleeve trading one symbol."""
+
+    symbol: str  # market symbol
+    contribution: float  # pnl / starting capital (fraction of the account)
+
+
+class MonthlyReturn(_Frozen):
+    """The account's return over one calendar month (UTC)."""
+
+    year: int  # calendar year
+    month: int  # calendar month, 1-12
+    ret: float  # month-end equity / previous month-end equity - 1 (fraction)
+
+
+class Summary(TradeStats):
+    """Every metric of a run; serialised as summary.json."""
+
+    final_equity: float  # equity at the close of the last bar, quote currency
+    total_return: float  # final_equity / capital - 1
+    cagr: float | None  # compound annual growth rate over the calendar span; None if it overflows
+    max_drawdown: float  # largest peak-to-trough fall of the marked equity (fraction)
+    max_drawdown_duration_bars: int  # longest bars from a peak to recovery (or to the end)
+    volatility: float  # annualised standard deviation of per-bar returns
+    sharpe: float | None  # annualised Sharpe ratio of per-bar returns, risk-free rate 0
+    sortino: float | None  # annualised Sortino ratio (downside deviation against 0)
+    calmar: float | None  # cagr / max_drawdown
+    exposure: float  # share of bars with any open position (fraction)
+    avg_exposure: float  # mean gross position value / equity over all bars (fraction)
+    turnover: float  # traded notional of all fills / mean equity (times the account)
+    bars: int  # bars on the portfolio time line
+    bar_ms: int  # bar length of the portfolio time line, ms
+    start: str  # open time of the first bar, ISO-8601 UTC
+    end: str  # close time of the last bar, ISO-8601 UTC
+    capital: float  # starting cash, quote currency
+    quote: str  # quote currency
+    synthetic: bool  # True when any input came from the synthetic generator
+    sleeves: tuple[SleeveSummary, ...]  # per-sleeve breakdown, spec order
+    symbols: tuple[SymbolSummary, ...]  # per-symbol breakdown, sorted by symbol
+    monthly_returns: tuple[MonthlyReturn, ...]  # calendar months in time order
+
+
+def iso_times(ms: np.ndarray) -> list[str]:
+    """Format UTC millisecond timestamps as ISO-8601 strings ending in Z.
+
+    Whole seconds are written without a fraction; a batch with any sub-second time keeps milliseconds
+    for all, so one file has one format.
+    """
+    values = np.asarray(ms, dtype=np.int64)
+    stamps: np.ndarray = values.astype("datetime64[ms]")
+    text = np.datetime_as_string(stamps, unit="s" if not np.any(values % 1000) else "ms")
+    return [s + "Z" for s in text.tolist()]
+
+
+def iso_time(ms: int) -> str:
+    """Format one UTC millisecond timestamp like `iso_times`."""
+    return iso_times(np.array([ms]))[0]
+
+
+def equity_curve(result: BacktestResult) -> np.ndarray:
+    """The starting capital followed by the equity at every bar (length bars + 1)."""
+    return np.concatenate(([result.capital], np.asarray(result.equity, dtype=np.float64)))
+
+
+def drawdown(curve: np.ndarray) -> np.ndarray:
+    """Drawdown of each point of an equity curve from its running peak, as a positive fraction."""
+    peak = np.maximum.accumulate(curve)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, 1.0 - curve / peak, 0.0)
+
+
+def _drawdown_duration(curve: np.ndarray) -> int:
+    """Longest bars from a peak to the first point back at or above it (or to the end)."""
+    index = np.arange(len(curve))
+    # Index of the latest peak at or before each point: a point is a peak when it equals the running max.
+    last_peak = np.maximum.accumulate(np.where(curve >= np.maximum.accumulate(curve), index, 0))
+    underwater = curve < np.maximum.accumulate(curve)
+    # A stretch is measured at each underwater point and at the recovery point right after one.
+    counted = underwater[1:] | underwater[:-1]
+    if not counted.any():
+        return 0
+    return int(np.max((index[1:] - last_peak[:-1])[counted]))
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """Divide numerator by denominator; None when the denominator is zero or not finite."""
+    return numerator / denominator if denominator > 0 and math.isfinite(denominator) else None
+
+
+def _cagr(growth: float, years: float) -> float | None:
+    """Annual growth rate from total growth over `years`; None when too short a span overflows it."""
+    if growth <= 0:
+        return -1.0
+    rate = math.log(growth) / years
+    return math.expm1(rate) if rate < 700 else None
+
+
+def trade_stats(trades: Sequence[Trade], orders: Sequence[Order]) -> TradeStats:
+    """Statistics of a set of trades, with the fees of the matching orders."""
+    closed = [t for t in trades if t.exit_time is not None]
+    pnls = np.array([t.pnl for t in closed], dtype=np.float64)
+    holds = np.array([t.exit_bar - t.entry_bar for t in closed], dtype=np.float64)
+    has_closed = len(closed) > 0
+    return TradeStats(
+        entries=len(trades),
+        closed_trades=len(closed),
+        pnl=float(sum(t.pnl for t in trades)),
+        win_rate=float(np.mean(pnls > 0)) if has_closed else None,
+        profit_factor=_ratio(float(pnls[pnls > 0].sum()), float(-pnls[pnls < 0].sum())),
+        expectancy=float(pnls.mean()) if has_closed else None,
+        avg_hold_bars=float(holds.mean()) if has_closed else None,
+        median_hold_bars=float(np.median(holds)) if has_closed else None,
+        fees=float(sum(o.fee for o in orders)),
+    )
+
+
+def monthly_returns(result: BacktestResult) -> tuple[MonthlyReturn, ...]:
+    """The account's return over each calendar month (UTC) the run touches."""
+    equity = np.asarray(result.equity, dtype=np.float64)
+    # Month of each bar, by its close time minus 1 ms so a bar closing at midnight of the 1st counts
+    # in the month it traded in.
+    months = (np.asarray(result.time, dtype=np.int64) - 1).astype("datetime64[ms]").astype("datetime64[M]")
+    month_ids = months.astype(np.int64)
+    last = np.append(np.flatnonzero(np.diff(month_ids)), len(month_ids) - 1)
+    ends = equity[last]
+    starts = np.concatenate(([result.capital], ends[:-1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rets = np.where(starts > 0, ends / starts - 1.0, 0.0)
+    return tuple(
+        MonthlyReturn(year=int(m // 12 + 1970), month=int(m % 12 + 1), ret=float(r))
+        for m, r in zip(month_ids[last].tolist(), rets.tolist(), strict=True)
+    )
+
+
+def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
+    """Compute every metric of a run (see the module docstring for the formulas).
+
+    Args:
+        result: the simulation's output.
+        bar_ms: bar length of the portfolio time line, in milliseconds.
+
+    Raises:
+        ValueError: when the result has no bars.
+    """
+    time = np.asarray(result.time, dtype=np.int64)
+    if len(time) == 0:
+        raise ValueError("the backtest produced no bars")
+    curve = equity_curve(result)
+    final = float(curve[-1])
+    per_year = 365 * DAY_MS / bar_ms
+
+    # Per-bar returns of the marked equity, each against the previous point (the capital for the first).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rets = np.where(curve[:-1] > 0, curve[1:] / curve[:-1] - 1.0, 0.0)
+    mean = float(rets.mean())
+    std = float(rets.std(ddof=1)) if len(rets) > 1 else 0.0
+    downside = float(np.sqrt(np.mean(np.minimum(rets, 0.0) ** 2)))
+    scale = math.sqrt(per_year)
+
+    # Growth over the calendar span, from the open of the first bar to the close of the last.
+    years = (int(time[-1]) - int(time[0]) + bar_ms) / YEAR_MS
+    growth = final / result.capital
+    cagr = _cagr(growth, years)
+    max_dd = float(drawdown(curve).max())
+
+    # Turnover: notional of every fill over the mean marked equity.
+    notional = sum(abs(o.filled_qty) * o.price for o in result.orders)
+    mean_equity = float(np.mean(result.equity))
+    exposure = np.asarray(result.exposure, dtype=np.float64)
+
+    stats = trade_stats(result.trades, result.orders)
+    sleeves = tuple(
+        SleeveSummary(
+            **_breakdown(result, [t for t in result.trades if t.sleeve == s.name], s.name, "sleeve"),
+            name=s.name,
+            strategy=s.strategy,
+            symbol=s.symbol,
+            timeframe=s.timeframe,
+            weight=s.weight,
+        )
+        for s in result.sleeves
+    )
+    symbol_names = sorted({s.symbol for s in result.sleeves} | {t.symbol for t in result.trades})
+    symbols = tuple(
+        SymbolSummary(
+            **_breakdown(result, [t for t in result.trades if t.symbol == sym], sym, "symbol"), symbol=sym
+        )
+        for sym in symbol_names
+    )
+    return Summary(
+        **stats.model_dump(),
+        final_equity=final,
+        total_return=growth - 1.0,
+        cagr=cagr,
+        max_drawdown=max_dd,
+        max_drawdown_duration_bars=_drawdown_duration(curve),
+        volatility=std * scale,
+        sharpe=None if (r := _ratio(mean, std)) is None else r * scale,
+        sortino=None if (r := _ratio(mean, downside)) is None else r * scale,
+        calmar=None if cagr is None else _ratio(cagr, max_dd),
+        exposure=float(np.mean(exposure > 0)),
+        avg_exposure=float(np.mean(exposure)),
+        turnover=notional / mean_equity if mean_equity > 0 else 0.0,
+        bars=len(time),
+        bar_ms=bar_ms,
+        start=iso_time(int(time[0]) - bar_ms),
+        end=iso_time(int(time[-1])),
+        capital=result.capital,
+        quote=result.quote,
+        synthetic=result.synthetic,
+        sleeves=sleeves,
+        symbols=symbols,
+        monthly_returns=monthly_returns(result),
+    )
+
+
+def _breakdown(result: BacktestResult, trades: list[Trade], key: str, by: str) -> dict[str, object]:
+    """Trade statistics and account contribution of one sleeve or symbol, as model fields."""
+    orders = [o for o in result.orders if (o.sleeve if by == "sleeve" else o.symbol) == key]
+    stats = trade_stats(trades, orders)
+    return {**stats.model_dump(), "contribution": stats.pnl / result.capital}
