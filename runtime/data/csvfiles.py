@@ -1,0 +1,135 @@
+"""Reading candles from CSV: plain `timestamp,open,high,low,close,volume` and Binance's raw kline files.
+
+The format is detected from the first line: a header or not, 6 columns (plain) or 12 (Binance kline
+dump, where the open time may be in ms or, since 2025, in µs). Files are named `SYMBOL-TIMEFRAME.csv`
+(`BTCUSDT-1h.csv`), or `SYMBOL-TIMEFRAME-anything.csv` as Binance names its monthly dumps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dsl.units import TIMEFRAMES
+from runtime.data.candles import PRICE_COLUMNS, Candles, split_pair
+
+# Open times above this are microseconds (1e14 ms would be the year 5138).
+_US_THRESHOLD = 100_000_000_000_000
+# `BTCUSDT-1h.csv`, `BTC_USDT-1h.csv`, `BTCUSDT-1h-2024-01.csv`.
+_NAME_RE = re.compile(r"^([A-Za-z0-9_]+)-(\d+[mhdw])(?:-.*)?\.csv$")
+# Header names accepted for the open-time column.
+_TIME_NAMES = ("timestamp", "time", "open_time", "opentime", "date")
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What the first line of a file says about its format."""
+
+    header: bool  # True when the first line names the columns
+    columns: int  # number of columns (6 plain, 12 Binance kline)
+    usecols: tuple[int, ...]  # positions of time, open, high, low, close, volume in each row
+
+
+def name_market(path: Path) -> tuple[str, str] | None:
+    """Return (symbol, timeframe) from a `SYMBOL-TIMEFRAME*.csv` file name, or None."""
+    match = _NAME_RE.match(path.name)
+    if match is None or match.group(2) not in TIMEFRAMES:
+        return None
+    try:
+        return split_pair(match.group(1)), match.group(2)
+    except ValueError:
+        return None
+
+
+def sniff(path: Path) -> CsvLayout:
+    """Detect header and column layout from the first line; raise ValueError on an unknown format."""
+    with path.open("r", encoding="utf-8") as handle:
+        first = handle.readline().strip()
+    if not first:
+        raise ValueError(f"{path}: empty file")
+    cells = [c.strip().strip('"').lower() for c in first.split(",")]
+    header = not _is_number(cells[0])
+    if len(cells) not in (6, 12):
+        raise ValueError(
+            f"{path}: {len(cells)} columns; expected 6 (timestamp,open,high,low,close,volume) "
+            "or 12 (Binance kline)"
+        )
+    usecols: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    # A plain file with a header may order its columns freely: map them by name.
+    if header and len(cells) == 6:
+        time_col = next((cells.index(n) for n in _TIME_NAMES if n in cells), None)
+        if time_col is None or not set(PRICE_COLUMNS) <= set(cells):
+            raise ValueError(f"{path}: header {first!r} lacks a time column or one of {PRICE_COLUMNS}")
+        usecols = (time_col, *(cells.index(n) for n in PRICE_COLUMNS))
+    return CsvLayout(header=header, columns=len(cells), usecols=usecols)
+
+
+def _is_number(text: str) -> bool:
+    """Whether a CSV cell is a number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: str | Path, symbol: str | None = None, timeframe: str | None = None) -> Candles:
+    """Read one CSV file into `Candles` (exchange "csv"), rows exactly as in the file.
+
+    Symbol and timeframe come from the arguments, else from the file name, else the timeframe is
+    inferred from the most common spacing. Rows are not sorted or cleaned here: `validate.clean` does
+    that and reports it.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    layout = sniff(path)
+    # One pass of pandas' C parser over only the six needed columns, dtypes fixed up front.
+    frame = pd.read_csv(
+        path,
+        header=None,
+        skiprows=1 if layout.header else 0,
+        usecols=list(layout.usecols),
+        dtype={layout.usecols[0]: np.int64, **{c: np.float64 for c in layout.usecols[1:]}},
+        engine="c",
+    )
+    time = frame[layout.usecols[0]].to_numpy(np.int64)
+    if len(time) and int(time.max()) > _US_THRESHOLD:
+        time = time // 1000
+    named = name_market(path)
+    symbol = symbol or (named[0] if named else path.stem.upper())
+    timeframe = timeframe or (named[1] if named else infer_timeframe(time))
+    return Candles.from_arrays(
+        "csv", symbol, timeframe, time, [frame[c].to_numpy(np.float64) for c in layout.usecols[1:]]
+    )
+
+
+def infer_timeframe(time: np.ndarray) -> str:
+    """Return the timeframe whose length is the most common spacing between sorted open times."""
+    steps = np.diff(np.unique(time))
+    if len(steps) == 0:
+        raise ValueError("cannot infer the timeframe of fewer than two bars; name the file SYMBOL-TF.csv")
+    values, counts = np.unique(steps, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    for name, ms in TIMEFRAMES.items():
+        if ms == step:
+            return name
+    raise ValueError(f"bar spacing of {step} ms is not a supported timeframe")
+
+
+def find_file(directory: Path, symbol: str, timeframe: str) -> Path | None:
+    """Return the file for (symbol, timeframe) in a directory of `SYMBOL-TIMEFRAME.csv` files."""
+    return list_files(directory).get((symbol, timeframe))
+
+
+def list_files(directory: Path) -> dict[tuple[str, str], Path]:
+    """Map every (symbol, timeframe) found by file name in a directory to its file."""
+    found: dict[tuple[str, str], Path] = {}
+    for path in sorted(directory.glob("*.csv")):
+        named = name_market(path)
+        if named is not None:
+            found.setdefault(named, path)
+    return found

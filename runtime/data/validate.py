@@ -1,0 +1,175 @@
+"""Validation and cleaning of candle series: every defect is counted and reported, nothing is silent.
+
+`check` only looks; `clean` returns the repaired series together with the report of what it found:
+rows sorted, duplicate open times kept once (the last one), rows with non-positive prices dropped, high/low
+widened where they do not contain open and close, gaps counted (and forward-filled with zero volume
+only when asked), spikes and zero-volume bars flagged but kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from runtime.data.candles import Candles
+
+# A spike is a return at least this many local robust standard deviations away, undone by the next one.
+SPIKE_SIGMAS = 10.0
+# Number of returns per block over which the local volatility scale of spike detection is measured.
+_SCALE_BLOCK = 256
+# Normal-consistency factor of the median absolute deviation.
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What validation found in one series (counts refer to the series as given)."""
+
+    symbol: str  # market symbol
+    timeframe: str  # bar length
+    rows: int  # rows as given
+    start: int | None  # first open time after sorting, UTC ms (None when empty)
+    end: int | None  # last open time after sorting, UTC ms
+    unsorted: int  # rows whose open time is not after the previous row's
+    duplicates: int  # rows sharing an open time with an earlier row (all but one dropped)
+    misaligned: int  # open times that are not a multiple of the bar length
+    gaps: int  # runs of missing bars between consecutive distinct open times
+    missing_bars: int  # bars missing in all gaps together
+    longest_gap_bars: int  # bars missing in the longest gap
+    ohlc_errors: int  # rows whose high is below open/close or low above them
+    nonpositive: int  # rows with a price <= 0 (dropped)
+    zero_volume: int  # rows with volume == 0 (kept)
+    spikes: int  # isolated log-return outliers (kept, flagged)
+    spike_times: tuple[int, ...]  # open times of the spike bars, UTC ms
+    filled: int  # bars invented by --fill-gaps (0 unless asked)
+    synthetic: bool  # the series came from the synthetic generator
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing needed repairing (gaps, spikes and zero volume are facts, not errors)."""
+        return not (
+            self.unsorted or self.duplicates or self.misaligned or self.ohlc_errors or self.nonpositive
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The report as a JSON-ready mapping (spike times as a list)."""
+        data = asdict(self)
+        data["spike_times"] = list(self.spike_times)
+        return data
+
+
+def check(candles: Candles) -> CheckReport:
+    """Validate a series without changing it."""
+    return clean(candles)[1]
+
+
+def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckReport]:
+    """Return the repaired series and the report of what was found (see the module docstring)."""
+    step = candles.timeframe_ms
+    time = candles.time
+    unsorted = int(np.count_nonzero(np.diff(time) <= 0))
+    # Sort stably, then keep the last row of each open time (a later row is the corrected one).
+    order = np.argsort(time, kind="stable")
+    ordered = candles.take(order) if unsorted else candles
+    keep_last = np.ones(len(ordered), dtype=bool)
+    keep_last[:-1] = ordered.time[1:] != ordered.time[:-1]
+    duplicates = int(len(ordered) - np.count_nonzero(keep_last))
+    series = ordered.take(keep_last) if duplicates else ordered
+    # Rows with a non-positive price cannot be traded or logged: drop them.
+    prices = np.stack([series.open, series.high, series.low, series.close])
+    positive = np.all(prices > 0, axis=0)
+    nonpositive = int(len(series) - np.count_nonzero(positive))
+    if nonpositive:
+        series = series.take(positive)
+    # High and low must bound open and close: widen them where they do not.
+    top = np.maximum(series.open, series.close)
+    bottom = np.minimum(series.open, series.close)
+    bad = (series.high < top) | (series.low > bottom)
+    ohlc_errors = int(np.count_nonzero(bad))
+    if ohlc_errors:
+        series = series.with_columns(high=np.maximum(series.high, top), low=np.minimum(series.low, bottom))
+    misaligned = int(np.count_nonzero(series.time % step))
+    gaps, missing, longest = gap_stats(series.time, step)
+    spike_mask = find_spikes(series.close)
+    filled = 0
+    if fill_gaps and missing:
+        series = fill(series)
+        filled = int(np.count_nonzero(series.filled))
+    report = CheckReport(
+        symbol=candles.symbol,
+        timeframe=candles.timeframe,
+        rows=len(candles),
+        start=int(series.time[0]) if len(series) else None,
+        end=int(series.time[-1]) if len(series) else None,
+        unsorted=unsorted,
+        duplicates=duplicates,
+        misaligned=misaligned,
+        gaps=gaps,
+        missing_bars=missing,
+        longest_gap_bars=longest,
+        ohlc_errors=ohlc_errors,
+        nonpositive=nonpositive,
+        zero_volume=int(np.count_nonzero(series.volume[~series.filled] == 0)),
+        spikes=int(np.count_nonzero(spike_mask)),
+        spike_times=tuple(int(t) for t in series.time[~series.filled][spike_mask]),
+        filled=filled,
+        synthetic=candles.synthetic,
+    )
+    return series, report
+
+
+def gap_stats(time: np.ndarray, step: int) -> tuple[int, int, int]:
+    """Return (gaps, missing bars, longest gap in bars) of sorted distinct open times."""
+    if len(time) < 2:
+        return 0, 0, 0
+    skipped = np.diff(time) // step - 1
+    skipped = skipped[skipped > 0]
+    if len(skipped) == 0:
+        return 0, 0, 0
+    return len(skipped), int(skipped.sum()), int(skipped.max())
+
+
+def find_spikes(close: np.ndarray, sigmas: float = SPIKE_SIGMAS) -> np.ndarray:
+    """Flag bars whose close jumps away and straight back: an isolated log-return outlier.
+
+    Bar i is a spike when the return into it and the return out of it are both beyond `sigmas` local
+    robust sigmas, opposite in sign, and cancel to within half of the smaller one (the price came back).
+    The local sigma is the median absolute return of the surrounding block of `_SCALE_BLOCK` returns, so
+    calm and wild eras are each judged on their own terms and outliers cannot inflate it.
+    Returns a bool mask over the bars.
+    """
+    mask = np.zeros(len(close), dtype=bool)
+    if len(close) < 3:
+        return mask
+    ret = np.diff(np.log(close))
+    # Median |return| per block of returns, spread back over the block (NaN-padded to whole blocks).
+    blocks = -(-len(ret) // _SCALE_BLOCK)
+    padded = np.full(blocks * _SCALE_BLOCK, np.nan)
+    padded[: len(ret)] = np.abs(ret)
+    scale = _MAD_TO_SIGMA * np.repeat(np.nanmedian(padded.reshape(blocks, -1), axis=1), _SCALE_BLOCK)
+    into, out = ret[:-1], ret[1:]
+    limit = sigmas * np.minimum(scale[: len(ret) - 1], scale[1 : len(ret)])
+    big = (np.abs(into) > limit) & (np.abs(out) > limit) & (limit > 0)
+    back = np.abs(into + out) < 0.5 * np.minimum(np.abs(into), np.abs(out))
+    mask[1:-1] = big & back
+    return mask
+
+
+def fill(series: Candles) -> Candles:
+    """Insert every missing bar as a flat bar at the previous close with zero volume, marked filled."""
+    step = series.timeframe_ms
+    full = np.arange(series.time[0], series.time[-1] + step, step, dtype=np.int64)
+    # Position of each full-grid bar's latest real bar at or before it.
+    source = np.searchsorted(series.time, full, side="right") - 1
+    real = series.time[source] == full
+    prev_close = series.close[source]
+    return series.with_columns(
+        time=full,
+        open=np.where(real, series.open[source], prev_close),
+        high=np.where(real, series.high[source], prev_close),
+        low=np.where(real, series.low[source], prev_close),
+        close=prev_close,
+        volume=np.where(real, series.volume[source], 0.0),
+        filled=~real | series.filled[source],
+    )
