@@ -124,6 +124,7 @@ class Round:
     __slots__ = ("scale",)
 
     def __init__(self, digits: float) -> None:
+        """Store the fixed parameter (the kernel keeps no state between bars)."""
         # 10 ** digits.
         self.scale = _scale(digits)
 
@@ -149,6 +150,7 @@ class Nz:
     __slots__ = ("default",)
 
     def __init__(self, default: float) -> None:
+        """Store the fixed parameter (the kernel keeps no state between bars)."""
         # Replacement for na.
         self.default = float_param("default", default)
 

@@ -37,6 +37,7 @@ class CrossesAbove:
     __slots__ = ("prev_a", "prev_b")
 
     def __init__(self) -> None:
+        """Start with no bar seen."""
         # Previous bar's a (na before the first bar).
         self.prev_a = NAN
         # Previous bar's b (na before the first bar).
@@ -90,6 +91,7 @@ class Barssince:
     __slots__ = ("count",)
 
     def __init__(self) -> None:
+        """Start with no bar seen."""
         # Bars since the condition last held (na before it first held).
         self.count = NAN
 
@@ -139,6 +141,7 @@ class Valuewhen:
     __slots__ = ("pos", "ring", "seen", "size")
 
     def __init__(self, occurrence: float) -> None:
+        """Start with no bar seen."""
         # Number of captures kept: occurrence + 1.
         self.size = _occurrence(occurrence) + 1
         # Ring of the last `size` captured source values.

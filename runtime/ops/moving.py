@@ -45,6 +45,7 @@ class Sma(Window):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_window_length(length))
 
     def update(self, source: float) -> tuple[float]:
@@ -64,6 +65,7 @@ class Sum(Window):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_window_length(length))
 
     def update(self, source: float) -> tuple[float]:
@@ -89,6 +91,7 @@ class Wma(Window):
     __slots__ = ("denominator",)
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_window_length(length))
         # Sum of the weights.
         self.denominator = _wma_denominator(self.n)
@@ -110,6 +113,7 @@ class Ema(Smoother):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         n = _window_length(length)
         super().__init__(n, ema_alpha(n))
 
@@ -130,6 +134,7 @@ class Rma(Smoother):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         n = _window_length(length)
         super().__init__(n, wilder_alpha(n))
 
@@ -154,6 +159,7 @@ class Highest(Extreme):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_window_length(length), True)
 
     def update(self, source: float) -> tuple[float]:
@@ -167,6 +173,7 @@ class Lowest(Extreme):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_window_length(length), False)
 
     def update(self, source: float) -> tuple[float]:
@@ -185,6 +192,7 @@ class Offset(Lag):
     __slots__ = ()
 
     def __init__(self, n: float) -> None:
+        """Start with no bar seen."""
         super().__init__(int_param("n", n, 0))
 
     def update(self, x: float) -> tuple[float]:
@@ -204,6 +212,7 @@ class Change(Lag):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_lag_length(length))
 
     def update(self, source: float) -> tuple[float]:
@@ -226,6 +235,7 @@ class Roc(Lag):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_lag_length(length))
 
     def update(self, source: float) -> tuple[float]:

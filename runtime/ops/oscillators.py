@@ -59,6 +59,7 @@ class Rsi:
     __slots__ = ("down", "prev", "up")
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         n = _length("length", length)
         # Previous bar's value (na before the first bar).
         self.prev = NAN
@@ -99,6 +100,7 @@ class Macd:
     __slots__ = ("fast", "signal", "slow")
 
     def __init__(self, fast: float, slow: float, signal: float) -> None:
+        """Start with no bar seen."""
         nf, ns, nsig = _length("fast", fast), _length("slow", slow), _length("signal", signal)
         # EMA of the source over `fast` bars.
         self.fast = Smoother(nf, ema_alpha(nf))
@@ -140,6 +142,7 @@ class Stoch:
     __slots__ = ("highs", "lows", "smooth")
 
     def __init__(self, k: float, d: float) -> None:
+        """Start with no bar seen."""
         nk = _length("k", k)
         # Highest high over k bars.
         self.highs = Extreme(nk, True)
@@ -178,6 +181,7 @@ class Cci(Window):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_length("length", length))
 
     def update(self, high: float, low: float, close: float) -> tuple[float]:
@@ -222,6 +226,7 @@ class Adx:
     __slots__ = ("adx", "atr", "minus", "plus", "prev_high", "prev_low", "tr")
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         n = _length("length", length)
         alpha = wilder_alpha(n)
         # True range (keeps the previous close).

@@ -30,6 +30,7 @@ class Window:
     __slots__ = ("buf", "count", "m2", "n", "nans", "pos", "stale", "total", "weighted")
 
     def __init__(self, n: int) -> None:
+        """Start with no bar seen."""
         # Window length in bars.
         self.n = n
         # Ring buffer of the last n values; slot t % n holds the value of bar t.
@@ -208,6 +209,7 @@ class Extreme:
     __slots__ = ("highest", "i", "last_nan", "n", "queue")
 
     def __init__(self, n: int, highest: bool) -> None:
+        """Start with no bar seen."""
         # Window length in bars.
         self.n = n
         # True for the highest value, False for the lowest.
@@ -280,6 +282,7 @@ class Smoother:
     __slots__ = ("acc", "alpha", "n", "seen", "value")
 
     def __init__(self, n: int, alpha: float) -> None:
+        """Start with no bar seen."""
         # Number of valid inputs averaged for the seed.
         self.n = n
         # Smoothing factor: 2/(n+1) for an EMA, 1/n for Wilder's RMA.
@@ -346,6 +349,7 @@ class Lag:
     __slots__ = ("buf", "n", "pos")
 
     def __init__(self, n: int) -> None:
+        """Start with no bar seen."""
         # Delay in bars.
         self.n = n
         # Ring buffer of the last n values, na before they are seen.
@@ -371,6 +375,7 @@ class TrueRange:
     __slots__ = ("prev_close",)
 
     def __init__(self) -> None:
+        """Start with no bar seen."""
         # Close of the previous bar (na before the first bar).
         self.prev_close = NAN
 

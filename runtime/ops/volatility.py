@@ -53,6 +53,7 @@ class Variance(Window):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_length("length", length))
 
     def update(self, source: float) -> tuple[float]:
@@ -72,6 +73,7 @@ class Stdev(Window):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_length("length", length))
 
     def update(self, source: float) -> tuple[float]:
@@ -95,6 +97,7 @@ class Bbands(Window):
     __slots__ = ("mult",)
 
     def __init__(self, length: float, mult: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_length("length", length))
         # Band width in standard deviations.
         self.mult = float_param("mult", mult)
@@ -139,6 +142,7 @@ class AtrState:
     __slots__ = ("smoother", "tr")
 
     def __init__(self, n: int) -> None:
+        """Start with no bar seen."""
         # True range of the current bar (keeps the previous close).
         self.tr = TrueRange()
         # Wilder's smoother of the true range.
@@ -155,6 +159,7 @@ class Atr(AtrState):
     __slots__ = ()
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         super().__init__(_length("length", length))
 
     def update(self, high: float, low: float, close: float) -> tuple[float]:
@@ -178,6 +183,7 @@ class Donchian:
     __slots__ = ("highs", "lows")
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         n = _length("length", length)
         # Highest high of the window.
         self.highs = Extreme(n, True)
@@ -208,6 +214,7 @@ class Keltner:
     __slots__ = ("atr", "mid", "mult")
 
     def __init__(self, length: float, mult: float, atr_length: float) -> None:
+        """Start with no bar seen."""
         n = _length("length", length)
         # EMA of the close.
         self.mid = Smoother(n, ema_alpha(n))
@@ -285,6 +292,7 @@ class Supertrend:
     __slots__ = ("atr", "factor", "prev_close", "prev_dir", "prev_lower", "prev_upper", "started")
 
     def __init__(self, factor: float, atr_length: float) -> None:
+        """Start with no bar seen."""
         # Band distance in ATRs.
         self.factor = float_param("factor", factor)
         # ATR of the bars.

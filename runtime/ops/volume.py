@@ -33,6 +33,7 @@ class Obv:
     __slots__ = ("prev", "started", "total")
 
     def __init__(self) -> None:
+        """Start with no bar seen."""
         # Close of the previous bar.
         self.prev = NAN
         # True after the first bar.
@@ -79,6 +80,7 @@ class Vwap:
     __slots__ = ("traded", "volumes")
 
     def __init__(self, length: float) -> None:
+        """Start with no bar seen."""
         n = _length(length)
         # Window of hlc3 · volume.
         self.traded = Window(n)
