@@ -169,12 +169,14 @@ def write_outputs(
 
 def fmt_pct(value: float | None) -> str:
     """A fraction as a percentage with two decimals; a dash when undefined."""
-    return "–" if value is None else f"{value * 100:,.2f}%"
+    return "–" if value is None else fmt_num(value * 100) + "%"
 
 
 def fmt_num(value: float | None, digits: int = 2) -> str:
-    """A number with thousands separators; a dash when undefined."""
-    return "–" if value is None else f"{value:,.{digits}f}"
+    """A number with thousands separators (scientific beyond a billion); a dash when undefined."""
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) >= 1e9 else f"{value:,.{digits}f}"
 
 
 def summary_rows(summary: Summary) -> list[tuple[str, str]]:

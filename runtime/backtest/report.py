@@ -78,7 +78,8 @@ def _x(ms: np.ndarray) -> np.ndarray:
 
 
 def _markers(trades: Sequence[Trade], fig: go.Figure) -> None:
-    """Add entry and exit markers of a symbol's trades to a price figure."""
+    """Add entry and exit markers of a symbol's trades to a price figure (smaller when there are many)."""
+    size = 9 if len(trades) <= 200 else 5
     for side, symbol, color in (("long", "triangle-up", "#2e7d32"), ("short", "triangle-down", "#c62828")):
         chosen = [t for t in trades if t.side == side]
         if chosen:
@@ -88,7 +89,7 @@ def _markers(trades: Sequence[Trade], fig: go.Figure) -> None:
                     y=np.array([t.entry_price for t in chosen]),
                     mode="markers",
                     name=f"{side} entry",
-                    marker={"symbol": symbol, "size": 9, "color": color},
+                    marker={"symbol": symbol, "size": size, "color": color},
                     text=[f"{t.sleeve}: {side} entry, qty {t.qty:.6g}" for t in chosen],
                     hoverinfo="x+y+text",
                 )
@@ -101,7 +102,7 @@ def _markers(trades: Sequence[Trade], fig: go.Figure) -> None:
                 y=np.array([t.exit_price for t in closed]),
                 mode="markers",
                 name="exit",
-                marker={"symbol": "x", "size": 8, "color": "#37474f"},
+                marker={"symbol": "x", "size": size, "color": "#37474f"},
                 text=[f"{t.sleeve}: exit ({t.exit_reason}), pnl {t.pnl:,.2f}" for t in closed],
                 hoverinfo="x+y+text",
             )
