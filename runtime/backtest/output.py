@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from runtime.backtest.metrics import Summary, drawdown, equity_curve, iso_times
-from runtime.backtest.result import BacktestResult
+from runtime.backtest.result import BacktestResult, Trade
 
 # Column headers of the CSV files.
 TRADE_COLUMNS = (
@@ -219,6 +219,29 @@ def sleeve_rows(summary: Summary) -> list[tuple[str, ...]]:
             fmt_num(s.fees),
         )
         for s in summary.sleeves
+    ]
+
+
+def trade_cells(trades: Sequence[Trade]) -> list[list[str]]:
+    """Formatted trade table cells, one row per trade, in trades.csv's column order."""
+    entries = iso_times(np.array([t.entry_time for t in trades], dtype=np.int64))
+    exits = iso_times(np.array([t.exit_time or 0 for t in trades], dtype=np.int64))
+    return [
+        [
+            t.sleeve,
+            t.symbol,
+            t.side,
+            entry,
+            f"{t.entry_price:.8g}",
+            exit_ if t.exit_time is not None else "open",
+            f"{t.exit_price:.8g}",
+            f"{t.qty:.6g}",
+            fmt_num(t.pnl),
+            fmt_pct(t.ret),
+            fmt_num(t.fees),
+            t.exit_reason,
+        ]
+        for t, entry, exit_ in zip(trades, entries, exits, strict=True)
     ]
 
 

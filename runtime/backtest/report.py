@@ -29,6 +29,7 @@ from runtime.backtest.output import (
     fmt_pct,
     sleeve_rows,
     summary_rows,
+    trade_cells,
 )
 from runtime.backtest.result import BacktestResult, Trade
 
@@ -205,29 +206,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str) 
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _trade_rows(trades: Sequence[Trade]) -> list[list[str]]:
-    """Trade table cells, one row per trade, in trades.csv's column order."""
-    entries = iso_times(np.array([t.entry_time for t in trades], dtype=np.int64))
-    exits = iso_times(np.array([t.exit_time or 0 for t in trades], dtype=np.int64))
-    return [
-        [
-            t.sleeve,
-            t.symbol,
-            t.side,
-            entry,
-            f"{t.entry_price:.8g}",
-            exit_ if t.exit_time is not None else "open",
-            f"{t.exit_price:.8g}",
-            f"{t.qty:.6g}",
-            fmt_num(t.pnl),
-            fmt_pct(t.ret),
-            fmt_num(t.fees),
-            t.exit_reason,
-        ]
-        for t, entry, exit_ in zip(trades, entries, exits, strict=True)
-    ]
-
-
 def _figure_html(fig: go.Figure, div_id: str) -> str:
     """A figure as a div and its drawing script (the library itself is embedded once, in the head)."""
     return pio.to_html(
@@ -301,7 +279,7 @@ def write_report(
     sections.append(f"<h2>Trades ({len(result.trades):,})</h2>")
     if len(shown) < len(result.trades):
         sections.append(f'<p class="note">First {len(shown):,} trades; trades.csv lists all of them.</p>')
-    sections.append(_table(TRADE_COLUMNS, _trade_rows(shown), "trades"))
+    sections.append(_table(TRADE_COLUMNS, trade_cells(shown), "trades"))
 
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
