@@ -36,9 +36,11 @@ def _problems(path: Path) -> list[str]:
         found.append(f"{rel}:1: module has no docstring")
     for node in ast.walk(tree):
         # Every def and class needs a docstring, whatever its visibility.
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            if ast.get_docstring(node) is None:
-                found.append(f"{rel}:{node.lineno}: '{node.name}' has no docstring")
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and ast.get_docstring(node) is None
+        ):
+            found.append(f"{rel}:{node.lineno}: '{node.name}' has no docstring")
         # Class-level annotated fields (dataclasses, pydantic models, NamedTuples) need a comment.
         if isinstance(node, ast.ClassDef):
             for item in node.body:

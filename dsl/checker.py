@@ -1,0 +1,2032 @@
+"""The checker: syntax tree → typed IR, with every semantic diagnostic of LANGUAGE.md §4.
+
+It resolves names and scopes, `use` imports (with cycle detection), consts and pure defs (inlined, no
+recursion), types, qualifiers and units, arity and keyword arguments, settings and statement placement,
+params with domains and constraints, portfolio sleeves and weights, risk rules and metric scopes,
+optimize blocks, clocks, lookahead, and the derived warm-up of each strategy. It never raises on bad
+input: every problem becomes a diagnostic and checking goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dsl import builtins as b
+from dsl import syntax as s
+from dsl.diagnostics import Diagnostic, Reporter, Span, did_you_mean
+from dsl.ir import (
+    AlertIR,
+    Expr,
+    OptimizeIR,
+    ParamIR,
+    PortfolioIR,
+    Program,
+    RiskProfileIR,
+    RiskRuleIR,
+    RuleIR,
+    SleeveIR,
+    StrategyIR,
+    evaluate,
+)
+from dsl.parser import ERROR_NAME, parse
+from dsl.resources import library_dir
+from dsl.types import NUMERIC, Qual, Type, divide, join_qual, multiply, struct, unify
+from dsl.units import DURATION_MS, TIMEFRAMES, format_duration, parse_duration, parse_symbol
+
+# The language versions this checker understands.
+SUPPORTED_VERSIONS = (1,)
+# The node standing for an expression that already produced a diagnostic; it silences follow-on errors.
+ERROR = Expr.make("const", None, kind="error", qual=Qual.SERIES)
+# Default symbol and timeframe of a strategy that does not set them (reported as E016-free defaults).
+DEFAULT_TIMEFRAME = "1h"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one file: the program (None when there are errors) and all diagnostics."""
+
+    program: Program | None  # the typed IR, when the file and its imports have no errors
+    diagnostics: tuple[Diagnostic, ...]  # every diagnostic, imports included, in source order
+    sources: Mapping[str, str]  # file → text, for rendering diagnostics
+
+    @property
+    def ok(self) -> bool:
+        """Whether there is no error (warnings allowed)."""
+        return not any(d.is_error for d in self.diagnostics)
+
+    def render(self) -> str:
+        """All diagnostics rendered for a terminal, separated by blank lines."""
+        return "\n\n".join(d.render(self.sources.get(d.file)) for d in self.diagnostics)
+
+
+def check_file(path: str | Path, *, overrides: Mapping[str, str] | None = None) -> CheckResult:
+    """Check a .strat file and what it imports. `overrides` are `--set name=value` texts (checked)."""
+    return _Session().run(Path(path), None, overrides or {})
+
+
+def check_source(
+    text: str, file: str = "<input>", *, overrides: Mapping[str, str] | None = None
+) -> CheckResult:
+    """Check source text as if it were the file `file` (imports resolve next to it, then in library/)."""
+    return _Session().run(Path(file), text, overrides or {})
+
+
+# ====================================================================== files and imports
+
+
+@dataclass
+class _FileDefs:
+    """What one checked file exports to files that `use` it."""
+
+    consts: dict[str, Expr] = field(default_factory=dict)  # const name → value
+    defs: dict[str, tuple[s.Def, _Globals]] = field(default_factory=dict)  # def name → (syntax, home scope)
+    strategies: dict[str, StrategyIR] = field(default_factory=dict)  # checked strategy templates
+    profiles: dict[str, RiskProfileIR] = field(default_factory=dict)  # reusable risk profiles
+    portfolios: list[PortfolioIR] = field(default_factory=list)  # portfolios (not exported)
+    optimizes: list[OptimizeIR] = field(default_factory=list)  # optimize blocks (not exported)
+    version: int = 1  # language version declared
+
+
+class _Session:
+    """One check run: loads files once, detects import cycles, collects every file's diagnostics."""
+
+    def __init__(self) -> None:
+        """Start a run with nothing loaded."""
+        self.sources: dict[str, str] = {}  # file → text
+        self.reporters: dict[str, Reporter] = {}  # file → its diagnostics
+        self.done: dict[Path, _FileDefs] = {}  # checked files by resolved path
+        self.stack: list[Path] = []  # files being checked (import chain) for cycle detection
+
+    def run(self, path: Path, text: str | None, overrides: Mapping[str, str]) -> CheckResult:
+        """Check the root file and build the program."""
+        display = str(path)
+        reporter = self._reporter(display)
+        defs = _FileDefs()
+        if text is None:
+            text = self._read(path, reporter)
+        if text is not None:
+            defs = self._check(path.resolve(), display, text, overrides)
+        diagnostics = tuple(
+            sorted((d for r in self.reporters.values() for d in r.diagnostics), key=Diagnostic.sort_key)
+        )
+        program = None
+        if not any(d.is_error for d in diagnostics):
+            program = Program(
+                file=display,
+                version=defs.version,
+                strategies=tuple(defs.strategies.values()),
+                portfolios=tuple(defs.portfolios),
+                risk_profiles=tuple(defs.profiles.values()),
+                optimizes=tuple(defs.optimizes),
+            )
+        return CheckResult(program, diagnostics, dict(self.sources))
+
+    def _reporter(self, display: str) -> Reporter:
+        """The reporter of one file."""
+        return self.reporters.setdefault(display, Reporter(display))
+
+    def _read(self, path: Path, reporter: Reporter) -> str | None:
+        """Read a file as UTF-8 text, reporting unreadable or binary content."""
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            reporter.add("E015", Span.point(1, 1), f"cannot read {path}: {error.strerror or error}")
+            return None
+        if b"\x00" in data:
+            reporter.add("E001", Span.point(1, 1), "this is a binary file, not .strat text")
+            return None
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            reporter.add("E001", Span.point(1, 1), f"the file is not UTF-8 text (byte {error.start})")
+            return None
+
+    def _check(self, path: Path, display: str, text: str, overrides: Mapping[str, str]) -> _FileDefs:
+        """Parse and check one file (its imports first)."""
+        self.sources[display] = text
+        reporter = self._reporter(display)
+        self.stack.append(path)
+        try:
+            module = parse(text.replace("\r\n", "\n"), display, reporter)
+            return _FileChecker(self, path, module, reporter, overrides).run()
+        except RecursionError:
+            reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to check")
+            return _FileDefs()
+        finally:
+            self.stack.pop()
+
+    def load(self, importer: Path, use: s.Use, reporter: Reporter) -> _FileDefs | None:
+        """Resolve and check a `use`d file: next to the importer, then in library/."""
+        candidates = [importer.parent / use.path, library_dir() / use.path]
+        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        if found is None:
+            reporter.add(
+                "E015",
+                use.span,
+                f"cannot find '{use.path}'",
+                f"looked in {importer.parent} and in the standard library",
+            )
+            return None
+        if found in self.stack:
+            chain = [p.name for p in self.stack[self.stack.index(found) :]] + [found.name]
+            reporter.add("E015", use.span, f"import cycle: {' → '.join(chain)}")
+            return None
+        if found not in self.done:
+            display = _display(found)
+            text = self._read(found, self._reporter(display))
+            self.done[found] = self._check(found, display, text, {}) if text is not None else _FileDefs()
+        return self.done[found]
+
+
+def _display(path: Path) -> str:
+    """A path relative to the working directory when possible, for readable diagnostics."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ====================================================================== scopes
+
+
+@dataclass
+class _Globals:
+    """A file's global scope: consts and defs of the file and of the files it uses."""
+
+    const_syntax: dict[str, s.Const] = field(default_factory=dict)  # this file's consts, not yet checked
+    consts: dict[str, Expr] = field(default_factory=dict)  # checked consts (own and imported)
+    defs: dict[str, tuple[s.Def, _Globals]] = field(default_factory=dict)  # visible defs and their home
+    resolving: list[str] = field(default_factory=list)  # consts being resolved, for cycle detection
+
+
+@dataclass
+class _Strategy:
+    """The local scope of one strategy while it is checked."""
+
+    name: str  # strategy name
+    base_ms: int  # base clock length
+    params: dict[str, ParamIR] = field(default_factory=dict)  # declared params
+    param_spans: dict[str, Span] = field(default_factory=dict)  # where each param is declared
+    syntax: dict[str, s.Binding] = field(default_factory=dict)  # bindings by name, unchecked
+    done: dict[str, Expr] = field(default_factory=dict)  # checked bindings
+    resolving: list[str] = field(default_factory=list)  # bindings being resolved, for cycle detection
+    timeframes: set[str] = field(default_factory=set)  # clocks used by bars()
+    bars_spans: list[tuple[str, Span]] = field(default_factory=list)  # bars() timeframes and where
+    trade_state: bool = False  # whether a trade-state series was read
+
+
+@dataclass
+class _Env:
+    """Where an expression is checked: which names it may see and what kind of context it is."""
+
+    globals: _Globals  # consts and defs
+    strategy: _Strategy | None = None  # enclosing strategy, if any
+    locals: dict[str, Expr] = field(default_factory=dict)  # def parameters bound to argument values
+    inlining: tuple[str, ...] = ()  # defs being inlined, for recursion detection
+    metrics: Mapping[str, str] | None = None  # visible risk or result metrics
+    metric_scope: str = ""  # "portfolio", "sleeve" or "optimize" (for messages)
+    fixed: str = ""  # non-empty when only fixed values are allowed: names the thing, for E024
+
+
+# ====================================================================== the file checker
+
+
+class _FileChecker:
+    """Checks the statements of one file."""
+
+    def __init__(
+        self,
+        session: _Session,
+        path: Path,
+        module: s.Module,
+        reporter: Reporter,
+        overrides: Mapping[str, str],
+    ) -> None:
+        """Prepare to check `module`, reporting to `reporter`."""
+        self.session = session  # the check run (for imports)
+        self.path = path  # resolved file path
+        self.module = module  # parsed statements
+        self.rep = reporter  # this file's diagnostics
+        self.overrides = overrides  # --set name=value texts for the strategies of this file
+        self.globals = _Globals()  # the file's global scope
+        self.out = _FileDefs()  # what the file defines
+        self.names: dict[str, Span] = {}  # top-level names and where they are defined
+        self.templates: dict[str, StrategyIR] = {}  # visible strategy templates (imported and own)
+        self.profiles: dict[str, RiskProfileIR] = {}  # visible risk profiles
+
+    # ---------------------------------------------------------------- top level
+
+    def run(self) -> _FileDefs:
+        """Check the whole file."""
+        stmts = [st for st in self.module.stmts if not _is_placeholder(st)]
+        self._version(stmts)
+        for st in stmts:
+            if isinstance(st, s.Use):
+                self._use(st)
+        # Declare every top-level name first so definitions may appear in any order.
+        for st in stmts:
+            name_span = _declared_name(st)
+            if name_span is not None:
+                # Strategies, portfolios and profiles live apart from values: `strategy macd` is fine.
+                self._declare(*name_span, self.names, value=isinstance(st, s.Const | s.Def))
+            if isinstance(st, s.Const):
+                self.globals.const_syntax.setdefault(st.name, st)
+            elif isinstance(st, s.Def):
+                self.globals.defs[st.name] = (st, self.globals)
+        for st in stmts:
+            self._top(st)
+        self.out.consts.update(
+            {k: v for k, v in self.globals.consts.items() if k in self.globals.const_syntax}
+        )
+        self.out.defs.update({k: v for k, v in self.globals.defs.items() if v[1] is self.globals})
+        return self.out
+
+    def _version(self, stmts: list[s.Stmt]) -> None:
+        """The file must start with `strat 1`."""
+        versions = [st for st in stmts if isinstance(st, s.Version)]
+        if not versions:
+            self.rep.add(
+                "E004", Span.point(1, 1), "missing language version", "start the file with 'strat 1'"
+            )
+            return
+        first = versions[0]
+        number = first.number.replace("_", "")
+        if not number.isdigit() or int(number) not in SUPPORTED_VERSIONS:
+            supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+            self.rep.add(
+                "E004", first.span, f"unsupported language version {first.number}; supported: {supported}"
+            )
+        elif stmts[0] is not first:
+            self.rep.add("E017", first.span, "'strat' must be the first statement of the file")
+        else:
+            self.out.version = int(number)
+        for extra in versions[1:]:
+            self.rep.add(
+                "E012", extra.span, f"the language version is already declared at line {first.span.line}"
+            )
+
+    def _use(self, use: s.Use) -> None:
+        """Import another file's consts, defs, strategies and risk profiles."""
+        defs = self.session.load(self.path, use, self.rep)
+        if defs is None:
+            return
+        for name, value in defs.consts.items():
+            self.globals.consts.setdefault(name, value)
+        for name, item in defs.defs.items():
+            self.globals.defs.setdefault(name, item)
+        for name, strategy in defs.strategies.items():
+            self._declare(name, use.span, self.names, imported=True, value=False)
+            self.templates.setdefault(name, strategy)
+            self.out.strategies.setdefault(name, strategy)
+        for name, profile in defs.profiles.items():
+            self.profiles.setdefault(name, profile)
+            self.out.profiles.setdefault(name, profile)
+
+    def _declare(
+        self, name: str, span: Span, table: dict[str, Span], *, imported: bool = False, value: bool = True
+    ) -> bool:
+        """Register a name in a scope; E013 for a value named like a built-in, E012 for duplicates."""
+        builtin = _builtin_kind(name) if value else None
+        if builtin and not imported:
+            self.rep.add("E013", span, f"'{name}' is a {builtin} and cannot be redefined")
+            return False
+        if name in table:
+            if not imported:
+                self.rep.add("E012", span, f"'{name}' is already defined at line {table[name].line}")
+            return False
+        table[name] = span
+        return True
+
+    def _top(self, st: s.Stmt) -> None:
+        """Dispatch one top-level statement."""
+        if isinstance(st, s.Version | s.Use | s.Def):
+            if isinstance(st, s.Def):
+                self._def(st)
+        elif isinstance(st, s.Const):
+            self._const(st.name, self.globals)
+        elif isinstance(st, s.Block) and st.kind == "strategy":
+            self._strategy(st)
+        elif isinstance(st, s.Block) and st.kind == "risk_profile":
+            self._profile(st)
+        elif isinstance(st, s.Block) and st.kind == "portfolio":
+            self._portfolio(st)
+        elif isinstance(st, s.Block) and st.kind == "optimize":
+            self._optimize(st)
+        else:
+            self._misplaced(st, "top")
+
+    def _misplaced(self, st: s.Stmt, where: str) -> None:
+        """Report a statement that is not allowed where it stands (E017) or an unknown setting (E016)."""
+        if isinstance(st, s.Setting | s.Block) and (not isinstance(st, s.Block) or st.kind == "setting"):
+            known = _SETTINGS_BY_CONTEXT.get(where, {})
+            self.rep.add(
+                "E016",
+                st.name_span,
+                f"unknown setting '{st.name}'" + _here(where),
+                did_you_mean(st.name, known),
+            )
+            return
+        home = _HOME.get(type(st).__name__ if not isinstance(st, s.Block) else st.kind, "")
+        if isinstance(st, s.RiskAction):
+            home = "inside a risk block"
+        what = f"'{st.keyword}' rules are" if isinstance(st, s.Rule | s.RiskAction) else f"'{st.keyword}' is"
+        self.rep.add(
+            "E017", st.span, f"{what} only allowed {home}" if home else f"'{st.keyword}' is not allowed here"
+        )
+
+    # ---------------------------------------------------------------- consts and defs
+
+    def _const(self, name: str, scope: _Globals) -> Expr | None:
+        """The checked value of a const of this file, resolved on demand (cycles are E014)."""
+        if name in scope.consts:
+            return scope.consts[name]
+        st = scope.const_syntax.get(name)
+        if st is None:
+            return None
+        if name in scope.resolving:
+            chain = [*scope.resolving[scope.resolving.index(name) :], name]
+            self.rep.add("E014", st.name_span, f"circular definition: {' → '.join(chain)}")
+            return ERROR
+        scope.resolving.append(name)
+        try:
+            value = _Expressions(self).check(st.value, _Env(scope, fixed=f"const {name}"))
+        finally:
+            scope.resolving.pop()
+        if value.qual > Qual.CONST and value is not ERROR:
+            self.rep.add("E024", st.value.span, f"const {name} must be fixed in the text; got {_typ(value)}")
+            value = ERROR
+        scope.consts[name] = value
+        return value
+
+    def _def(self, st: s.Def) -> None:
+        """Check a def's body once for unknown names (its arguments are unknown until a call)."""
+        seen: dict[str, Span] = {}
+        for param in st.params:
+            if param in seen:
+                self.rep.add("E012", st.span, f"parameter '{param}' of {st.name}() is repeated")
+            seen[param] = st.span
+        wildcard = Expr.make("const", None, kind="na", qual=Qual.SERIES)
+        env = _Env(self.globals, locals={p: wildcard for p in st.params}, inlining=(st.name,))
+        _Expressions(self, quiet_types=True).check(st.body, env)
+
+    # ---------------------------------------------------------------- strategies
+
+    def _strategy(self, block: s.Block) -> None:
+        """Check a strategy template and record its IR."""
+        body = [st for st in block.body if not _is_placeholder(st)]
+        settings = {st.name: st for st in body if isinstance(st, s.Setting)}
+        timeframe = self._timeframe(settings.get("timeframe"))
+        ctx = _Strategy(block.name, TIMEFRAMES[timeframe])
+        env = _Env(self.globals, ctx)
+        ex = _Expressions(self)
+        local: dict[str, Span] = {}
+        # Declarations first: params and bindings may be used before the line that defines them.
+        for st in body:
+            if isinstance(st, s.Param) and self._declare(st.name, st.name_span, local):
+                ctx.param_spans[st.name] = st.name_span
+                param = self._param(st, env)
+                if param is not None:
+                    ctx.params[st.name] = param
+            elif isinstance(st, s.Binding) and self._declare(st.name, st.name_span, local):
+                ctx.syntax[st.name] = st
+        self._apply_overrides(ctx, block)
+        bindings = tuple((name, ex.binding(name, env)) for name in ctx.syntax)
+        constraints = tuple(self._constraint(st, env, ctx) for st in body if isinstance(st, s.Constraint))
+        rules: list[RuleIR] = []
+        alerts: list[AlertIR] = []
+        strategy_settings: dict[str, Expr] = {}
+        execution: dict[str, Expr] = {}
+        for st in body:
+            if isinstance(st, s.Rule):
+                rules.append(
+                    RuleIR(
+                        kind=st.kind, side=st.side, cond=ex.condition(st.cond, env, f"{st.kind} condition")
+                    )
+                )
+            elif isinstance(st, s.Alert):
+                alerts.append(AlertIR(message=st.message, cond=ex.condition(st.cond, env, "alert condition")))
+            elif isinstance(st, s.Setting):
+                self._setting(st, b.STRATEGY_SETTINGS, env, strategy_settings, "strategy")
+            elif isinstance(st, s.Block) and st.kind == "setting" and st.name == "execution":
+                for inner in st.body:
+                    if isinstance(inner, s.Setting):
+                        self._setting(inner, b.EXECUTION_SETTINGS, env, execution, "execution")
+                    elif not _is_placeholder(inner):
+                        self._misplaced(inner, "execution")
+            elif not isinstance(st, s.Param | s.Binding | s.Constraint) and not _is_placeholder(st):
+                self._misplaced(st, "strategy")
+        symbol = self._symbol(settings.get("symbol"), block)
+        self._strategy_warnings(block, rules, strategy_settings)
+        # The derived warm-up: the longest lookback path over everything a decision reads.
+        roots = [r.cond for r in rules] + [v for k, v in strategy_settings.items() if v.qual == Qual.SERIES]
+        defaults = {name: p.default for name, p in ctx.params.items()}
+        maxima = {name: _domain_max(p) for name, p in ctx.params.items()}
+        self._check_clocks(ctx, ctx.base_ms, None)
+        strategy = StrategyIR(
+            name=block.name,
+            file=_display(self.path),
+            symbol=symbol,
+            timeframe=timeframe,
+            params=tuple(ctx.params.values()),
+            constraints=constraints,
+            bindings=bindings,
+            rules=tuple(rules),
+            alerts=tuple(alerts),
+            settings=tuple(strategy_settings.items()),
+            execution=tuple(execution.items()),
+            timeframes=(timeframe, *sorted(ctx.timeframes - {timeframe}, key=TIMEFRAMES.__getitem__)),
+            warmup=max((warmup(r, defaults, ctx.base_ms) for r in roots), default=0),
+            warmup_sweep=max((warmup(r, maxima, ctx.base_ms) for r in roots), default=0),
+            trade_state=ctx.trade_state,
+            digest=_digest(
+                block.name,
+                symbol,
+                timeframe,
+                [r.cond for r in rules] + [v for _, v in bindings],
+                [*strategy_settings.items(), *execution.items()],
+                list(ctx.params.values()),
+            ),
+        )
+        self.templates[block.name] = strategy
+        self.out.strategies[block.name] = strategy
+
+    def _timeframe(self, st: s.Setting | None) -> str:
+        """The strategy's base timeframe (E036 when it is not available)."""
+        if st is None:
+            return DEFAULT_TIMEFRAME
+        text = st.value.text if isinstance(st.value, s.Literal) else ""
+        if text in TIMEFRAMES:
+            return text
+        self.rep.add(
+            "E036",
+            st.value.span,
+            f"timeframe {text or 'expression'} is not available",
+            "available: " + ", ".join(TIMEFRAMES),
+        )
+        return DEFAULT_TIMEFRAME
+
+    def _symbol(self, st: s.Setting | None, block: s.Block) -> str:
+        """The strategy's symbol (E037 when malformed; E016-style error when missing)."""
+        if st is None:
+            self.rep.add(
+                "E026",
+                block.name_span,
+                f"strategy '{block.name}' has no symbol",
+                'add: symbol: "BINANCE:BTC/USDT"',
+            )
+            return "BINANCE:BTC/USDT"
+        text = st.value.text if isinstance(st.value, s.Literal) and st.value.kind == "string" else None
+        if text is None or parse_symbol(text) is None:
+            shown = text if text is not None else "this value"
+            self.rep.add(
+                "E037",
+                st.value.span,
+                f"'{shown}' is not of the form \"EXCHANGE:BASE/QUOTE\"",
+                'for example "BINANCE:BTC/USDT"',
+            )
+            return "BINANCE:BTC/USDT"
+        return text
+
+    def _strategy_warnings(self, block: s.Block, rules: list[RuleIR], settings: dict[str, Expr]) -> None:
+        """W054 (an entry with no way out) and E081 (risk sizing without a stop)."""
+        brackets = {"stop_loss", "take_profit", "trailing_stop", "max_hold"} & settings.keys()
+        for side in ("long", "short"):
+            entries = [r for r in rules if r.kind == "entry" and r.side == side]
+            exits = [r for r in rules if r.kind == "exit" and r.side == side]
+            if entries and not exits and not brackets:
+                self.rep.add(
+                    "W054",
+                    block.name_span,
+                    f"entry {side} has no exit: no exit rule, stop, target "
+                    "or max_hold ever closes the position",
+                )
+        size = settings.get("size")
+        if size is not None and size.value == "risk_per_trade" and "stop_loss" not in settings:
+            self.rep.add(
+                "E081",
+                block.name_span,
+                "risk_per_trade() needs stop_loss",
+                "the risk per trade is measured to the stop",
+            )
+
+    # ---------------------------------------------------------------- params and overrides
+
+    def _param(self, st: s.Param, env: _Env) -> ParamIR | None:
+        """Check a param's default and domain (E040–E044)."""
+        ex = _Expressions(self)
+        fixed = _Env(env.globals, fixed=f"the default of param {st.name}")
+        default = ex.check(st.default, fixed)
+        if default is ERROR:
+            return None
+        value = evaluate(default, {})
+        if default.kind not in NUMERIC or not isinstance(value, int | float) or isinstance(value, bool):
+            self.rep.add("E022", st.default.span, f"param {st.name} must be a number; got {_typ(default)}")
+            return None
+        param = ParamIR(
+            name=st.name,
+            kind="number" if default.kind == "na" else default.kind,
+            integer=default.integer,
+            default=float(value),
+        )
+        if st.domain is None:
+            return param
+        return self._domain(st, param, st.domain, ex, fixed)
+
+    def _domain(
+        self, st: s.Param, param: ParamIR, dom: s.Domain, ex: _Expressions, env: _Env
+    ) -> ParamIR | None:
+        """Check a param's range or set domain and attach it."""
+        items = [dom.low, dom.high, dom.step] if dom.low is not None else list(dom.items)
+        values: list[float | None] = []
+        for item in items:
+            if item is None:
+                values.append(None)
+                continue
+            node = ex.check(item, env)
+            if node is ERROR:
+                return None
+            if unify(Type(node.kind, adaptable=node.kind == "number"), Type(param.kind)) != param.kind:
+                self.rep.add(
+                    "E044",
+                    item.span,
+                    f"domain value has unit {node.kind} but the default of {st.name} is {param.kind}",
+                )
+                return None
+            value = evaluate(node, {})
+            values.append(float(value) if isinstance(value, int | float) else None)
+        shown = _fmt(param.default, param.kind)
+        if dom.low is not None:
+            low, high, step = values
+            if low is None or high is None:
+                return None
+            text = f"{_fmt(low, param.kind)}..{_fmt(high, param.kind)}"
+            if low > high:
+                self.rep.add("E042", dom.span, f"empty range {text}: the start is above the end")
+                return None
+            if step is not None and step <= 0:
+                self.rep.add("E042", dom.span, f"step of {text} must be above zero")
+                return None
+            result = param.model_copy(update={"low": low, "high": high, "step": step})
+            if not low <= param.default <= high:
+                self.rep.add("E040", st.default.span, f"default {shown} is outside {text}")
+            elif not _on_grid(param.default, low, step):
+                self.rep.add(
+                    "E041",
+                    st.default.span,
+                    f"default {shown} is not on the grid {text} step {_fmt(step or 0, param.kind)}",
+                )
+            return result
+        choices = tuple(v for v in values if v is not None)
+        if not choices:
+            self.rep.add("E042", dom.span, "empty set of values")
+            return None
+        if param.default not in choices:
+            listed = ", ".join(_fmt(c, param.kind) for c in choices)
+            self.rep.add("E040", st.default.span, f"default {shown} is not one of {{{listed}}}")
+        return param.model_copy(update={"choices": choices})
+
+    def _constraint(self, st: s.Constraint, env: _Env, ctx: _Strategy) -> Expr:
+        """A constraint over params must be fixed, bool, and hold at the defaults (E043)."""
+        fixed = _Env(env.globals, ctx, fixed="a constraint")
+        node = _Expressions(self).condition(st.expr, fixed, "constraint")
+        if node is not ERROR and evaluate(node, {k: p.default for k, p in ctx.params.items()}) is False:
+            shown = ", ".join(
+                f"{k}={_fmt(p.default, p.kind)}" for k, p in ctx.params.items() if k in _param_names(node)
+            )
+            self.rep.add("E043", st.expr.span, f"constraint is false at the defaults ({shown})")
+        return node
+
+    def _apply_overrides(self, ctx: _Strategy, block: s.Block) -> None:
+        """Apply `--set name=value` overrides to this file's strategies (each checked like a default)."""
+        for name, text in self.overrides.items():
+            if name not in ctx.params:
+                if name not in ("symbol", "timeframe"):
+                    self.rep.add(
+                        "E051",
+                        block.name_span,
+                        f"strategy '{block.name}' has no param '{name}'",
+                        did_you_mean(name, ctx.params),
+                    )
+                continue
+            value = _parse_override(text, ctx.params[name])
+            if value is None:
+                self.rep.add(
+                    "E005",
+                    block.name_span,
+                    f"--set {name}={text}: '{text}' is not a valid value for "
+                    f"{name} ({ctx.params[name].kind})",
+                )
+                continue
+            problem = _domain_problem(ctx.params[name], value)
+            if problem:
+                self.rep.add("E040", block.name_span, f"--set {name}={text}: {problem}")
+                continue
+            ctx.params[name] = ctx.params[name].model_copy(update={"default": value})
+
+    # ---------------------------------------------------------------- settings
+
+    def _setting(
+        self, st: s.Setting, specs: Mapping[str, b.SettingSpec], env: _Env, out: dict[str, Expr], where: str
+    ) -> None:
+        """Check one `key: value` setting against its specification."""
+        spec = specs.get(st.name)
+        if spec is None:
+            self._misplaced(st, where)
+            return
+        if st.name in out:
+            self.rep.add("E012", st.name_span, f"'{st.name}' is already set in this block")
+            return
+        if st.name in ("symbol", "timeframe"):
+            # Validated by _symbol and _timeframe; recorded there.
+            return
+        node = _Expressions(self).setting_value(st, spec, env)
+        if node is not ERROR:
+            out[st.name] = node
+
+    # ---------------------------------------------------------------- risk
+
+    def _risk_rules(self, body: tuple[s.Stmt, ...], scope: str, where: str) -> list[RiskRuleIR]:
+        """Check the rules of a risk block (scope: portfolio or sleeve)."""
+        metrics = b.SLEEVE_METRICS if scope == "sleeve" else b.PORTFOLIO_METRICS
+        env = _Env(self.globals, metrics=metrics, metric_scope=scope)
+        ex = _Expressions(self)
+        rules = []
+        for st in body:
+            if _is_placeholder(st):
+                continue
+            if not isinstance(st, s.RiskAction):
+                self._misplaced(st, where)
+                continue
+            rule = self._risk_rule(st, scope, env, ex)
+            if rule is not None:
+                rules.append(rule)
+        return rules
+
+    def _risk_rule(self, st: s.RiskAction, scope: str, env: _Env, ex: _Expressions) -> RiskRuleIR | None:
+        """Check one halt / pause / flatten / cap rule."""
+        text = _source_text(self.session.sources.get(self.rep.file, ""), st.span)
+        if st.action == "cap":
+            metric = st.metric or ""
+            kind = self._metric_kind(metric, st.metric_span or st.span, scope)
+            if kind is None or st.limit is None:
+                return None
+            limit = ex.check(st.limit, _Env(self.globals, fixed=f"the limit of cap {metric}"))
+            if limit is ERROR:
+                return None
+            if unify(Type(limit.kind, adaptable=limit.kind == "number"), Type(kind)) != kind:
+                self.rep.add("E023", st.limit.span, f"cap {metric} needs a limit in {kind}; got {limit.kind}")
+                return None
+            value = evaluate(limit, {})
+            return RiskRuleIR(
+                scope=scope,
+                action="cap",
+                cond=None,
+                duration_ms=None,
+                metric=metric,
+                limit=float(value) if isinstance(value, int | float) else None,
+                text=text,
+            )
+        cond = ex.condition(st.cond, env, f"{st.action} condition") if st.cond is not None else ERROR
+        duration = None
+        if st.duration is not None:
+            node = ex.check(st.duration, _Env(self.globals, fixed="a pause length"))
+            if node is not ERROR and node.kind != "duration":
+                self.rep.add(
+                    "E026", st.duration.span, f"pause expects a duration such as 24h; got {node.kind}"
+                )
+            elif node is not ERROR:
+                duration = int(evaluate(node, {}) or 0)
+        if cond is ERROR:
+            return None
+        return RiskRuleIR(
+            scope=scope, action=st.action, cond=cond, duration_ms=duration, metric=None, limit=None, text=text
+        )
+
+    def _metric_kind(self, metric: str, span: Span, scope: str) -> str | None:
+        """The kind of a risk metric visible at `scope`, or None after reporting E052."""
+        table = b.SLEEVE_METRICS if scope == "sleeve" else b.PORTFOLIO_METRICS
+        if metric in table:
+            return table[metric]
+        if metric in b.SLEEVE_METRICS:
+            self.rep.add(
+                "E052", span, f"'{metric}' is a per-sleeve metric", "use it inside 'risk per sleeve:'"
+            )
+        else:
+            self.rep.add(
+                "E052", span, f"unknown risk metric '{metric}'", did_you_mean(metric, b.SLEEVE_METRICS)
+            )
+        return None
+
+    def _profile(self, block: s.Block) -> None:
+        """A reusable risk profile: rules checked with the sleeve metrics (scope set when applied)."""
+        rules = self._risk_rules(block.body, "sleeve", "risk_profile")
+        profile = RiskProfileIR(name=block.name, rules=tuple(rules))
+        self.profiles[block.name] = profile
+        self.out.profiles[block.name] = profile
+
+    # ---------------------------------------------------------------- portfolios
+
+    def _portfolio(self, block: s.Block) -> None:
+        """Check a portfolio: settings, sleeves, weights and risk."""
+        ex = _Expressions(self)
+        env = _Env(self.globals)
+        settings: dict[str, Expr] = {}
+        sleeves: list[SleeveIR] = []
+        weights: list[tuple[s.Sleeve, float | None]] = []
+        risk: list[RiskRuleIR] = []
+        names: dict[str, Span] = {}
+        for st in block.body:
+            if _is_placeholder(st):
+                continue
+            if isinstance(st, s.Setting):
+                self._setting(st, b.PORTFOLIO_SETTINGS, env, settings, "portfolio")
+            elif isinstance(st, s.Sleeve):
+                if not self._declare(st.name, st.name_span, names):
+                    continue
+                sleeve = self._sleeve(st, ex)
+                if sleeve is not None:
+                    sleeves.append(sleeve)
+                    weights.append((st, sleeve.weight if st.weight is not None else None))
+            elif isinstance(st, s.Block) and st.kind in ("risk", "risk_sleeve"):
+                scope = "sleeve" if st.kind == "risk_sleeve" else "portfolio"
+                risk.extend(self._risk_rules(st.body, scope, st.kind))
+            elif isinstance(st, s.RiskRef):
+                risk.extend(self._apply_profile(st))
+            else:
+                self._misplaced(st, "portfolio")
+        sleeves = self._weights(block, sleeves, weights)
+        capital = settings.get("capital")
+        if not sleeves:
+            self.rep.add(
+                "E026",
+                block.name_span,
+                f"portfolio '{block.name}' has no sleeves",
+                "add: sleeve NAME = strategy(...) weight 50%",
+            )
+        rebalance = settings.get("rebalance")
+        self.out.portfolios.append(
+            PortfolioIR(
+                name=block.name,
+                file=_display(self.path),
+                capital=float(capital.value)
+                if capital is not None and isinstance(capital.value, int | float)
+                else 10_000.0,
+                quote=capital.symbol if capital is not None else None,
+                rebalance_ms=int(rebalance.value)
+                if rebalance is not None and isinstance(rebalance.value, int | float)
+                else None,
+                sleeves=tuple(sleeves),
+                risk=tuple(risk),
+            )
+        )
+
+    def _sleeve(self, st: s.Sleeve, ex: _Expressions) -> SleeveIR | None:
+        """Check a sleeve: its template, overrides (like defaults) and weight."""
+        template = self.templates.get(st.call.func)
+        if template is None:
+            self.rep.add(
+                "E051",
+                st.call.func_span,
+                f"unknown strategy '{st.call.func}'",
+                did_you_mean(st.call.func, self.templates),
+            )
+            return None
+        if st.call.args:
+            self.rep.add("E020", st.call.args[0].span, "sleeve overrides must be named, e.g. fast=20")
+        params = {p.name: p for p in template.params}
+        overrides: list[tuple[str, float]] = []
+        symbol, timeframe = template.symbol, template.timeframe
+        fixed = _Env(self.globals, fixed="a sleeve override")
+        for kw in st.call.kwargs:
+            if kw.name == "symbol":
+                text = kw.value.text if isinstance(kw.value, s.Literal) and kw.value.kind == "string" else ""
+                if parse_symbol(text) is None:
+                    self.rep.add(
+                        "E037",
+                        kw.value.span,
+                        f"'{text or 'this value'}' is not of the form \"EXCHANGE:BASE/QUOTE\"",
+                    )
+                else:
+                    symbol = text
+                continue
+            if kw.name == "timeframe":
+                timeframe = self._override_timeframe(kw, template) or timeframe
+                continue
+            if kw.name not in params:
+                self.rep.add(
+                    "E051",
+                    kw.span,
+                    f"strategy '{template.name}' has no param '{kw.name}'",
+                    did_you_mean(kw.name, [*params, "symbol", "timeframe"]),
+                )
+                continue
+            node = ex.check(kw.value, fixed)
+            value = evaluate(node, {}) if node is not ERROR else None
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                if node is not ERROR:
+                    self.rep.add("E022", kw.value.span, f"override of {kw.name} must be a fixed number")
+                continue
+            param = params[kw.name]
+            if unify(Type(node.kind, adaptable=node.kind == "number"), Type(param.kind)) != param.kind:
+                self.rep.add("E023", kw.value.span, f"{kw.name} is {param.kind}; got {node.kind}")
+                continue
+            problem = _domain_problem(param, float(value))
+            if problem:
+                self.rep.add("E040", kw.value.span, problem)
+                continue
+            overrides.append((kw.name, float(value)))
+        # Constraints of the template must still hold with the overrides.
+        values = {p.name: p.default for p in template.params} | dict(overrides)
+        for constraint in template.constraints:
+            if evaluate(constraint, values) is False:
+                shown = ", ".join(
+                    f"{k}={_fmt(values[k], params[k].kind)}" for k in sorted(_param_names(constraint))
+                )
+                self.rep.add(
+                    "E043",
+                    st.call.span,
+                    f"a constraint of '{template.name}' is false for this sleeve ({shown})",
+                )
+        weight = self._weight(st, ex)
+        return SleeveIR(
+            name=st.name,
+            strategy=template.name,
+            symbol=symbol,
+            timeframe=timeframe,
+            weight=weight if weight is not None else 0.0,
+            overrides=tuple(overrides),
+        )
+
+    def _override_timeframe(self, kw: s.Kwarg, template: StrategyIR) -> str | None:
+        """A sleeve's timeframe override: available, and not faster than any clock the template reads."""
+        text = kw.value.text if isinstance(kw.value, s.Literal) else ""
+        if text not in TIMEFRAMES:
+            self.rep.add(
+                "E036",
+                kw.value.span,
+                f"timeframe {text or 'expression'} is not available",
+                "available: " + ", ".join(TIMEFRAMES),
+            )
+            return None
+        base = TIMEFRAMES[text]
+        for other in template.timeframes[1:]:
+            if TIMEFRAMES[other] < base:
+                self.rep.add(
+                    "E034",
+                    kw.value.span,
+                    f"bars({other}) of '{template.name}' is faster than the sleeve timeframe {text}",
+                )
+                return None
+            if TIMEFRAMES[other] % base:
+                self.rep.add(
+                    "E035", kw.value.span, f"{other} of '{template.name}' is not a whole multiple of {text}"
+                )
+                return None
+        return text
+
+    def _weight(self, st: s.Sleeve, ex: _Expressions) -> float | None:
+        """A sleeve weight: a percentage in (0, 100%]."""
+        if st.weight is None:
+            return None
+        node = ex.check(st.weight, _Env(self.globals, fixed="a sleeve weight"))
+        if node is ERROR:
+            return None
+        value = evaluate(node, {})
+        if node.kind != "percent" or not isinstance(value, int | float):
+            self.rep.add("E026", st.weight.span, f"weight expects a percentage such as 40%; got {node.kind}")
+            return None
+        if value <= 0:
+            self.rep.add("E025", st.weight.span, "weight must be > 0%")
+            return None
+        if value > 1 + 1e-12:
+            self.rep.add("E025", st.weight.span, "weight must be <= 100%")
+            return None
+        return float(value)
+
+    def _weights(
+        self, block: s.Block, sleeves: list[SleeveIR], weights: list[tuple[s.Sleeve, float | None]]
+    ) -> list[SleeveIR]:
+        """Sum check (E050); sleeves without a weight share what the others leave, equally."""
+        given = sum(w for _, w in weights if w is not None)
+        if given > 1 + 1e-9:
+            self.rep.add("E050", block.name_span, f"sleeve weights sum to {_fmt(given, 'percent')}")
+            return sleeves
+        missing = [i for i, (_, w) in enumerate(weights) if w is None]
+        if not missing:
+            return sleeves
+        share = (1 - given) / len(missing)
+        return [
+            sl.model_copy(update={"weight": share}) if i in missing else sl for i, sl in enumerate(sleeves)
+        ]
+
+    def _apply_profile(self, ref: s.RiskRef) -> list[RiskRuleIR]:
+        """Apply a reusable risk profile at portfolio or sleeve scope."""
+        profile = self.profiles.get(ref.name)
+        if profile is None:
+            self.rep.add(
+                "E051",
+                ref.name_span,
+                f"unknown risk profile '{ref.name}'",
+                did_you_mean(ref.name, self.profiles),
+            )
+            return []
+        scope = "sleeve" if ref.per_sleeve else "portfolio"
+        rules = []
+        for rule in profile.rules:
+            names = _metric_names(rule.cond) | ({rule.metric} if rule.metric else set())
+            wrong = sorted(n for n in names if scope == "portfolio" and n not in b.PORTFOLIO_METRICS)
+            if wrong:
+                self.rep.add(
+                    "E052",
+                    ref.name_span,
+                    f"'{wrong[0]}' in profile '{ref.name}' is a per-sleeve metric",
+                    "apply it with 'risk per sleeve:'",
+                )
+                continue
+            rules.append(rule.model_copy(update={"scope": scope}))
+        return rules
+
+    # ---------------------------------------------------------------- optimize
+
+    def _optimize(self, block: s.Block) -> None:
+        """Check an optimize block: target, range, method, objective, requirements, walk-forward."""
+        env = _Env(self.globals, metrics=b.RESULT_METRICS, metric_scope="optimize")
+        values: dict[str, Expr] = {}
+        target = ""
+        for st in block.body:
+            if _is_placeholder(st):
+                continue
+            if not isinstance(st, s.Setting):
+                self._misplaced(st, "optimize")
+                continue
+            if st.name == "target":
+                name = st.value.id if isinstance(st.value, s.Name) else ""
+                if name not in self.templates:
+                    self.rep.add(
+                        "E051",
+                        st.value.span,
+                        f"unknown strategy '{name or 'expression'}'",
+                        did_you_mean(name, self.templates),
+                    )
+                target = name
+                continue
+            self._setting(st, b.OPTIMIZE_SETTINGS, env, values, "optimize")
+        if not target:
+            self.rep.add(
+                "E026", block.name_span, f"optimize '{block.name}' has no target", "add: target: STRATEGY"
+            )
+        start, end = values.get("start"), values.get("end")
+        if start is not None and end is not None and (start.value or 0) >= (end.value or 0):  # type: ignore[operator]
+            self.rep.add("E025", block.name_span, "start must be before end")
+        self.out.optimizes.append(
+            OptimizeIR(
+                name=block.name,
+                target=target,
+                start_ms=_int(start),
+                end_ms=_int(end),
+                method=values.get("method"),
+                objective=values.get("objective"),
+                require=values.get("require"),
+                walk_forward=values.get("walk_forward"),
+            )
+        )
+
+    # ---------------------------------------------------------------- clocks
+
+    def _check_clocks(self, ctx: _Strategy, base: int, where: Span | None) -> None:
+        """Every bars() clock must be available, not faster than the base and a whole multiple of it."""
+        for tf, span in ctx.bars_spans:
+            size = TIMEFRAMES[tf]
+            base_name = format_duration(base)
+            if size < base:
+                self.rep.add(
+                    "E034", where or span, f"bars({tf}) is faster than the strategy timeframe {base_name}"
+                )
+            elif size % base:
+                self.rep.add("E035", where or span, f"{tf} is not a whole multiple of {base_name}")
+
+
+# ====================================================================== expressions
+
+
+class _Expressions:
+    """Type-checks expressions into IR nodes under an environment."""
+
+    def __init__(self, fc: _FileChecker, *, quiet_types: bool = False) -> None:
+        """Bind to a file checker."""
+        self.fc = fc  # the file checker (reporter, scopes)
+        self.rep = fc.rep  # diagnostics sink
+        self.quiet_types = quiet_types  # only names are checked (a def body before its arguments are known)
+
+    # ---------------------------------------------------------------- entry points
+
+    def binding(self, name: str, env: _Env) -> Expr:
+        """The value of a strategy binding, resolved on demand (cycles are E014)."""
+        ctx = env.strategy
+        assert ctx is not None
+        if name in ctx.done:
+            return ctx.done[name]
+        st = ctx.syntax[name]
+        if name in ctx.resolving:
+            chain = [*ctx.resolving[ctx.resolving.index(name) :], name]
+            self.rep.add("E014", st.name_span, f"circular definition: {' → '.join(chain)}")
+            return ERROR
+        ctx.resolving.append(name)
+        try:
+            value = self.check(st.value, _Env(env.globals, ctx))
+        finally:
+            ctx.resolving.pop()
+        ctx.done[name] = value
+        return value
+
+    def condition(self, node: s.Expr, env: _Env, what: str) -> Expr:
+        """An expression that must be bool."""
+        value = self.check(node, env)
+        if value is not ERROR and value.kind not in ("bool", "na"):
+            self.rep.add("E022", node.span, f"{what} must be bool; got {_typ(value)}")
+            return ERROR
+        return value
+
+    def setting_value(self, st: s.Setting, spec: b.SettingSpec, env: _Env) -> Expr:
+        """The value of a setting, checked against the kinds and qualifier it accepts."""
+        value = st.value
+        # Enumerated words (fill: next_open) are not names.
+        for kind in spec.kinds:
+            if kind in b.ENUMS:
+                word = value.id if isinstance(value, s.Name) else ""
+                if word in b.ENUMS[kind]:
+                    return Expr.make("const", word, kind=kind)
+                self.rep.add(
+                    "E026",
+                    value.span,
+                    f"{st.name} expects {spec.what}",
+                    did_you_mean(word, b.ENUMS[kind]) if word else None,
+                )
+                return ERROR
+        categories = [k for k in spec.kinds if k in _CATEGORIES]
+        if isinstance(value, s.Call) and value.func in b.SETTING_FUNCTIONS:
+            sig = b.SETTING_FUNCTIONS[value.func]
+            if sig.category not in categories:
+                self.rep.add("E026", value.span, f"{st.name} expects {spec.what}")
+                return ERROR
+            return self.setting_call(value, sig, env)
+        if categories and not [k for k in spec.kinds if k not in _CATEGORIES]:
+            self.rep.add("E026", value.span, f"{st.name} expects {spec.what}")
+            return ERROR
+        node = self.check(value, env)
+        if node is ERROR:
+            return ERROR
+        kinds = set(spec.kinds)
+        ok = (
+            node.kind in kinds
+            or ("int" in kinds and node.kind == "number" and node.integer)
+            or (node.kind == "number" and node.qual == Qual.CONST and kinds & {"price", "qty", "money"})
+        )
+        if not ok:
+            self.rep.add("E026", value.span, f"{st.name} expects {spec.what}; got {_typ(node)}")
+            return ERROR
+        allowed = {"const": Qual.CONST, "param": Qual.PARAM, "series": Qual.SERIES}[spec.qual]
+        if node.qual > allowed:
+            self.rep.add("E024", value.span, f"{st.name} must be fixed for the run; got {_typ(node)}")
+            return ERROR
+        return self._setting_range(st, node)
+
+    def _setting_range(self, st: s.Setting, node: Expr) -> Expr:
+        """Range checks of fixed numeric settings (E025)."""
+        value = evaluate(node, {})
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return node
+        limits = {
+            "max_entries": (1, None),
+            "fee": (0, 0.5),
+            "maker_fee": (0, 0.5),
+            "taker_fee": (0, 0.5),
+            "max_volume": (0, 1),
+            "slippage": (0, 1),
+            "stop_loss": (0, 1),
+            "capital": (0, None),
+        }
+        low, high = limits.get(st.name, (None, None))
+        if low is not None and (
+            value < low or (value == low and st.name in ("capital", "max_volume", "stop_loss"))
+        ):
+            self.rep.add(
+                "E025",
+                st.value.span,
+                f"{st.name} must be > {_fmt(low, node.kind)}"
+                if st.name in ("capital", "max_volume", "stop_loss")
+                else f"{st.name} must be >= {low}",
+            )
+            return ERROR
+        if high is not None and value > high:
+            self.rep.add("E025", st.value.span, f"{st.name} must be <= {_fmt(high, node.kind)}")
+            return ERROR
+        return node
+
+    def setting_call(self, call: s.Call, sig: b.Signature, env: _Env) -> Expr:
+        """A sizing rule, slippage model, search method, objective or walk-forward scheme."""
+        bound = self._bind(call, sig)
+        if bound is None:
+            return ERROR
+        args: list[Expr] = []
+        for arg in sig.args:
+            given = bound.get(arg.name)
+            if given is None:
+                args.append(_default(arg))
+                continue
+            if arg.role == "metric":
+                name = given.id if isinstance(given, s.Name) else ""
+                if name not in b.RESULT_METRICS:
+                    self.rep.add(
+                        "E060",
+                        given.span,
+                        f"unknown metric '{name or 'expression'}'",
+                        did_you_mean(name, b.RESULT_METRICS),
+                    )
+                    return ERROR
+                args.append(Expr.make("const", name, kind="metric"))
+                continue
+            node = self.check(given, _Env(env.globals, env.strategy, fixed=f"{arg.name} of {sig.name}()"))
+            if node is ERROR or not self._fixed_arg(sig, arg, node, given):
+                return ERROR
+            args.append(node)
+        return Expr.make(
+            "call", sig.name, tuple(args), kind=sig.category, qual=max((a.qual for a in args), default=0)
+        )
+
+    def _fixed_arg(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
+        """Check the unit and range of a fixed argument of a setting function."""
+        want = {
+            "percent": ("percent",),
+            "duration": ("duration",),
+            "qty": ("qty", "money", "number"),
+            "length": ("number",),
+            "count": ("number",),
+            "number": ("number",),
+        }[arg.role]
+        if node.kind not in want or (arg.role in ("length", "count") and not node.integer):
+            expected = {
+                "percent": "a percentage",
+                "duration": "a duration",
+                "qty": "a quantity",
+                "length": "a whole number",
+                "count": "a whole number",
+                "number": "a number",
+            }[arg.role]
+            self.rep.add(
+                "E022", given.span, f"{arg.name} of {sig.name}() must be {expected}; got {_typ(node)}"
+            )
+            return False
+        return self._positive(sig, arg, node, given)
+
+    def _positive(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
+        """Lengths must be >= 1 and counts >= 0 wherever their value is known (E025)."""
+        value = evaluate(node, self._defaults())
+        floor = 1 if arg.role == "length" else 0
+        if arg.role in ("length", "count") and isinstance(value, int | float) and value < floor:
+            self.rep.add("E025", given.span, f"{arg.name} of {sig.name}() must be >= {floor}")
+            return False
+        return True
+
+    def _defaults(self) -> dict[str, float]:
+        """Nothing is known about params here; overridden per strategy by evaluate's None handling."""
+        return {}
+
+    # ---------------------------------------------------------------- the expression walk
+
+    def check(self, node: s.Expr, env: _Env) -> Expr:
+        """Type-check an expression; ERROR after reporting a problem."""
+        method = getattr(self, "_" + type(node).__name__.lower())
+        result: Expr = method(node, env)
+        return result
+
+    def _literal(self, node: s.Literal, env: _Env) -> Expr:
+        """Numbers, quantities with units, amounts, dates, strings, booleans and na."""
+        text = node.text
+        if node.kind == "number":
+            clean = text.replace("_", "")
+            value: float | int = float(clean) if "." in clean else int(clean)
+            return Expr.make("const", value, kind="number", integer=isinstance(value, int))
+        if node.kind == "quantity":
+            return self._quantity(node)
+        if node.kind == "amount":
+            number, currency = text.rsplit(" ", 1)
+            return Expr.make("const", float(number.replace("_", "")), kind="money", symbol=currency)
+        if node.kind == "date":
+            try:
+                when = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            except ValueError:
+                self.rep.add("E005", node.span, f"'{text}' is not a valid date", "write dates as 2024-01-31")
+                return ERROR
+            return Expr.make("const", int(when.timestamp() * 1000), kind="date", integer=True)
+        if node.kind == "string":
+            return Expr.make("const", text, kind="string")
+        if node.kind == "bool":
+            return Expr.make("const", text == "true", kind="bool")
+        return Expr.make("const", None, kind="na")
+
+    def _quantity(self, node: s.Literal) -> Expr:
+        """`2.5%`, `5bps`, `2R`, `45m`: a number glued to its unit."""
+        text = node.text
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%")
+        suffix = text[len(digits) :]
+        number = float(digits.replace("_", ""))
+        if suffix == "%":
+            return Expr.make("const", number / 100, kind="percent")
+        if suffix == "bps":
+            return Expr.make("const", number / 10_000, kind="bps")
+        if suffix == "R":
+            return Expr.make("const", number, kind="R")
+        if suffix in DURATION_MS and number.is_integer():
+            ms = parse_duration(f"{int(number)}{suffix}")
+            return Expr.make("const", ms, kind="duration", integer=True)
+        self.rep.add(
+            "E005",
+            node.span,
+            f"'{text}' is not a number, percentage or duration",
+            "units: %, bps, R, ms, s, m, h, d, w",
+        )
+        return ERROR
+
+    def _name(self, node: s.Name, env: _Env) -> Expr:
+        """Resolve a name: def argument, binding, param, const, source, trade state or metric."""
+        name = node.id
+        if name == ERROR_NAME:
+            return ERROR
+        if name in env.locals:
+            return env.locals[name]
+        ctx = env.strategy
+        if ctx is not None and name in ctx.syntax and not env.fixed:
+            return self.binding(name, env)
+        if ctx is not None and name in ctx.params:
+            param = ctx.params[name]
+            return Expr.make("param", name, kind=param.kind, qual=Qual.PARAM, integer=param.integer)
+        if ctx is not None and name in ctx.param_spans:
+            return ERROR  # a param whose own declaration already failed
+        const = self._global_const(name, env)
+        if const is not None:
+            return const
+        if env.metrics is not None:
+            return self._metric(node, env)
+        series = b.SOURCES.get(name) or b.TRADE_STATE.get(name)
+        if series is not None:
+            if env.fixed:
+                self.rep.add("E024", node.span, f"{env.fixed} must be fixed; '{name}' changes every bar")
+                return ERROR
+            if ctx is None:
+                self.rep.add(
+                    "E017", node.span, f"'{name}' is a series and is only available inside a strategy"
+                )
+                return ERROR
+            if name in b.TRADE_STATE:
+                ctx.trade_state = True
+                return Expr.make("state", name, kind=series, qual=Qual.SERIES)
+            return Expr.make("source", name, kind=series, qual=Qual.SERIES)
+        if ctx is not None and name in ctx.syntax and env.fixed:
+            self.rep.add("E024", node.span, f"{env.fixed} must be fixed; '{name}' is a series")
+            return ERROR
+        self.rep.add("E010", node.span, f"undefined name '{name}'", did_you_mean(name, self._visible(env)))
+        return ERROR
+
+    def _global_const(self, name: str, env: _Env) -> Expr | None:
+        """A const visible from `env`, checking it on first use."""
+        scope = env.globals
+        if name in scope.const_syntax:
+            return self.fc._const(name, scope)
+        return scope.consts.get(name)
+
+    def _metric(self, node: s.Name, env: _Env) -> Expr:
+        """A risk or result metric inside a risk rule or an optimize requirement."""
+        assert env.metrics is not None
+        name = node.id
+        if name in env.metrics:
+            # Risk metrics change every bar; a run's result metrics are fixed once the run is over.
+            qual = Qual.PARAM if env.metric_scope == "optimize" else Qual.SERIES
+            return Expr.make("metric", name, kind=env.metrics[name], qual=qual)
+        if env.metric_scope == "optimize":
+            self.rep.add("E060", node.span, f"unknown metric '{name}'", did_you_mean(name, env.metrics))
+        elif name in b.SLEEVE_METRICS:
+            self.rep.add(
+                "E052", node.span, f"'{name}' is a per-sleeve metric", "use it inside 'risk per sleeve:'"
+            )
+        else:
+            self.rep.add("E052", node.span, f"unknown risk metric '{name}'", did_you_mean(name, env.metrics))
+        return ERROR
+
+    def _visible(self, env: _Env) -> list[str]:
+        """Every name visible from `env`, for did-you-mean hints."""
+        names = [*env.locals, *env.globals.consts, *env.globals.const_syntax, *b.SOURCES, *b.TRADE_STATE]
+        if env.strategy is not None:
+            names += [*env.strategy.syntax, *env.strategy.params]
+        return names
+
+    def _call(self, node: s.Call, env: _Env) -> Expr:
+        """A call of a def (inlined), bars(), or a built-in series function."""
+        name = node.func
+        if name in env.globals.defs:
+            return self._inline(node, env)
+        if name == b.BARS_FUNCTION:
+            return self._bars(node, env)
+        sig = b.SERIES_FUNCTIONS.get(name)
+        if sig is None:
+            setting = b.SETTING_FUNCTIONS.get(name)
+            if setting is not None:
+                self.rep.add(
+                    "E017",
+                    node.span,
+                    f"{name}() is a {setting.category.replace('_', '-')} rule and only "
+                    "allowed as the value of a setting",
+                )
+                return ERROR
+            known = [*b.SERIES_FUNCTIONS, *b.SETTING_FUNCTIONS, *env.globals.defs, b.BARS_FUNCTION]
+            self.rep.add("E011", node.func_span, f"unknown function '{name}'", did_you_mean(name, known))
+            return ERROR
+        if env.fixed:
+            self.rep.add("E024", node.span, f"{env.fixed} must be fixed; {name}() is a series")
+            return ERROR
+        bound = self._bind(node, sig)
+        if bound is None:
+            return ERROR
+        args: list[Expr] = []
+        series: list[Expr] = []
+        for arg in sig.args:
+            given = bound.get(arg.name)
+            value = _default(arg) if given is None else self.check(given, env)
+            if value is ERROR:
+                return ERROR
+            if given is not None and not self._series_arg(sig, arg, value, given):
+                return ERROR
+            args.append(value)
+            if arg.role in ("series", "cond"):
+                series.append(value)
+        first = series[0] if series else None
+        kind = sig.result
+        if kind == "same":
+            kind = first.kind if first is not None and first.kind != "na" else "number"
+        clock = _clock(series) if not sig.implicit else None
+        if kind in ("macd", "bbands", "stoch", "donchian", "keltner", "supertrend"):
+            t = struct(kind, Qual.SERIES, first.kind if first is not None else "price")
+            return Expr.make(
+                "call", name, tuple(args), kind=kind, qual=Qual.SERIES, clock=clock, symbol=_fields_key(t)
+            )
+        return Expr.make(
+            "call",
+            name,
+            tuple(args),
+            kind=kind,
+            qual=Qual.SERIES,
+            clock=clock,
+            integer=name in ("barssince",),
+        )
+
+    def _series_arg(self, sig: b.Signature, arg: b.Arg, value: Expr, given: s.Expr) -> bool:
+        """Check one argument of a series function against its role."""
+        if self.quiet_types or value.kind == "na":
+            return True
+        if arg.role == "cond":
+            if value.kind != "bool":
+                self.rep.add(
+                    "E022", given.span, f"{arg.name} of {sig.name}() must be bool; got {_typ(value)}"
+                )
+                return False
+            return True
+        if value.kind not in NUMERIC:
+            self.rep.add(
+                "E022", given.span, f"{arg.name} of {sig.name}() must be a number series; got {_typ(value)}"
+            )
+            return False
+        if arg.role in ("length", "count", "number"):
+            if value.qual > Qual.PARAM:
+                self.rep.add("E024", given.span, f"{arg.name} of {sig.name}() must be fixed for the run")
+                return False
+            if arg.role != "number" and not (value.kind == "number" and value.integer):
+                self.rep.add(
+                    "E022",
+                    given.span,
+                    f"{arg.name} of {sig.name}() must be a whole number; got {_typ(value)}",
+                )
+                return False
+            return self._positive(sig, arg, value, given)
+        return True
+
+    def _bind(self, node: s.Call, sig: b.Signature) -> dict[str, s.Expr] | None:
+        """Match a call's arguments to a signature (E020 arity, E021 unknown keyword)."""
+        names = [a.name for a in sig.args]
+        total = len(node.args) + len(node.kwargs)
+        if len(node.args) > len(names) or total < sig.required:
+            count = f"{sig.required}" if sig.required == len(names) else f"{sig.required} to {len(names)}"
+            plural = "argument" if len(names) == 1 and sig.required == 1 else "arguments"
+            self.rep.add(
+                "E020", node.span, f"{sig.name}() takes {count} {plural} ({', '.join(names)}); got {total}"
+            )
+            return None
+        bound: dict[str, s.Expr] = dict(zip(names, node.args, strict=False))
+        for kw in node.kwargs:
+            if kw.name not in names:
+                self.rep.add(
+                    "E021",
+                    kw.span,
+                    f"{sig.name}() has no parameter '{kw.name}'",
+                    did_you_mean(kw.name, names),
+                )
+                return None
+            if kw.name in bound:
+                self.rep.add("E021", kw.span, f"{sig.name}() got '{kw.name}' twice")
+                return None
+            bound[kw.name] = kw.value
+        missing = [a.name for a in sig.args if a.default is None and a.name not in bound]
+        if missing:
+            self.rep.add("E020", node.span, f"{sig.name}() is missing '{missing[0]}'")
+            return None
+        return bound
+
+    def _inline(self, node: s.Call, env: _Env) -> Expr:
+        """Inline a call of a pure def: its body checked with the arguments bound (recursion is E014)."""
+        st, home = env.globals.defs[node.func]
+        if node.func in env.inlining:
+            chain = [*env.inlining[env.inlining.index(node.func) :], node.func]
+            self.rep.add("E014", node.span, f"circular definition: {' → '.join(chain)}")
+            return ERROR
+        if node.kwargs or len(node.args) != len(st.params):
+            self.rep.add(
+                "E020",
+                node.span,
+                f"{st.name}() takes {len(st.params)} arguments "
+                f"({', '.join(st.params)}); got {len(node.args) + len(node.kwargs)}",
+            )
+            return ERROR
+        values = [self.check(a, env) for a in node.args]
+        if any(v is ERROR for v in values):
+            return ERROR
+        inner = _Env(
+            home,
+            env.strategy,
+            dict(zip(st.params, values, strict=True)),
+            (*env.inlining, node.func),
+            env.metrics,
+            env.metric_scope,
+            env.fixed,
+        )
+        return self.check(st.body, inner)
+
+    def _bars(self, node: s.Call, env: _Env) -> Expr:
+        """`bars(tf)` or `bars("EXCHANGE:BASE/QUOTE", tf)`: the last closed candles of another clock."""
+        ctx = env.strategy
+        if ctx is None or env.fixed:
+            self.rep.add("E017", node.span, "bars() is only available inside a strategy")
+            return ERROR
+        if node.kwargs or not 1 <= len(node.args) <= 2:
+            self.rep.add(
+                "E020",
+                node.span,
+                f"bars() takes 1 to 2 arguments (symbol, timeframe); got {len(node.args) + len(node.kwargs)}",
+            )
+            return ERROR
+        symbol = None
+        if len(node.args) == 2:
+            first = node.args[0]
+            text = first.text if isinstance(first, s.Literal) and first.kind == "string" else ""
+            if parse_symbol(text) is None:
+                self.rep.add(
+                    "E037", first.span, f"'{text or 'this value'}' is not of the form \"EXCHANGE:BASE/QUOTE\""
+                )
+                return ERROR
+            symbol = text
+        tf_node = node.args[-1]
+        tf = tf_node.text if isinstance(tf_node, s.Literal) else ""
+        if tf not in TIMEFRAMES:
+            self.rep.add(
+                "E036",
+                tf_node.span,
+                f"timeframe {tf or 'expression'} is not available",
+                "available: " + ", ".join(TIMEFRAMES),
+            )
+            return ERROR
+        ctx.timeframes.add(tf)
+        ctx.bars_spans.append((tf, tf_node.span))
+        clock = None if TIMEFRAMES[tf] == ctx.base_ms and symbol is None else tf
+        return Expr.make("bars", None, kind="bars", qual=Qual.SERIES, clock=clock, symbol=symbol)
+
+    def _field(self, node: s.Field, env: _Env) -> Expr:
+        """`x.name` on a struct: a bars source, or one output of a struct-valued built-in."""
+        obj = self.check(node.obj, env)
+        if obj is ERROR:
+            return ERROR
+        fields = dict(_fields_of(obj))
+        if not fields:
+            self.rep.add("E022", node.name_span, f"{_typ(obj)} has no fields")
+            return ERROR
+        if node.name not in fields:
+            self.rep.add(
+                "E010",
+                node.name_span,
+                f"{obj.kind} has no field '{node.name}'",
+                did_you_mean(node.name, fields) or f"fields: {', '.join(fields)}",
+            )
+            return ERROR
+        if obj.op == "bars":
+            return Expr.make(
+                "source",
+                node.name,
+                kind=fields[node.name],
+                qual=Qual.SERIES,
+                clock=obj.clock,
+                symbol=obj.symbol,
+            )
+        return Expr.make(
+            "field", node.name, (obj,), kind=fields[node.name], qual=Qual.SERIES, clock=obj.clock
+        )
+
+    def _offset(self, node: s.Offset, env: _Env) -> Expr:
+        """`x[n]`: n fixed, whole and >= 0 (a negative offset would read the future: E030)."""
+        obj = self.check(node.obj, env)
+        index = self.check(
+            node.index, _Env(env.globals, env.strategy, env.locals, env.inlining, fixed="an offset")
+        )
+        if obj is ERROR or index is ERROR:
+            return ERROR
+        if obj.kind not in NUMERIC and obj.kind != "bool":
+            self.rep.add(
+                "E022", node.obj.span, f"only a number or bool series can be offset; got {_typ(obj)}"
+            )
+            return ERROR
+        if index.kind != "number" or not index.integer:
+            self.rep.add(
+                "E022", node.index.span, f"an offset must be a whole number of bars; got {_typ(index)}"
+            )
+            return ERROR
+        value = evaluate(index, {})
+        if isinstance(value, int | float) and value < 0:
+            shown = _source_text(self.fc.session.sources.get(self.rep.file, ""), node.span) or "x[-1]"
+            self.rep.add("E030", node.span, f"{shown} would read the next bar; offsets must be >= 0")
+            return ERROR
+        return Expr.make(
+            "offset",
+            None,
+            (obj, index),
+            kind=obj.kind,
+            qual=max(obj.qual, Qual.SERIES),
+            integer=obj.integer,
+            clock=obj.clock,
+        )
+
+    def _binop(self, node: s.BinOp, env: _Env) -> Expr:
+        """Arithmetic, comparison and logic, with unit rules."""
+        left, right = self.check(node.left, env), self.check(node.right, env)
+        if left is ERROR or right is ERROR:
+            return ERROR
+        op = node.op
+        qual = join_qual(_t(left), _t(right))
+        clock = _clock([left, right])
+        if op in ("and", "or"):
+            for side, value in ((node.left, left), (node.right, right)):
+                if value.kind not in ("bool", "na") and not self.quiet_types:
+                    self.rep.add("E022", side.span, f"'{op}' needs bool operands; got {_typ(value)}")
+                    return ERROR
+            return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
+        if self.quiet_types and "na" in (left.kind, right.kind):
+            return Expr.make("const", None, kind="na", qual=qual)
+        for side, value in ((node.left, left), (node.right, right)):
+            if (
+                value.kind not in NUMERIC
+                and value.kind != "na"
+                and not (op in ("==", "!=") and value.kind == "bool")
+            ):
+                self.rep.add("E022", side.span, f"'{op}' needs numbers; got {_typ(value)}")
+                return ERROR
+        if op in ("<", "<=", ">", ">=", "==", "!="):
+            if unify(_t(left), _t(right)) is None:
+                self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
+                return ERROR
+            return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
+        kind = _arith_kind(op, left, right)
+        if kind is None:
+            verb = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}[op]
+            joiner = {"+": "and", "-": "and", "*": "by", "/": "by"}[op]
+            self.rep.add("E023", node.span, f"cannot {verb} {left.kind} {joiner} {right.kind}")
+            return ERROR
+        integer = op in "+-*" and left.integer and right.integer
+        return Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
+
+    def _cross(self, node: s.Cross, env: _Env) -> Expr:
+        """`a crosses above/below b`: a one-bar bool pulse on the faster clock."""
+        left, right = self.check(node.left, env), self.check(node.right, env)
+        if left is ERROR or right is ERROR:
+            return ERROR
+        for side, value in ((node.left, left), (node.right, right)):
+            if value.kind not in NUMERIC and value.kind != "na":
+                self.rep.add("E022", side.span, f"'crosses' needs number series; got {_typ(value)}")
+                return ERROR
+        if unify(_t(left), _t(right)) is None:
+            self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
+            return ERROR
+        return Expr.make(
+            "cross", node.direction, (left, right), kind="bool", qual=Qual.SERIES, clock=_clock([left, right])
+        )
+
+    def _unary(self, node: s.Unary, env: _Env) -> Expr:
+        """`not x` (bool) or `-x` (number)."""
+        value = self.check(node.operand, env)
+        if value is ERROR:
+            return ERROR
+        if node.op == "not":
+            if value.kind not in ("bool", "na") and not self.quiet_types:
+                self.rep.add("E022", node.operand.span, f"'not' needs a bool; got {_typ(value)}")
+                return ERROR
+            return Expr.make("unary", "not", (value,), kind="bool", qual=value.qual, clock=value.clock)
+        if value.kind not in NUMERIC and value.kind != "na":
+            self.rep.add("E022", node.operand.span, f"'-' needs a number; got {_typ(value)}")
+            return ERROR
+        if value.op == "const" and isinstance(value.value, int | float) and not isinstance(value.value, bool):
+            return Expr.make(
+                "const", -value.value, kind=value.kind, integer=value.integer, symbol=value.symbol
+            )
+        return Expr.make(
+            "unary", "-", (value,), kind=value.kind, qual=value.qual, clock=value.clock, integer=value.integer
+        )
+
+    def _ifelse(self, node: s.IfElse, env: _Env) -> Expr:
+        """`a if cond else b`: cond bool, branches of one unit."""
+        cond = self.condition(node.cond, env, "the condition of 'if'")
+        then, other = self.check(node.then, env), self.check(node.other, env)
+        if ERROR in (cond, then, other):
+            return ERROR
+        kind = (
+            unify(_t(then), _t(other))
+            if then.kind != "bool"
+            else ("bool" if other.kind in ("bool", "na") else None)
+        )
+        if kind is None:
+            self.rep.add("E023", node.span, f"the branches of 'if' differ: {then.kind} and {other.kind}")
+            return ERROR
+        return Expr.make(
+            "if",
+            None,
+            (cond, then, other),
+            kind=kind,
+            qual=join_qual(_t(cond), _t(then), _t(other)),
+            clock=_clock([cond, then, other]),
+        )
+
+
+# ====================================================================== helpers
+
+# Setting-function categories that count as kinds of setting values.
+_CATEGORIES = frozenset({"sizing", "slippage", "method", "objective", "walk_forward"})
+# Settings by the block they belong to, for E016 hints.
+_SETTINGS_BY_CONTEXT: dict[str, Mapping[str, b.SettingSpec]] = {
+    "strategy": {**b.STRATEGY_SETTINGS, "execution": b.SettingSpec(())},
+    "execution": b.EXECUTION_SETTINGS,
+    "portfolio": b.PORTFOLIO_SETTINGS,
+    "optimize": b.OPTIMIZE_SETTINGS,
+}
+# Where each kind of statement belongs, for E017 messages.
+_HOME: dict[str, str] = {
+    "Param": "inside a strategy",
+    "Constraint": "inside a strategy",
+    "Binding": "inside a strategy",
+    "Rule": "inside a strategy",
+    "Alert": "inside a strategy",
+    "Sleeve": "inside a portfolio",
+    "RiskRef": "inside a portfolio",
+    "Const": "at the top level",
+    "Def": "at the top level",
+    "Use": "at the top level",
+    "Version": "at the top level",
+    "strategy": "at the top level",
+    "portfolio": "at the top level",
+    "optimize": "at the top level",
+    "risk_profile": "at the top level",
+    "risk": "inside a portfolio",
+    "risk_sleeve": "inside a portfolio",
+}
+
+
+def _here(where: str) -> str:
+    """' in a strategy', ' in execution', ... for E016 messages."""
+    return {"top": " at the top level"}.get(where, f" in {where.replace('_', ' ')}")
+
+
+def _is_placeholder(st: s.Stmt) -> bool:
+    """Whether a statement stands for text the parser could not read."""
+    return isinstance(st, s.ErrorStmt) or (isinstance(st, s.Binding) and st.name == ERROR_NAME)
+
+
+def _declared_name(st: s.Stmt) -> tuple[str, Span] | None:
+    """The top-level name a statement defines, if any."""
+    if isinstance(st, s.Const | s.Def):
+        return st.name, st.name_span
+    if isinstance(st, s.Block) and st.kind in ("strategy", "portfolio", "optimize", "risk_profile"):
+        return st.name, st.name_span
+    return None
+
+
+def _builtin_kind(name: str) -> str | None:
+    """What a reserved built-in name is, for E013 messages; None for a free name."""
+    if name in b.SOURCES or name in b.TRADE_STATE:
+        return "built-in series"
+    if name in b.SERIES_FUNCTIONS or name in b.SETTING_FUNCTIONS or name == b.BARS_FUNCTION:
+        return "built-in function"
+    return None
+
+
+def _typ(node: Expr) -> str:
+    """A node's type as shown in messages."""
+    fields = _fields_of(node)
+    kind = "int" if node.integer and node.kind == "number" else node.kind
+    if fields:
+        kind = node.kind
+    return f"series<{kind}>" if node.qual == Qual.SERIES else kind
+
+
+def _t(node: Expr) -> Type:
+    """The static type of an IR node (a bare number literal is adaptable)."""
+    return Type(
+        node.kind, Qual(node.qual), node.integer, adaptable=node.op == "const" and node.kind == "number"
+    )
+
+
+def _arith_kind(op: str, left: Expr, right: Expr) -> str | None:
+    """The unit kind of `left op right`, or None when the units do not combine."""
+    if op in "+-":
+        return unify(_t(left), _t(right))
+    a = left.kind if left.kind != "na" else "number"
+    z = right.kind if right.kind != "na" else "number"
+    return multiply(a, z) if op == "*" else divide(a, z)
+
+
+def _clock(nodes: list[Expr]) -> str | None:
+    """The clock of a value computed from `nodes`: the base clock unless every series shares a slower one."""
+    clocks = {n.clock for n in nodes if n.qual == Qual.SERIES}
+    return clocks.pop() if len(clocks) == 1 else None
+
+
+def _fields_key(t: Type) -> str:
+    """Struct field kinds packed into the node (so a field access knows its unit)."""
+    return ",".join(f"{k}:{v}" for k, v in t.fields)
+
+
+def _fields_of(node: Expr) -> tuple[tuple[str, str], ...]:
+    """The fields of a struct-valued node."""
+    if node.kind == "bars":
+        return struct("bars", Qual.SERIES).fields
+    if node.op == "call" and node.symbol and ":" in node.symbol:
+        return tuple(tuple(part.split(":", 1)) for part in node.symbol.split(","))  # type: ignore[misc]
+    return ()
+
+
+def _default(arg: b.Arg) -> Expr:
+    """The IR constant of an omitted argument's default."""
+    value = arg.default
+    if isinstance(value, str) and value.endswith("%"):
+        return Expr.make("const", float(value[:-1]) / 100, kind="percent")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Expr.make("const", value, kind="number", integer=True)
+    return Expr.make("const", value, kind="number")
+
+
+def _on_grid(value: float, low: float, step: float | None) -> bool:
+    """Whether `value` lies on the grid low, low+step, ... (within float tolerance)."""
+    if step is None or step <= 0:
+        return True
+    k = (value - low) / step
+    return abs(k - round(k)) < 1e-9
+
+
+def _domain_max(param: ParamIR) -> float:
+    """The largest value of a param's domain (its default when it has none)."""
+    if param.choices:
+        return max(param.choices)
+    return param.high if param.high is not None else param.default
+
+
+def _domain_problem(param: ParamIR, value: float) -> str | None:
+    """Why `value` is not allowed for `param` (outside its domain or off its grid), or None."""
+    shown = _fmt(value, param.kind)
+    if param.integer and not float(value).is_integer():
+        return f"{param.name} must be a whole number; got {shown}"
+    if param.choices is not None and value not in param.choices:
+        return f"{shown} is not one of {{{', '.join(_fmt(c, param.kind) for c in param.choices)}}}"
+    if param.low is not None and param.high is not None:
+        text = f"{_fmt(param.low, param.kind)}..{_fmt(param.high, param.kind)}"
+        if not param.low <= value <= param.high:
+            return f"{param.name} = {shown} is outside {text}"
+        if not _on_grid(value, param.low, param.step):
+            return (
+                f"{param.name} = {shown} is not on the grid {text} step {_fmt(param.step or 0, param.kind)}"
+            )
+    return None
+
+
+def _parse_override(text: str, param: ParamIR) -> float | None:
+    """Parse a `--set` value in the param's unit (`30`, `1.5%`, `4h`)."""
+    text = text.strip()
+    try:
+        if param.kind == "percent":
+            return float(text.rstrip("%")) / 100 if text.endswith("%") else None
+        if param.kind == "bps":
+            return float(text[:-3]) / 10_000 if text.endswith("bps") else None
+        if param.kind == "duration":
+            ms = parse_duration(text)
+            return float(ms) if ms is not None else None
+        if param.kind == "R":
+            return float(text.rstrip("R"))
+        return float(text.replace("_", ""))
+    except ValueError:
+        return None
+
+
+def _fmt(value: float, kind: str) -> str:
+    """A value in base units shown as it would be written (0.025 percent → 2.5%)."""
+    if kind == "percent":
+        return f"{value * 100:g}%"
+    if kind == "bps":
+        return f"{value * 10_000:g}bps"
+    if kind == "duration":
+        return format_duration(int(value))
+    if kind == "R":
+        return f"{value:g}R"
+    return f"{value:g}"
+
+
+def _int(node: Expr | None) -> int | None:
+    """An integer constant's value, or None."""
+    return int(node.value) if node is not None and isinstance(node.value, int | float) else None
+
+
+def _param_names(node: Expr) -> set[str]:
+    """The params an expression reads."""
+    return {str(n.value) for n in _walk(node) if n.op == "param"}
+
+
+def _metric_names(node: Expr | None) -> set[str]:
+    """The metrics an expression reads."""
+    return {str(n.value) for n in _walk(node) if n.op == "metric"} if node is not None else set()
+
+
+def _walk(node: Expr) -> Iterator[Expr]:
+    """Every node of an expression tree (iteratively: deep trees must not exhaust the stack)."""
+    todo = [node]
+    while todo:
+        item = todo.pop()
+        yield item
+        todo.extend(item.args)
+
+
+def _source_text(source: str, span: Span) -> str:
+    """The text of a one-line span (the rule as written, for risk events and messages)."""
+    lines = source.splitlines()
+    if not 1 <= span.line <= len(lines):
+        return ""
+    line = lines[span.line - 1]
+    end = span.end_col - 1 if span.end_line == span.line else len(line)
+    return line[span.col - 1 : end].split("#", 1)[0].strip()
+
+
+def _digest(*parts: object) -> str:
+    """A content hash of a strategy's parts (their reprs and node digests)."""
+    return hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
+
+
+# ====================================================================== warm-up
+
+# Functions whose arguments are all fixed numbers besides the series inputs (by role).
+_FIXED_ROLES = frozenset({"length", "count", "number"})
+
+
+def warmup(node: Expr, params: Mapping[str, float], base_ms: int) -> int:
+    """Bars of the base clock before `node` has a trustworthy value (the longest lookback path)."""
+    memo: dict[str, int] = {}
+    return _warmup(node, params, base_ms, memo)
+
+
+def _warmup(node: Expr, params: Mapping[str, float], base_ms: int, memo: dict[str, int]) -> int:
+    """Memoized warm-up of one node, in base bars."""
+    if node.digest in memo:
+        return memo[node.digest]
+    ratio = max(TIMEFRAMES.get(node.clock or "", base_ms) // base_ms, 1)
+    inputs = [a for a in node.args if a.qual == Qual.SERIES]
+    below = max((_warmup(a, params, base_ms, memo) for a in inputs), default=0)
+    own = 0
+    if node.op == "source" and node.clock is not None:
+        own = ratio - 1  # the first slower bar is seen when its period has closed
+    elif node.op == "call" and isinstance(node.value, str) and node.value in b.SERIES_FUNCTIONS:
+        sig = b.SERIES_FUNCTIONS[node.value]
+        values = {
+            a.name: evaluate(v, params)
+            for a, v in zip(sig.args, node.args, strict=False)
+            if a.role in _FIXED_ROLES
+        }
+        known = {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
+        if len(known) == len(values):
+            own = sig.warmup(known) * ratio
+    elif node.op == "offset":
+        n = evaluate(node.args[1], params)
+        own = int(n) * ratio if isinstance(n, int | float) else 0
+    elif node.op == "cross":
+        own = ratio
+    memo[node.digest] = below + own
+    return below + own
+
+
+def explain(program: Program) -> str:
+    """A per-strategy summary: params, settings, timeframes used and derived warm-up in bars."""
+    out = []
+    for st in program.strategies:
+        out.append(f"strategy {st.name}  ({st.file})")
+        out.append(f"  symbol     {st.symbol}")
+        out.append(f"  timeframes {', '.join(st.timeframes)}  (base {st.timeframe})")
+        sweep = f", {st.warmup_sweep} at the domain maxima" if st.warmup_sweep != st.warmup else ""
+        out.append(f"  warm-up    {st.warmup} bars{sweep}")
+        for p in st.params:
+            domain = ""
+            if p.low is not None:
+                domain = f" in {_fmt(p.low, p.kind)}..{_fmt(p.high or 0, p.kind)}"
+                domain += f" step {_fmt(p.step, p.kind)}" if p.step is not None else ""
+            elif p.choices:
+                domain = " in {" + ", ".join(_fmt(c, p.kind) for c in p.choices) + "}"
+            out.append(f"  param      {p.name} = {_fmt(p.default, p.kind)}{domain}")
+        for key, value in (*st.settings, *(("execution." + k, v) for k, v in st.execution)):
+            out.append(f"  setting    {key}: {render_expr(value)}")
+    return "\n".join(out)
+
+
+def render_expr(node: Expr) -> str:
+    """A compact, readable rendering of an IR expression."""
+    if node.op == "const":
+        if isinstance(node.value, int | float) and not isinstance(node.value, bool):
+            return (
+                _fmt(float(node.value), node.kind)
+                if node.kind != "money"
+                else f"{node.value:g} {node.symbol}"
+            )
+        return str(node.value).lower() if isinstance(node.value, bool) else str(node.value)
+    if node.op in ("param", "source", "state", "metric"):
+        prefix = f"{node.symbol or ''}@{node.clock}." if node.clock or node.symbol else ""
+        return prefix + str(node.value)
+    if node.op == "call":
+        return f"{node.value}({', '.join(render_expr(a) for a in node.args)})"
+    if node.op == "field":
+        return f"{render_expr(node.args[0])}.{node.value}"
+    if node.op == "offset":
+        return f"{render_expr(node.args[0])}[{render_expr(node.args[1])}]"
+    if node.op == "binary":
+        return f"({render_expr(node.args[0])} {node.value} {render_expr(node.args[1])})"
+    if node.op == "unary":
+        return (
+            f"{node.value} {render_expr(node.args[0])}"
+            if node.value == "not"
+            else f"-{render_expr(node.args[0])}"
+        )
+    if node.op == "cross":
+        return f"({render_expr(node.args[0])} crosses {node.value} {render_expr(node.args[1])})"
+    if node.op == "if":
+        a, c, z = (render_expr(x) for x in node.args)
+        return f"({c} if {a} else {z})"
+    if node.op == "bars":
+        return f"bars({node.symbol + ', ' if node.symbol else ''}{node.clock or 'base'})"
+    return node.op

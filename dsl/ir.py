@@ -1,0 +1,222 @@
+"""The typed, immutable IR the checker produces and the runtime compiles.
+
+Expressions use one node model (`Expr`) whose `op` says what it is; every node carries its unit kind,
+qualifier and clock, and a content digest computed from its own fields and its children's digests, so
+identical sub-expressions have identical digests (the graph shares them, the reload diff compares them).
+Numeric values are stored in base units: percentages and bps as fractions (2.5% → 0.025), durations in ms,
+dates as UTC ms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+# Value of a constant node: a number, a bool, a string (symbols, enum words, metric names) or None (na).
+Value = float | int | bool | str | None
+
+
+class Frozen(BaseModel):
+    """Base of IR models: immutable, and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Expr(Frozen):
+    """One expression node.
+
+    `op` is one of: const (value), param (value = name), source (value = open/high/...), state (value =
+    position_size/...), metric (value = risk or result metric name), call (value = function name, args in
+    signature order, defaults filled in), field (value = field name, args = (struct,)), offset (args =
+    (series, bars)), binary (value = + - * / < <= > >= == != and or), unary (value = - or not), cross
+    (value = above or below), if (args = (cond, then, else)), bars (a candle struct; symbol, clock set).
+    """
+
+    op: str  # node kind, see above
+    value: Value = None  # literal value, name or operator, depending on op
+    args: tuple[Expr, ...] = ()  # children
+    kind: str = "number"  # unit kind of the result ("price", "bool", "macd", ...)
+    qual: int = 0  # 0 const, 1 param, 2 series
+    integer: bool = False  # whole-number valued
+    clock: str | None = None  # timeframe of a slower clock ("1h"), None for the strategy's base clock
+    symbol: str | None = None  # another market ("BINANCE:BTC/USDT") for bars(), None for the own symbol
+    digest: str = ""  # content hash (hex), set by `make`
+
+    @staticmethod
+    def make(op: str, value: Value = None, args: tuple[Expr, ...] = (), **kw: Any) -> Expr:
+        """Build a node and compute its content digest."""
+        node = Expr(op=op, value=value, args=args, **kw)
+        text = "|".join(
+            (
+                op,
+                repr(value),
+                node.kind,
+                str(node.qual),
+                str(node.integer),
+                str(node.clock),
+                str(node.symbol),
+                *(a.digest for a in args),
+            )
+        )
+        return node.model_copy(update={"digest": hashlib.blake2b(text.encode(), digest_size=10).hexdigest()})
+
+
+class ParamIR(Frozen):
+    """A strategy parameter with its default and optimizer domain."""
+
+    name: str  # param name
+    kind: str  # unit kind of its values
+    integer: bool  # whole-number valued
+    default: float  # default value in base units
+    low: float | None = None  # range domain start (inclusive)
+    high: float | None = None  # range domain end (inclusive)
+    step: float | None = None  # range grid step
+    choices: tuple[float, ...] | None = None  # set domain members
+
+
+class RuleIR(Frozen):
+    """`entry long when C` / `exit short when C`."""
+
+    kind: str  # "entry" or "exit"
+    side: str  # "long" or "short"
+    cond: Expr  # bool series
+
+
+class AlertIR(Frozen):
+    """`alert "text" when C`."""
+
+    message: str  # text sent when the condition fires
+    cond: Expr  # bool series
+
+
+class StrategyIR(Frozen):
+    """A checked strategy template."""
+
+    name: str  # strategy name
+    file: str  # file that defines it
+    symbol: str  # "EXCHANGE:BASE/QUOTE"
+    timeframe: str  # base clock, e.g. "1h"
+    params: tuple[ParamIR, ...]  # parameters in declaration order
+    constraints: tuple[Expr, ...]  # bool expressions over params
+    bindings: tuple[tuple[str, Expr], ...]  # named series in declaration order
+    rules: tuple[RuleIR, ...]  # entry and exit rules in order
+    alerts: tuple[AlertIR, ...]  # alerts in order
+    settings: tuple[tuple[str, Expr], ...]  # strategy settings (stop_loss, size, ...) as written
+    execution: tuple[tuple[str, Expr], ...]  # execution settings (fill, fee, ...)
+    timeframes: tuple[str, ...]  # every clock used, base first
+    warmup: int  # bars of the base clock before the first decision, at the defaults
+    warmup_sweep: int  # the same with every param at its domain's maximum
+    trade_state: bool  # whether a rule reads position_size, entry_price, ... (evaluated in the simulation)
+    digest: str  # content hash of the whole template
+
+
+class SleeveIR(Frozen):
+    """A strategy instance inside a portfolio."""
+
+    name: str  # sleeve name
+    strategy: str  # template name
+    symbol: str  # market after overrides
+    timeframe: str  # base clock after overrides
+    weight: float  # share of equity, a fraction
+    overrides: tuple[tuple[str, float], ...]  # param overrides in base units
+
+
+class RiskRuleIR(Frozen):
+    """A risk rule at portfolio or sleeve scope."""
+
+    scope: str  # "portfolio" or "sleeve"
+    action: str  # "halt", "pause", "flatten" or "cap"
+    cond: Expr | None  # bool over metric nodes (not for cap)
+    duration_ms: int | None  # pause length
+    metric: str | None  # capped metric (cap only)
+    limit: float | None  # cap limit in base units
+    text: str  # the rule as written
+
+
+class PortfolioIR(Frozen):
+    """A portfolio: capital, sleeves and risk rules."""
+
+    name: str  # portfolio name
+    file: str  # file that defines it
+    capital: float  # starting capital in the quote currency
+    quote: str | None  # currency of the capital amount ("USDT"), if written
+    rebalance_ms: int | None  # rebalancing period
+    sleeves: tuple[SleeveIR, ...]  # sleeves in order
+    risk: tuple[RiskRuleIR, ...]  # portfolio and per-sleeve rules in order
+
+
+class OptimizeIR(Frozen):
+    """A parameter search over a strategy."""
+
+    name: str  # optimize block name
+    target: str  # strategy searched
+    start_ms: int | None  # start of the data range, UTC ms
+    end_ms: int | None  # end of the data range, UTC ms
+    method: Expr | None  # grid/random/bayes call
+    objective: Expr | None  # maximize/minimize call
+    require: Expr | None  # bool over result metrics
+    walk_forward: Expr | None  # rolling/anchored call
+
+
+class RiskProfileIR(Frozen):
+    """A reusable set of risk rules."""
+
+    name: str  # profile name
+    rules: tuple[RiskRuleIR, ...]  # its rules (scope set where the profile is applied)
+
+
+class Program(Frozen):
+    """Everything a checked file defines, imports included."""
+
+    file: str  # the checked file
+    version: int  # language version
+    strategies: tuple[StrategyIR, ...]  # strategy templates, imported ones included
+    portfolios: tuple[PortfolioIR, ...]  # portfolios of this file
+    risk_profiles: tuple[RiskProfileIR, ...]  # reusable risk profiles
+    optimizes: tuple[OptimizeIR, ...]  # optimize blocks of this file
+
+    def strategy(self, name: str) -> StrategyIR:
+        """The strategy template called `name`; KeyError when there is none."""
+        for item in self.strategies:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+
+# Binary operators a constant evaluation understands.
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b if b else math.nan,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "and": lambda a, b: bool(a) and bool(b),
+    "or": lambda a, b: bool(a) or bool(b),
+}
+
+
+def evaluate(expr: Expr, params: Mapping[str, float]) -> Value:
+    """Evaluate a const or param expression; None when it depends on series or a value is unknown."""
+    if expr.op == "const":
+        return expr.value
+    if expr.op == "param":
+        return params.get(str(expr.value))
+    values = [evaluate(a, params) for a in expr.args]
+    if any(v is None for v in values):
+        return None
+    if expr.op == "binary" and isinstance(expr.value, str):
+        return _BINARY[expr.value](values[0], values[1])
+    if expr.op == "unary":
+        return (not values[0]) if expr.value == "not" else -values[0]  # type: ignore[operator]
+    if expr.op == "if":
+        return values[1] if values[0] else values[2]
+    return None

@@ -1,0 +1,612 @@
+"""The parser: .strat text → syntax tree with spans, plus syntax diagnostics. The only module using lark.
+
+Parsing never stops at the first error. Each syntax error is reported, the offending lines are replaced by
+a placeholder of the same indentation (or the indentation is repaired), and the text is parsed again, so
+that one run reports every syntax error of a file and the checker still sees everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.indenter import Indenter
+
+from dsl import syntax as s
+from dsl.diagnostics import Reporter, Span
+from dsl.resources import grammar_path
+
+# Placeholder statements substituted for lines that failed to parse; the checker skips them.
+ERROR_NAME = "__error__"
+# Most syntax errors reported per file before giving up on the rest.
+MAX_SYNTAX_ERRORS = 50
+# Deepest bracket nesting accepted; deeper input would exhaust the recursion of later passes.
+MAX_NESTING = 64
+# How terminals are named in messages.
+_DISPLAY = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "QUANTITY": "a value with a unit",
+    "AMOUNT": "an amount",
+    "DATE": "a date",
+    "STRING": "a string",
+    "_NL": "end of line",
+    "_INDENT": "an indented block",
+    "_DEDENT": "end of block",
+    "$END": "end of file",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*' or '/'",
+    "RANGE": "'..'",
+    "PER_SLEEVE": "'per sleeve'",
+}
+_BRACKETS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+
+
+class SyntaxProblem(Exception):
+    """An indentation or bracket problem found by the post-lexer, with its position."""
+
+    def __init__(
+        self, code: str, message: str, line: int, col: int, hint: str | None = None, indent: int | None = None
+    ) -> None:
+        """Record the problem and its position."""
+        super().__init__(message)
+        self.code = code  # diagnostic code (E002 or E003)
+        self.message = message  # plain-words description
+        self.line = line  # 1-based line of the problem
+        self.col = col  # 1-based column of the problem
+        self.hint = hint  # optional suggestion
+        self.indent = indent  # for E003: the indentation (spaces) the repair should give the line
+
+
+class _StratIndenter(Indenter):
+    """Lark's indenter with positioned errors and a record of the brackets still open."""
+
+    NL_type = "_NL"  # newline terminal
+    OPEN_PAREN_types: ClassVar[list[str]] = list(_BRACKETS)  # opening bracket terminals
+    CLOSE_PAREN_types: ClassVar[list[str]] = list(_BRACKETS.values())  # closing bracket terminals
+    INDENT_type = "_INDENT"  # injected indentation token
+    DEDENT_type = "_DEDENT"  # injected dedentation token
+    tab_len = 8  # unused: tabs are rejected before parsing
+
+    def __init__(self) -> None:
+        """Start with no brackets open."""
+        super().__init__()
+        self.open_brackets: list[Token] = []  # tokens of the brackets opened and not yet closed
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        """Reset the state for a new text and post-process its tokens."""
+        self.open_brackets = []
+        return super().process(stream)
+
+    def handle_NL(self, token: Token) -> Iterator[Token]:
+        """Emit indent/dedent tokens, raising E003 with a position when a dedent matches no block."""
+        if self.open_brackets:
+            return
+        yield token
+        indent = len(token.rsplit("\n", 1)[1])
+        if indent > self.indent_level[-1]:
+            self.indent_level.append(indent)
+            yield Token.new_borrow_pos(self.INDENT_type, "", token)
+            return
+        inner = self.indent_level[-1]
+        while indent < self.indent_level[-1]:
+            inner = self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, "", token)
+        if indent != self.indent_level[-1]:
+            raise SyntaxProblem(
+                "E003",
+                f"indentation of {indent} spaces matches no enclosing block",
+                token.end_line or token.line or 1,
+                1,
+                f"use {inner} spaces to stay in the block above, or {self.indent_level[-1]} to end it",
+                indent=inner,
+            )
+
+    def _process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        """Track brackets (reporting an unmatched closing one) and indentation, token by token."""
+        token = None
+        for token in stream:
+            if token.type == self.NL_type:
+                yield from self.handle_NL(token)
+                continue
+            if token.type in _BRACKETS:
+                self.open_brackets.append(token)
+            elif token.type in self.CLOSE_PAREN_types:
+                if not self.open_brackets or _BRACKETS[self.open_brackets[-1].type] != token.type:
+                    raise SyntaxProblem(
+                        "E002", f"'{token}' closes no open bracket", token.line or 1, token.column or 1
+                    )
+                self.open_brackets.pop()
+            yield token
+        # Close every block still open at the end of the text.
+        while len(self.indent_level) > 1:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, "", token) if token else Token(self.DEDENT_type, "")
+
+
+@dataclass
+class _Parser:
+    """A lark parser with its indenter; the indenter keeps state, so calls are serialized by a lock."""
+
+    lark: Lark  # the LALR parser
+    indenter: _StratIndenter  # its post-lexer
+    lock: threading.Lock  # one parse at a time (the reload watcher runs in another thread)
+    display: dict[str, str]  # terminal name → how messages show it
+
+
+@functools.cache
+def _parser() -> _Parser:
+    """Build (once) the LALR parser from grammar.lark."""
+    indenter = _StratIndenter()
+    lark = Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="basic",
+        postlex=indenter,
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+    )
+    # Anonymous terminals (keywords, punctuation) are shown as their text, never as "__ANON_0".
+    display = dict(_DISPLAY)
+    for term in lark.terminals:
+        if term.name not in display and term.pattern.type == "str":
+            display[term.name] = f"'{term.pattern.value}'"
+    return _Parser(lark, indenter, threading.Lock(), display)
+
+
+def grammar() -> Lark:
+    """The underlying lark parser (for grammar-driven fuzzing in tests)."""
+    return _parser().lark
+
+
+def parse(text: str, path: str, reporter: Reporter) -> s.Module:
+    """Parse `text` into a module, reporting every syntax error to `reporter`."""
+    lines = _prescan(text.split("\n"), reporter)
+    parser = _parser()
+    for _ in range(MAX_SYNTAX_ERRORS):
+        source = "\n".join(lines) + "\n"
+        try:
+            with parser.lock:
+                tree = parser.lark.parse(source)
+        except SyntaxProblem as problem:
+            reporter.add(problem.code, Span.point(problem.line, problem.col), problem.message, problem.hint)
+            if problem.indent is not None:
+                lines[problem.line - 1] = " " * problem.indent + lines[problem.line - 1].lstrip(" ")
+            else:
+                lines = _repair(lines, problem.line, problem.code, parser.indenter.open_brackets)
+        except UnexpectedInput as error:
+            line = _report(error, lines, parser, reporter)
+            lines = _repair(lines, line, "E001", parser.indenter.open_brackets)
+        else:
+            try:
+                return s.Module(path, tuple(_ToSyntax().transform(tree).children))
+            except RecursionError:
+                reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to read")
+                return s.Module(path, ())
+    reporter.add("E001", Span.point(1, 1), f"more than {MAX_SYNTAX_ERRORS} syntax errors; stopped reading")
+    return s.Module(path, ())
+
+
+def _prescan(lines: list[str], reporter: Reporter) -> list[str]:
+    """Report tabs (E003) and over-deep nesting up front; return lines safe to hand to the parser."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if "\t" in line:
+            col = line.index("\t") + 1
+            reporter.add("E003", Span.point(number, col), "tab character; indent with spaces only")
+            line = line.replace("\t", "    ")
+        depth = deepest = 0
+        for char in line.split("#", 1)[0]:
+            depth += char in "([{"
+            depth -= char in ")]}"
+            deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            reporter.add(
+                "E001", Span.point(number, 1), f"brackets nested more than {MAX_NESTING} levels deep"
+            )
+            line = _placeholder(line, block=False)
+        out.append(line)
+    return out
+
+
+def _report(error: UnexpectedInput, lines: list[str], parser: _Parser, reporter: Reporter) -> int:
+    """Report one lark error as E001 or E002 and return the line the repair should start from."""
+    line, col = error.line, error.column
+    opened = parser.indenter.open_brackets
+    if isinstance(error, UnexpectedEOF) or line is None or line < 1:
+        line, col = len(lines), 1
+    # An unclosed bracket makes the parser fail on a later line: report it where it was opened.
+    if opened and (opened[0].line or 0) < line:
+        first = opened[0]
+        reporter.add(
+            "E002",
+            Span.point(first.line or 1, first.column or 1),
+            f"'{first}' opened at {first.line}:{first.column} is never closed",
+        )
+        return first.line or 1
+    if isinstance(error, UnexpectedCharacters):
+        char = lines[line - 1][col - 1] if line <= len(lines) and col <= len(lines[line - 1]) else "?"
+        message = f"unexpected character {char!r}"
+    elif isinstance(error, UnexpectedToken):
+        message = _token_message(error, lines, parser)
+        if error.token.type in ("_INDENT", "_DEDENT"):
+            col = max(col, 1)
+    else:
+        message = "unexpected end of file"
+    reporter.add(
+        "E003" if message.startswith("unexpected indentation") else "E001",
+        Span.point(line, max(col, 1), _token_width(error)),
+        message,
+    )
+    return line
+
+
+def _token_width(error: UnexpectedInput) -> int:
+    """Width of the offending token, for the caret underline."""
+    token = getattr(error, "token", None)
+    return max(len(str(token)), 1) if token is not None and token.type not in ("_NL", "$END") else 1
+
+
+def _token_message(error: UnexpectedToken, lines: list[str], parser: _Parser) -> str:
+    """A plain message for an unexpected token, naming what was expected when that is short."""
+    token = error.token
+    if token.type == "_INDENT":
+        return "unexpected indentation: this line is not inside a block"
+    expected = sorted({parser.display.get(t, t) for t in error.expected if not t.startswith("__")})
+    found = "end of line" if token.type == "_NL" else parser.display.get(token.type, f"'{token}'")
+    if token.type == "NAME" or token.type not in parser.display:
+        found = f"'{token}'"
+    # "strategy foo" without its colon gets the message a user expects.
+    head = lines[(token.line or 1) - 1].split() if token.line else []
+    if expected == ["':'"] and head and head[0] in ("strategy", "portfolio", "optimize", "risk"):
+        return f"expected ':' after {head[0]} name"
+    if len(expected) <= 4:
+        return f"unexpected {found}; expected {' or '.join(expected)}"
+    return f"unexpected {found}"
+
+
+def _repair(lines: list[str], line: int, code: str, opened: list[Token]) -> list[str]:
+    """Replace the broken line(s) so the next parse can go on past them."""
+    lines = list(lines)
+    index = min(max(line, 1), len(lines)) - 1
+    if code == "E003":
+        # Move the badly indented line (and its deeper followers) onto the enclosing block's level.
+        indent = _indent(lines[index])
+        target = max((_indent(x) for x in lines[:index] if x.strip() and _indent(x) <= indent), default=0)
+        shift = indent - target
+        for i in range(index, len(lines)):
+            if i > index and (not lines[i].strip() or _indent(lines[i]) < indent):
+                break
+            lines[i] = lines[i][shift:] if lines[i][:shift].strip() == "" else lines[i]
+        if shift == 0:
+            lines[index] = _placeholder(lines[index], block=False)
+        return lines
+    # Blank a bracket's whole unfinished statement, else just the broken line.
+    last = index
+    if opened and (opened[0].line or 0) - 1 < index:
+        index = (opened[0].line or 1) - 1
+        last = max(index, last - 1)
+    block = _opens_block(lines, last)
+    for i in range(index, last + 1):
+        lines[i] = _placeholder(lines[i], block=block and i == last) if i == index else ""
+    return lines
+
+
+def _indent(line: str) -> int:
+    """Number of leading spaces."""
+    return len(line) - len(line.lstrip(" "))
+
+
+def _opens_block(lines: list[str], index: int) -> bool:
+    """Whether the next non-blank line after `index` is indented deeper (so `index` was a block header)."""
+    for follower in lines[index + 1 :]:
+        if follower.strip() and not follower.strip().startswith("#"):
+            return _indent(follower) > _indent(lines[index])
+    return False
+
+
+def _placeholder(line: str, *, block: bool) -> str:
+    """A statement the checker ignores, at the same indentation as `line`."""
+    return " " * _indent(line) + (f"{ERROR_NAME}:" if block else f"{ERROR_NAME} = na")
+
+
+# ---------------------------------------------------------------- lark tree → syntax tree
+
+
+def _span(item: Tree | Token) -> Span:
+    """The span of a lark tree or token."""
+    if isinstance(item, Token):
+        return Span(
+            item.line or 1,
+            item.column or 1,
+            item.end_line or item.line or 1,
+            item.end_column or (item.column or 1) + len(item),
+        )
+    meta = item.meta
+    if getattr(meta, "empty", True):
+        return Span(1, 1, 1, 2)
+    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _join(first: s.Node | Span, last: s.Node | Span) -> Span:
+    """The span from the start of `first` to the end of `last`."""
+    a = first if isinstance(first, Span) else first.span
+    b = last if isinstance(last, Span) else last.span
+    return Span(a.line, a.col, b.end_line, b.end_col)
+
+
+_DURATION_TOKEN = re.compile(r"\s+")
+
+
+@v_args(meta=False, inline=False)
+class _ToSyntax(Transformer):
+    """Purely syntactic conversion of lark's tree to `dsl.syntax` nodes (no checks, no exceptions)."""
+
+    # ---- expressions
+
+    def name(self, c: list[Token]) -> s.Expr:
+        """A bare name."""
+        return s.Name(_span(c[0]), str(c[0]))
+
+    def _literal(self, kind: str, c: list[Token]) -> s.Literal:
+        """A literal token of the given kind."""
+        return s.Literal(_span(c[0]), kind, str(c[0]))
+
+    def number(self, c: list[Token]) -> s.Literal:
+        """A plain number."""
+        return self._literal("number", c)
+
+    def quantity(self, c: list[Token]) -> s.Literal:
+        """A number with a unit suffix."""
+        return self._literal("quantity", c)
+
+    def amount(self, c: list[Token]) -> s.Literal:
+        """A number with a currency code."""
+        return s.Literal(_span(c[0]), "amount", _DURATION_TOKEN.sub(" ", str(c[0])))
+
+    def date(self, c: list[Token]) -> s.Literal:
+        """A date or date-time."""
+        return self._literal("date", c)
+
+    def string(self, c: list[Token]) -> s.Literal:
+        """A string (quotes stripped)."""
+        return s.Literal(_span(c[0]), "string", str(c[0])[1:-1])
+
+    def true(self, c: list[Token]) -> s.Literal:
+        """`true`."""
+        return s.Literal(_span(c[0]), "bool", "true")
+
+    def false(self, c: list[Token]) -> s.Literal:
+        """`false`."""
+        return s.Literal(_span(c[0]), "bool", "false")
+
+    def na(self, c: list[Token]) -> s.Literal:
+        """`na`."""
+        return s.Literal(_span(c[0]), "na", "na")
+
+    def call(self, c: list) -> s.Call:
+        """`f(args)`; positional and keyword arguments keep their order of kind."""
+        func = c[0]
+        args = tuple(a for a in c[1:] if a is not None and not isinstance(a, s.Kwarg))
+        kwargs = tuple(a for a in c[1:] if isinstance(a, s.Kwarg))
+        end = Span(func.line, func.column, func.end_line, func.end_column)
+        last = (args + kwargs)[-1].span if args or kwargs else end
+        return s.Call(_join(end, last), str(func), _span(func), args, kwargs)
+
+    def kwarg(self, c: list) -> s.Kwarg:
+        """`name=value`."""
+        return s.Kwarg(_join(_span(c[0]), c[1]), str(c[0]), c[1])
+
+    def field(self, c: list) -> s.Field:
+        """`x.name`."""
+        return s.Field(_join(c[0], _span(c[1])), c[0], str(c[1]), _span(c[1]))
+
+    def offset(self, c: list) -> s.Offset:
+        """`x[n]`."""
+        return s.Offset(_join(c[0], c[1]), c[0], c[1])
+
+    def arith(self, c: list) -> s.BinOp:
+        """`a + b`, `a * b`, ..."""
+        return s.BinOp(_join(c[0], c[2]), str(c[1]), c[0], c[2])
+
+    def compare(self, c: list) -> s.BinOp:
+        """`a < b`, ..."""
+        return s.BinOp(_join(c[0], c[2]), str(c[1]), c[0], c[2])
+
+    def and_op(self, c: list) -> s.BinOp:
+        """`a and b`."""
+        return s.BinOp(_join(c[0], c[1]), "and", c[0], c[1])
+
+    def or_op(self, c: list) -> s.BinOp:
+        """`a or b`."""
+        return s.BinOp(_join(c[0], c[1]), "or", c[0], c[1])
+
+    def crosses(self, c: list) -> s.Cross:
+        """`a crosses above b`."""
+        return s.Cross(_join(c[0], c[2]), c[1].data, c[0], c[2])
+
+    def not_op(self, c: list) -> s.Unary:
+        """`not x`."""
+        return s.Unary(c[0].span, "not", c[0])
+
+    def neg(self, c: list) -> s.Unary:
+        """`-x`."""
+        return s.Unary(c[0].span, "-", c[0])
+
+    def if_else(self, c: list) -> s.IfElse:
+        """`a if cond else b`."""
+        return s.IfElse(_join(c[0], c[2]), c[1], c[0], c[2])
+
+    # ---- statements
+
+    @v_args(tree=True)
+    def version(self, t: Any) -> s.Version:
+        """`strat N`."""
+        return s.Version(_span(t), str(t.children[0]))
+
+    @v_args(tree=True)
+    def use(self, t: Any) -> s.Use:
+        """`use "path"`."""
+        return s.Use(_span(t), str(t.children[0])[1:-1])
+
+    @v_args(tree=True)
+    def const(self, t: Any) -> s.Const:
+        """`const NAME = expr`."""
+        name, value = t.children
+        return s.Const(_span(t), str(name), _span(name), value)
+
+    @v_args(tree=True)
+    def def_(self, t: Any) -> s.Def:
+        """`def f(a, b) = expr`."""
+        name, *params, body = t.children
+        return s.Def(_span(t), str(name), _span(name), tuple(str(p) for p in params if p is not None), body)
+
+    @v_args(tree=True)
+    def param(self, t: Any) -> s.Param:
+        """`param NAME = default [domain]`."""
+        name, default, domain = t.children
+        return s.Param(_span(t), str(name), _span(name), default, domain)
+
+    @v_args(tree=True)
+    def range_domain(self, t: Any) -> s.Domain:
+        """`in lo..hi [step s]`."""
+        low, _dots, high, step = t.children
+        return s.Domain(_span(t), low, high, step, ())
+
+    @v_args(tree=True)
+    def set_domain(self, t: Any) -> s.Domain:
+        """`in {a, b}`."""
+        return s.Domain(_span(t), None, None, None, tuple(t.children))
+
+    @v_args(tree=True)
+    def constraint(self, t: Any) -> s.Constraint:
+        """`constraint expr`."""
+        return s.Constraint(_span(t), t.children[0])
+
+    @v_args(tree=True)
+    def binding(self, t: Any) -> s.Binding:
+        """`name = expr`."""
+        name, value = t.children
+        return s.Binding(_span(t), str(name), _span(name), value)
+
+    @v_args(tree=True)
+    def setting(self, t: Any) -> s.Setting:
+        """`key: expr`."""
+        name, value = t.children
+        return s.Setting(_span(t), str(name), _span(name), value)
+
+    @v_args(tree=True)
+    def entry(self, t: Any) -> s.Rule:
+        """`entry SIDE when C`."""
+        return s.Rule(_span(t), "entry", t.children[0].data, t.children[1])
+
+    @v_args(tree=True)
+    def exit(self, t: Any) -> s.Rule:
+        """`exit SIDE when C`."""
+        return s.Rule(_span(t), "exit", t.children[0].data, t.children[1])
+
+    @v_args(tree=True)
+    def alert(self, t: Any) -> s.Alert:
+        """`alert "text" when C`."""
+        return s.Alert(_span(t), str(t.children[0])[1:-1], t.children[1])
+
+    @v_args(tree=True)
+    def sleeve(self, t: Any) -> s.Sleeve:
+        """`sleeve NAME = template(...) weight W`."""
+        name, call, weight = t.children
+        return s.Sleeve(_span(t), str(name), _span(name), call, weight)
+
+    @v_args(tree=True)
+    def halt(self, t: Any) -> s.RiskAction:
+        """`halt when C`."""
+        return s.RiskAction(_span(t), "halt", t.children[0], None, None, None, None)
+
+    @v_args(tree=True)
+    def flatten(self, t: Any) -> s.RiskAction:
+        """`flatten when C`."""
+        return s.RiskAction(_span(t), "flatten", t.children[0], None, None, None, None)
+
+    @v_args(tree=True)
+    def pause(self, t: Any) -> s.RiskAction:
+        """`pause D when C`."""
+        return s.RiskAction(_span(t), "pause", t.children[1], t.children[0], None, None, None)
+
+    @v_args(tree=True)
+    def cap(self, t: Any) -> s.RiskAction:
+        """`cap METRIC at LIMIT`."""
+        metric, limit = t.children
+        return s.RiskAction(_span(t), "cap", None, None, str(metric), _span(metric), limit)
+
+    @v_args(tree=True)
+    def risk_ref(self, t: Any) -> s.RiskRef:
+        """`risk [per sleeve]: profile`."""
+        per, name = t.children
+        return s.RiskRef(_span(t), per is not None, str(name), _span(name))
+
+    def block(self, c: list) -> tuple[s.Stmt, ...]:
+        """An indented body."""
+        return tuple(c)
+
+    def _block(self, t: Any, kind: str, name: Token | None) -> s.Stmt:
+        """A block statement of `kind`; an error placeholder block becomes an ErrorStmt."""
+        body = t.children[-1]
+        if name is not None and str(name) == ERROR_NAME:
+            return s.ErrorStmt(_span(t), body)
+        name_span = (
+            _span(name)
+            if name is not None
+            else Span(_span(t).line, _span(t).col, _span(t).line, _span(t).col + 4)
+        )
+        return s.Block(_span(t), kind, str(name) if name is not None else "", name_span, body)
+
+    @v_args(tree=True)
+    def strategy(self, t: Any) -> s.Stmt:
+        """`strategy NAME:` block."""
+        return self._block(t, "strategy", t.children[0])
+
+    @v_args(tree=True)
+    def portfolio(self, t: Any) -> s.Stmt:
+        """`portfolio NAME:` block."""
+        return self._block(t, "portfolio", t.children[0])
+
+    @v_args(tree=True)
+    def optimize(self, t: Any) -> s.Stmt:
+        """`optimize NAME:` block."""
+        return self._block(t, "optimize", t.children[0])
+
+    @v_args(tree=True)
+    def risk_profile(self, t: Any) -> s.Stmt:
+        """`risk NAME:` block (a reusable profile)."""
+        return self._block(t, "risk_profile", t.children[0])
+
+    @v_args(tree=True)
+    def risk_block(self, t: Any) -> s.Stmt:
+        """`risk:` or `risk per sleeve:` block."""
+        return self._block(t, "risk_sleeve" if t.children[0] is not None else "risk", None)
+
+    @v_args(tree=True)
+    def setting_block(self, t: Any) -> s.Stmt:
+        """`key:` block (execution: ...)."""
+        return self._block(t, "setting", t.children[0])
+
+    def start(self, c: list) -> Tree:
+        """The module's statements (wrapped back in a tree for the caller)."""
+        return Tree("start", c)
+
+
+# `def` is a Python keyword: lark's `def` rule is routed to the `def_` method.
+setattr(_ToSyntax, "def", _ToSyntax.def_)
+
+
+def is_error_binding(stmt: s.Stmt) -> bool:
+    """Whether a statement is the parser's placeholder for an unreadable line."""
+    return isinstance(stmt, s.Binding) and stmt.name == ERROR_NAME

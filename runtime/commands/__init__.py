@@ -1,0 +1,1 @@
+"""Sub-commands of `strat` that belong to no single runtime area."""

@@ -1,0 +1,45 @@
+"""`strat check FILE...`: print every diagnostic; exit 0 clean (warnings allowed), 1 on errors, 2 on usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from dsl.checker import check_file, explain
+from dsl.diagnostics import Diagnostic
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `check` sub-command."""
+    parser = subparsers.add_parser("check", help="check .strat files and print diagnostics")
+    parser.add_argument("files", nargs="+", metavar="FILE", help=".strat files to check")
+    parser.add_argument("--json", action="store_true", help="print diagnostics as a JSON list (for editors)")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print each strategy's params, settings, timeframes and warm-up",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check each file; the exit code is 1 when any file has an error."""
+    everything: list[Diagnostic] = []
+    failed = False
+    for path in args.files:
+        result = check_file(path)
+        failed |= not result.ok
+        everything.extend(result.diagnostics)
+        if args.json:
+            continue
+        if result.diagnostics:
+            print(result.render())
+        errors = sum(d.is_error for d in result.diagnostics)
+        warnings = len(result.diagnostics) - errors
+        print(f"{path}: {errors} error(s), {warnings} warning(s)" if result.diagnostics else f"{path}: ok")
+        if args.explain and result.program is not None:
+            print(explain(result.program))
+    if args.json:
+        print(json.dumps([asdict(d) for d in everything], indent=2))
+    return 1 if failed else 0
