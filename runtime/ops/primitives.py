@@ -170,13 +170,13 @@ def window_stats(x: FloatArray, n: int) -> tuple[FloatArray, FloatArray, FloatAr
 
 
 def variance_of(m2: float, n: int) -> float:
-    """Population variance from M2 (a rounding residue below zero counts as zero)."""
-    return (m2 if m2 > 0.0 else 0.0) / n
+    """Population variance from M2 (a rounding residue below zero counts as zero; na stays na)."""
+    return (0.0 if m2 < 0.0 else m2) / n
 
 
 def batch_variance(m2: FloatArray, n: int) -> FloatArray:
     """Batch twin of `variance_of`."""
-    return np.where(m2 > 0.0, m2, np.where(np.isnan(m2), np.nan, 0.0)) / n
+    return np.where(m2 < 0.0, 0.0, m2) / n
 
 
 @njit(cache=True)

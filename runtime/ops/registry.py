@@ -7,10 +7,32 @@ closed bar). Language built-ins are the operators with `internal=False`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from functools import wraps
+
+import numpy as np
+
 from runtime.ops import arith, events, moving, oscillators, volatility, volume
-from runtime.ops.base import Operator, StreamKernel
+from runtime.ops.base import FloatArray, Operator, StreamKernel
 
 __all__ = ["BUILTIN_NAMES", "OPERATORS", "Operator", "StreamKernel", "operator"]
+
+
+def _quiet(batch: Callable[..., tuple[FloatArray, ...]]) -> Callable[..., tuple[FloatArray, ...]]:
+    """The batch kernel with numpy's floating-point warnings off.
+
+    Overflow to inf and invalid results to na are the defined outcomes on extreme inputs, exactly as in the
+    streaming kernel.
+    """
+
+    @wraps(batch)
+    def run(*args: object) -> tuple[FloatArray, ...]:
+        """Run the batch kernel without floating-point warnings."""
+        with np.errstate(all="ignore"):
+            return batch(*args)
+
+    return run
 
 
 def _collect(*groups: tuple[Operator, ...]) -> dict[str, Operator]:
@@ -24,7 +46,7 @@ def _collect(*groups: tuple[Operator, ...]) -> dict[str, Operator]:
         for op in group:
             if op.name in registry:
                 raise ValueError(f"operator '{op.name}' is defined twice")
-            registry[op.name] = op
+            registry[op.name] = replace(op, batch=_quiet(op.batch))
     return registry
 
 
