@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
 
 def list_command(args: argparse.Namespace) -> int:
     """Print the saved runs, newest first; exit code 0."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -38,16 +39,17 @@ def list_command(args: argparse.Namespace) -> int:
     if not runs:
         console.print("no saved runs")
         return 0
-    table = Table(title="Saved runs")
-    for name in ("ID", "Saved (UTC)", "Spec", "Mode", "Data", "Return", "Max DD", "Sharpe"):
-        table.add_column(name, justify="right" if name in ("ID", "Return", "Max DD", "Sharpe") else "left")
+    table = Table(title="Saved runs", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("ID", "Saved (UTC)", "Spec", "Data", "Return", "Max DD", "Sharpe"):
+        table.add_column(
+            name, justify="left" if name in ("Saved (UTC)", "Spec", "Data") else "right", no_wrap=True
+        )
     for run in runs:
         table.add_row(
             str(run.id),
-            iso_time(run.created_at // 1000 * 1000),
-            run.spec_name,
-            run.mode,
-            f"{iso_time(run.data_start)[:16]} → {iso_time(run.data_end)[:16]}",
+            iso_time(run.created_at // 1000 * 1000)[:16].replace("T", " "),
+            run.spec_name + ("" if run.mode == "backtest" else f" ({run.mode})"),
+            f"{iso_time(run.data_start)[:10]} → {iso_time(run.data_end)[:10]}",
             fmt_pct(run.total_return),
             fmt_pct(run.max_drawdown),
             fmt_num(run.sharpe),

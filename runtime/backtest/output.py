@@ -184,7 +184,8 @@ def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     q = summary.quote
     ratios = (summary.sharpe, summary.sortino, summary.calmar)
     return [
-        ("Period", f"{summary.start} → {summary.end} ({summary.bars:,} bars)"),
+        ("Period (UTC)", f"{summary.start[:16]} → {summary.end[:16]}".replace("T", " ")),
+        ("Bars", f"{summary.bars:,}"),
         ("Final equity", f"{fmt_num(summary.final_equity)} {q} (from {fmt_num(summary.capital)})"),
         ("Total return", fmt_pct(summary.total_return)),
         ("CAGR", fmt_pct(summary.cagr)),

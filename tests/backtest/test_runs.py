@@ -121,11 +121,7 @@ def test_runs_commands(
         run_id = save_run(url, _record())
         assert _cli(["runs", "--db", url]) == 0
         listing = capsys.readouterr().out
-        assert (
-            "│  1 │ 2024-04-24T23:06:40Z │ portfolio │ backtest │ 2024-01-01T00:00 → 2024-01-01T04:00 │"
-            in listing
-        )
-        assert "│ 20.00% │ 10.00% │  37.08 │" in listing
+        assert "  1  2024-04-24 23:06  portfolio  2024-01-01 → 2024-01-01  20.00%  10.00%   37.08" in listing
         assert _cli(["runs", "--db", url, "show", str(run_id), "--trades"]) == 0
         shown = capsys.readouterr().out
         assert shown.startswith("Run 1: portfolio (backtest), saved 2024-04-24T23:06:40Z\n")
