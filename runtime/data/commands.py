@@ -164,6 +164,7 @@ def format_time(ms: int | None) -> str:
 
 def _download(args: argparse.Namespace) -> int:
     """Handler of `strat data download`."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from dsl.units import timeframe_ms
@@ -176,13 +177,16 @@ def _download(args: argparse.Namespace) -> int:
     store = CandleStore(args.db)
     start = parse_time(args.since)
     status = 0
-    # One progress bar per symbol; it only appears when the terminal is interactive.
+    # One progress bar per symbol, on stderr, only when that is a terminal (logs and pipes stay clean).
+    console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as bar:
         for text in args.symbols:
             named, symbol = market_symbol(text)

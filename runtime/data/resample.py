@@ -48,7 +48,7 @@ def resample(candles: Candles, timeframe: str) -> Candles:
     if timeframe == candles.timeframe:
         return candles
     if not can_resample(candles.timeframe, timeframe):
-        raise ValueError(f"cannot resample {candles.timeframe} to {timeframe}: not a whole multiple")
+        raise ValueError(f"cannot resample {candles.timeframe} to {timeframe}: not a coarser whole multiple")
     per_period = timeframe_ms(timeframe) // candles.timeframe_ms
     period = period_start(candles.time, timeframe)
     # Start index of each run of equal period starts; reduceat aggregates each run.
