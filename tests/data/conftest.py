@@ -9,13 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fake_binance import FakeBinance
+from fake_binance import HOUR, JAN_1_2024, FakeBinance
 
 from runtime.data.exchange import ExchangeFeed, RetryPolicy
-
-# 2024-01-01 00:00 UTC in ms: where the ETH/SOL/XRP files start.
-JAN_1_2024 = 1_704_067_200_000
-HOUR = 3_600_000  # one hour, ms
 
 
 @pytest.fixture

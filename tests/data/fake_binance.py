@@ -16,6 +16,10 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
+# 2024-01-01 00:00 UTC in ms: where the ETH/SOL/XRP files start.
+JAN_1_2024 = 1_704_067_200_000
+HOUR = 3_600_000  # one hour, ms
+
 # The CSV columns, as loaded once per file and shared by every fake instance.
 _CACHE: dict[Path, np.ndarray] = {}
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HOUR, JAN_1_2024
-from fake_binance import FakeBinance
+from fake_binance import HOUR, JAN_1_2024, FakeBinance
 
 from runtime.data.candles import PRICE_COLUMNS, Candle
 from runtime.data.csvfiles import read_csv
