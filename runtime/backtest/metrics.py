@@ -117,15 +117,16 @@ class Summary(TradeStats):
     monthly_returns: tuple[MonthlyReturn, ...]  # calendar months in time order
 
 
-def iso_times(ms: np.ndarray) -> list[str]:
+def iso_times(ms: np.ndarray, millis: bool | None = None) -> list[str]:
     """Format UTC millisecond timestamps as ISO-8601 strings ending in Z.
 
     Whole seconds are written without a fraction; a batch with any sub-second time keeps milliseconds
-    for all, so one file has one format.
+    for all, so one file has one format (`millis` forces the choice, for a file written in chunks).
     """
     values = np.asarray(ms, dtype=np.int64)
     stamps: np.ndarray = values.astype("datetime64[ms]")
-    text = np.datetime_as_string(stamps, unit="s" if not np.any(values % 1000) else "ms")
+    precise = bool(np.any(values % 1000)) if millis is None else millis
+    text = np.datetime_as_string(stamps, unit="ms" if precise else "s")
     return [s + "Z" for s in text.tolist()]
 
 

@@ -90,14 +90,22 @@ def write_trades(result: BacktestResult, path: Path) -> None:
 
 def write_equity(result: BacktestResult, path: Path) -> None:
     """Write equity.csv: time (bar close), equity, cash, exposure and drawdown at every bar."""
-    times = iso_times(np.asarray(result.time))
     dd = drawdown(equity_curve(result))[1:]
-    columns = (
-        np.asarray(a, dtype=np.float64).tolist() for a in (result.equity, result.cash, result.exposure, dd)
-    )
-    # One %-format per row is the fastest pure-Python path (a million rows in about a second).
-    body = "".join(map("%s,%.8f,%.8f,%.8f,%.8f\n".__mod__, zip(times, *columns, strict=True)))
-    path.write_text(",".join(EQUITY_COLUMNS) + "\n" + body, encoding="utf-8")
+    arrays = [np.asarray(a, dtype=np.float64) for a in (result.equity, result.cash, result.exposure, dd)]
+    time = np.asarray(result.time, dtype=np.int64)
+    millis = bool(np.any(time % 1000))
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(",".join(EQUITY_COLUMNS) + "\n")
+        # In chunks, so a million-bar run never holds the whole text; one %-format per row is the
+        # fastest pure-Python path (about a million rows a second).
+        for start in range(0, len(time), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            rows = zip(iso_times(time[part], millis), *(a[part].tolist() for a in arrays), strict=True)
+            handle.write("".join(map("%s,%.8f,%.8f,%.8f,%.8f\n".__mod__, rows)))
+
+
+# Rows of equity.csv formatted at a time.
+_CHUNK = 65_536
 
 
 def write_orders(result: BacktestResult, path: Path) -> None:

@@ -6,9 +6,11 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest_report import HOUR, small_result
 from rich.console import Console
 
+from runtime.backtest import output
 from runtime.backtest.metrics import compute_metrics
 from runtime.backtest.output import default_out_dir, print_summary, write_outputs
 
@@ -31,7 +33,12 @@ def test_trades_csv_exact(tmp_path: Path) -> None:
     )
 
 
-def test_equity_orders_and_risk_csv_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [65_536, 3])
+def test_equity_orders_and_risk_csv_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # Long runs are written in chunks; a chunk boundary must not show in the file.
+    monkeypatch.setattr(output, "_CHUNK", chunk)
     out = _write(tmp_path)
     assert (out / "equity.csv").read_text() == (
         "time,equity,cash,exposure,drawdown\n"
