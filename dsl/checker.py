@@ -32,7 +32,7 @@ from dsl.ir import (
     StrategyIR,
     evaluate,
 )
-from dsl.parser import ERROR_NAME, parse
+from dsl.parser import ERROR_NAME, is_placeholder, parse
 from dsl.resources import library_dir
 from dsl.types import NUMERIC, Qual, Type, divide, join_qual, multiply, struct, unify
 from dsl.units import DURATION_MS, TIMEFRAMES, format_duration, parse_duration, parse_symbol
@@ -363,11 +363,29 @@ class _FileChecker:
         """Report a statement that is not allowed where it stands (E017) or an unknown setting (E016)."""
         if isinstance(st, s.Setting | s.Block) and (not isinstance(st, s.Block) or st.kind == "setting"):
             known = _SETTINGS_BY_CONTEXT.get(where, {})
+            # A real setting of another block: say where it belongs rather than "unknown".
+            home = next((ctx for ctx, specs in _SETTINGS_BY_CONTEXT.items() if st.name in specs), None)
+            if home is not None and st.name not in known:
+                self.rep.add(
+                    "E017",
+                    st.name_span,
+                    f"'{st.name}' belongs {_PLACES[home]}, not {_PLACES.get(where, 'here')}",
+                    "put it inside the strategy's 'execution:' block" if home == "execution" else None,
+                )
+                return
             self.rep.add(
                 "E016",
                 st.name_span,
-                f"unknown setting '{st.name}'" + _here(where),
+                f"unknown setting '{st.name}' {_PLACES.get(where, 'here')}",
                 did_you_mean(st.name, known),
+            )
+            return
+        if isinstance(st, s.Binding):
+            self.rep.add(
+                "E017",
+                st.span,
+                f"'{st.name} = ...' defines a series, which is only allowed inside a strategy",
+                f"for a fixed value write 'const {st.name} = ...'" if where == "top" else None,
             )
             return
         home = _HOME.get(type(st).__name__ if not isinstance(st, s.Block) else st.kind, "")
@@ -424,8 +442,9 @@ class _FileChecker:
         env = _Env(self.globals, ctx)
         ex = _Expressions(self)
         local: dict[str, Span] = {}
-        # Declarations first: params and bindings may be used before the line that defines them.
-        for st in body:
+        # Declarations first: params and bindings may be used before the line that defines them. Broken
+        # `name = ...` lines (named parser placeholders) declare their name too, so uses stay silent.
+        for st in block.body:
             if isinstance(st, s.Param) and self._declare(st.name, st.name_span, local):
                 ctx.param_spans[st.name] = st.name_span
                 param = self._param(st, env)
@@ -460,7 +479,7 @@ class _FileChecker:
             elif not isinstance(st, s.Param | s.Binding | s.Constraint) and not _is_placeholder(st):
                 self._misplaced(st, "strategy")
         symbol = self._symbol(settings.get("symbol"), block)
-        self._strategy_warnings(block, rules, strategy_settings)
+        self._strategy_warnings(block, rules, strategy_settings, settings.get("size"))
         # The derived warm-up: the longest lookback path over everything a decision reads.
         roots = [r.cond for r in rules] + [v for k, v in strategy_settings.items() if v.qual == Qual.SERIES]
         defaults = {name: p.default for name, p in ctx.params.items()}
@@ -531,8 +550,16 @@ class _FileChecker:
             return "BINANCE:BTC/USDT"
         return text
 
-    def _strategy_warnings(self, block: s.Block, rules: list[RuleIR], settings: dict[str, Expr]) -> None:
-        """W054 (an entry with no way out) and E081 (risk sizing without a stop)."""
+    def _strategy_warnings(
+        self, block: s.Block, rules: list[RuleIR], settings: dict[str, Expr], size: s.Setting | None
+    ) -> None:
+        """W054 (an entry with no way out) and E081 (risk sizing without a stop).
+
+        Both judge the strategy as a whole, so they stay silent when an error inside it (a misspelt
+        `stoploss:`, an unreadable rule) may be their real cause.
+        """
+        if self.rep.has_errors_within(block.span):
+            return
         brackets = {"stop_loss", "take_profit", "trailing_stop", "max_hold"} & settings.keys()
         for side in ("long", "short"):
             entries = [r for r in rules if r.kind == "entry" and r.side == side]
@@ -544,13 +571,14 @@ class _FileChecker:
                     f"entry {side} has no exit: no exit rule, stop, target "
                     "or max_hold ever closes the position",
                 )
-        size = settings.get("size")
-        if size is not None and size.value == "risk_per_trade" and "stop_loss" not in settings:
+        sizing = settings.get("size")
+        risk_sized = size is not None and sizing is not None and sizing.value == "risk_per_trade"
+        if size is not None and risk_sized and "stop_loss" not in settings:
             self.rep.add(
                 "E081",
-                block.name_span,
+                size.value.span,
                 "risk_per_trade() needs stop_loss",
-                "the risk per trade is measured to the stop",
+                "the risk per trade is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
             )
 
     # ---------------------------------------------------------------- params and overrides
@@ -800,7 +828,7 @@ class _FileChecker:
                 self._misplaced(st, "portfolio")
         sleeves = self._weights(block, sleeves, weights)
         capital = settings.get("capital")
-        if not sleeves:
+        if not any(isinstance(st, s.Sleeve) for st in block.body):
             self.rep.add(
                 "E026",
                 block.name_span,
@@ -1724,6 +1752,17 @@ _SETTINGS_BY_CONTEXT: dict[str, Mapping[str, b.SettingSpec]] = {
     "portfolio": b.PORTFOLIO_SETTINGS,
     "optimize": b.OPTIMIZE_SETTINGS,
 }
+# How each context is named in E016/E017 messages.
+_PLACES: dict[str, str] = {
+    "top": "at the top level",
+    "strategy": "in a strategy",
+    "execution": "in an execution block",
+    "portfolio": "in a portfolio",
+    "optimize": "in an optimize block",
+    "risk": "in a risk block",
+    "risk_sleeve": "in a risk block",
+    "risk_profile": "in a risk profile",
+}
 # Where each kind of statement belongs, for E017 messages.
 _HOME: dict[str, str] = {
     "Param": "inside a strategy",
@@ -1746,14 +1785,9 @@ _HOME: dict[str, str] = {
 }
 
 
-def _here(where: str) -> str:
-    """' in a strategy', ' in execution', ... for E016 messages."""
-    return {"top": " at the top level"}.get(where, f" in {where.replace('_', ' ')}")
-
-
 def _is_placeholder(st: s.Stmt) -> bool:
     """Whether a statement stands for text the parser could not read."""
-    return isinstance(st, s.ErrorStmt) or (isinstance(st, s.Binding) and st.name == ERROR_NAME)
+    return is_placeholder(st)
 
 
 def _declared_name(st: s.Stmt) -> tuple[str, Span] | None:

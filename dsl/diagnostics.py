@@ -94,6 +94,15 @@ class Reporter:
         """All diagnostics so far, in stable source order."""
         return sorted(self._items.values(), key=Diagnostic.sort_key)
 
+    def has_errors_within(self, span: Span) -> bool:
+        """Whether an error was recorded on the lines of `span` (to silence follow-on diagnostics)."""
+        return any(
+            d.is_error
+            and d.file == self.file
+            and (span.line, span.col) <= (d.line, d.col) < (span.end_line, span.end_col)
+            for d in self._items.values()
+        )
+
     @property
     def has_errors(self) -> bool:
         """Whether any recorded diagnostic is an error."""

@@ -19,6 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import Indenter
 
 from dsl import syntax as s
+from dsl.builtins import KEYWORDS
 from dsl.diagnostics import Reporter, Span
 from dsl.resources import grammar_path
 
@@ -47,6 +48,16 @@ _DISPLAY = {
     "PER_SLEEVE": "'per sleeve'",
 }
 _BRACKETS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+# Tokens that end a statement: an unclosed bracket is reported when the parser meets one of them.
+_ENDINGS = frozenset({"_NL", "_DEDENT", "$END"})
+# Keywords that open a named block, for the "expected ':' after strategy name" message and repair.
+_HEADERS = ("strategy", "portfolio", "optimize", "risk")
+# Terminals that may start an expression: when all are expected, the message says "an expression".
+_EXPRESSION_STARTS = frozenset({"NAME", "NUMBER", "QUANTITY", "STRING", "LPAR"})
+# A block header whose only fault is the missing colon (`strategy foo`, `execution`).
+_HEADER_NO_COLON = re.compile(r"^\s*((strategy|portfolio|optimize|risk)\s+)?[A-Za-z_]\w*\s*(#.*)?$")
+# A line that names what it defines: `name = ...`, `name ...` (missing `=`) or `param name ...`.
+_NAMED_LINE = re.compile(r"^\s*(param\s+)?([A-Za-z_]\w*)\b(?!\s*[:(.\[])")
 
 
 class SyntaxProblem(Exception):
@@ -184,8 +195,8 @@ def parse(text: str, path: str, reporter: Reporter) -> s.Module:
             else:
                 lines = _repair(lines, problem.line, problem.code, parser.indenter.open_brackets)
         except UnexpectedInput as error:
-            line = _report(error, lines, parser, reporter)
-            lines = _repair(lines, line, "E001", parser.indenter.open_brackets)
+            line, code = _report(error, lines, parser, reporter)
+            lines = _repair(lines, line, code, parser.indenter.open_brackets)
         else:
             try:
                 return s.Module(path, tuple(_ToSyntax().transform(tree).children))
@@ -218,36 +229,45 @@ def _prescan(lines: list[str], reporter: Reporter) -> list[str]:
     return out
 
 
-def _report(error: UnexpectedInput, lines: list[str], parser: _Parser, reporter: Reporter) -> int:
-    """Report one lark error as E001 or E002 and return the line the repair should start from."""
+def _report(error: UnexpectedInput, lines: list[str], parser: _Parser, reporter: Reporter) -> tuple[int, str]:
+    """Report one lark error as E001, E002 or E003; return the line to repair and the repair's kind."""
     line, col = error.line, error.column
     opened = parser.indenter.open_brackets
+    token = getattr(error, "token", None)
     if isinstance(error, UnexpectedEOF) or line is None or line < 1:
         line, col = len(lines), 1
-    # An unclosed bracket makes the parser fail on a later line: report it where it was opened.
-    if opened and (opened[0].line or 0) < line:
+    # An unclosed bracket makes the parser fail on a later line or at the end of its own statement (the
+    # indenter swallows the newlines inside brackets): report it where it was opened.
+    at_end = isinstance(error, UnexpectedEOF) or (token is not None and token.type in _ENDINGS)
+    if opened and ((opened[0].line or 0) < line or at_end):
         first = opened[0]
         reporter.add(
             "E002",
             Span.point(first.line or 1, first.column or 1),
             f"'{first}' opened at {first.line}:{first.column} is never closed",
         )
-        return first.line or 1
+        return first.line or 1, "E002"
+    if token is not None and token.type == "_INDENT":
+        # The indent token sits on the newline before the line: point at the indented line itself.
+        line = min(token.end_line or line, len(lines))
+        depth = _indent(lines[line - 1])
+        above = next((_indent(x) for x in reversed(lines[: line - 1]) if x.strip()), 0)
+        reporter.add(
+            "E003",
+            Span.point(line, 1, depth),
+            f"unexpected indentation: {depth} spaces where the line above has {above}",
+            "only the line after a block header ending in ':' may be indented deeper",
+        )
+        return line, "E003"
     if isinstance(error, UnexpectedCharacters):
         char = lines[line - 1][col - 1] if line <= len(lines) and col <= len(lines[line - 1]) else "?"
         message = f"unexpected character {char!r}"
     elif isinstance(error, UnexpectedToken):
         message = _token_message(error, lines, parser)
-        if error.token.type in ("_INDENT", "_DEDENT"):
-            col = max(col, 1)
     else:
         message = "unexpected end of file"
-    reporter.add(
-        "E003" if message.startswith("unexpected indentation") else "E001",
-        Span.point(line, max(col, 1), _token_width(error)),
-        message,
-    )
-    return line
+    reporter.add("E001", Span.point(line, max(col, 1), _token_width(error)), message)
+    return line, "E001"
 
 
 def _token_width(error: UnexpectedInput) -> int:
@@ -259,16 +279,17 @@ def _token_width(error: UnexpectedInput) -> int:
 def _token_message(error: UnexpectedToken, lines: list[str], parser: _Parser) -> str:
     """A plain message for an unexpected token, naming what was expected when that is short."""
     token = error.token
-    if token.type == "_INDENT":
-        return "unexpected indentation: this line is not inside a block"
     expected = sorted({parser.display.get(t, t) for t in error.expected if not t.startswith("__")})
     found = "end of line" if token.type == "_NL" else parser.display.get(token.type, f"'{token}'")
     if token.type == "NAME" or token.type not in parser.display:
         found = f"'{token}'"
     # "strategy foo" without its colon gets the message a user expects.
     head = lines[(token.line or 1) - 1].split() if token.line else []
-    if expected == ["':'"] and head and head[0] in ("strategy", "portfolio", "optimize", "risk"):
+    if expected == ["':'"] and head and head[0] in _HEADERS:
         return f"expected ':' after {head[0]} name"
+    # Where any expression may start, say so instead of listing a dozen token kinds.
+    if set(error.expected) >= _EXPRESSION_STARTS:
+        return f"unexpected {found}; expected an expression"
     if len(expected) <= 4:
         return f"unexpected {found}; expected {' or '.join(expected)}"
     return f"unexpected {found}"
@@ -282,6 +303,8 @@ def _repair(lines: list[str], line: int, code: str, opened: list[Token]) -> list
         # Move the badly indented line (and its deeper followers) onto the enclosing block's level.
         indent = _indent(lines[index])
         target = max((_indent(x) for x in lines[:index] if x.strip() and _indent(x) <= indent), default=0)
+        if target == indent:
+            target = max((_indent(x) for x in lines[:index] if x.strip() and _indent(x) < indent), default=0)
         shift = indent - target
         for i in range(index, len(lines)):
             if i > index and (not lines[i].strip() or _indent(lines[i]) < indent):
@@ -289,6 +312,10 @@ def _repair(lines: list[str], line: int, code: str, opened: list[Token]) -> list
             lines[i] = lines[i][shift:] if lines[i][:shift].strip() == "" else lines[i]
         if shift == 0:
             lines[index] = _placeholder(lines[index], block=False)
+        return lines
+    # A block header missing only its colon is mended, so that the block's body is still checked.
+    if code == "E001" and _HEADER_NO_COLON.match(lines[index]) and _opens_block(lines, index):
+        lines[index] = lines[index].split("#", 1)[0].rstrip() + ":"
         return lines
     # Blank a bracket's whole unfinished statement, else just the broken line.
     last = index
@@ -315,8 +342,18 @@ def _opens_block(lines: list[str], index: int) -> bool:
 
 
 def _placeholder(line: str, *, block: bool) -> str:
-    """A statement the checker ignores, at the same indentation as `line`."""
-    return " " * _indent(line) + (f"{ERROR_NAME}:" if block else f"{ERROR_NAME} = na")
+    """A statement the checker ignores, at the same indentation as `line`.
+
+    A broken `name = ...` or `param name = ...` keeps its name (bound to the error marker), so that the
+    lines using it do not also report it as undefined.
+    """
+    pad = " " * _indent(line)
+    if block:
+        return f"{pad}{ERROR_NAME}:"
+    match = _NAMED_LINE.match(line)
+    if match and match.group(2) not in KEYWORDS:
+        return f"{pad}{match.group(1) or ''}{match.group(2)} = {ERROR_NAME}"
+    return f"{pad}{ERROR_NAME} = na"
 
 
 # ---------------------------------------------------------------- lark tree → syntax tree
@@ -393,26 +430,29 @@ class _ToSyntax(Transformer):
         """`na`."""
         return s.Literal(_span(c[0]), "na", "na")
 
-    def call(self, c: list) -> s.Call:
+    @v_args(tree=True)
+    def call(self, t: Any) -> s.Call:
         """`f(args)`; positional and keyword arguments keep their order of kind."""
-        func = c[0]
-        args = tuple(a for a in c[1:] if a is not None and not isinstance(a, s.Kwarg))
-        kwargs = tuple(a for a in c[1:] if isinstance(a, s.Kwarg))
-        end = Span(func.line, func.column, func.end_line, func.end_column)
-        last = (args + kwargs)[-1].span if args or kwargs else end
-        return s.Call(_join(end, last), str(func), _span(func), args, kwargs)
+        func, *rest = t.children
+        args = tuple(a for a in rest if a is not None and not isinstance(a, s.Kwarg))
+        kwargs = tuple(a for a in rest if isinstance(a, s.Kwarg))
+        return s.Call(_span(t), str(func), _span(func), args, kwargs)
 
     def kwarg(self, c: list) -> s.Kwarg:
         """`name=value`."""
         return s.Kwarg(_join(_span(c[0]), c[1]), str(c[0]), c[1])
 
-    def field(self, c: list) -> s.Field:
+    @v_args(tree=True)
+    def field(self, t: Any) -> s.Field:
         """`x.name`."""
-        return s.Field(_join(c[0], _span(c[1])), c[0], str(c[1]), _span(c[1]))
+        obj, name = t.children
+        return s.Field(_span(t), obj, str(name), _span(name))
 
-    def offset(self, c: list) -> s.Offset:
-        """`x[n]`."""
-        return s.Offset(_join(c[0], c[1]), c[0], c[1])
+    @v_args(tree=True)
+    def offset(self, t: Any) -> s.Offset:
+        """`x[n]` (the span includes the closing bracket)."""
+        obj, index = t.children
+        return s.Offset(_span(t), obj, index)
 
     def arith(self, c: list) -> s.BinOp:
         """`a + b`, `a * b`, ..."""
@@ -434,13 +474,15 @@ class _ToSyntax(Transformer):
         """`a crosses above b`."""
         return s.Cross(_join(c[0], c[2]), c[1].data, c[0], c[2])
 
-    def not_op(self, c: list) -> s.Unary:
-        """`not x`."""
-        return s.Unary(c[0].span, "not", c[0])
+    @v_args(tree=True)
+    def not_op(self, t: Any) -> s.Unary:
+        """`not x` (the span includes the operator)."""
+        return s.Unary(_span(t), "not", t.children[0])
 
-    def neg(self, c: list) -> s.Unary:
-        """`-x`."""
-        return s.Unary(c[0].span, "-", c[0])
+    @v_args(tree=True)
+    def neg(self, t: Any) -> s.Unary:
+        """`-x` (the span includes the operator)."""
+        return s.Unary(_span(t), "-", t.children[0])
 
     def if_else(self, c: list) -> s.IfElse:
         """`a if cond else b`."""
@@ -610,3 +652,11 @@ setattr(_ToSyntax, "def", _ToSyntax.def_)
 def is_error_binding(stmt: s.Stmt) -> bool:
     """Whether a statement is the parser's placeholder for an unreadable line."""
     return isinstance(stmt, s.Binding) and stmt.name == ERROR_NAME
+
+
+def is_placeholder(stmt: s.Stmt) -> bool:
+    """Whether a statement stands for text the parser could not read (named placeholders included)."""
+    if isinstance(stmt, s.ErrorStmt) or is_error_binding(stmt):
+        return True
+    value = stmt.value if isinstance(stmt, s.Binding) else stmt.default if isinstance(stmt, s.Param) else None
+    return isinstance(value, s.Name) and value.id == ERROR_NAME
