@@ -15,6 +15,9 @@ from collections.abc import Sequence
 # Modules that contribute sub-commands, in the order they appear in `strat --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "runtime.commands.check",
+    "runtime.commands.run",
+    "runtime.backtest.commands",
+    "runtime.commands.series",
     "runtime.data.commands",
 )
 

@@ -1,0 +1,181 @@
+"""`strat run SPEC --backtest | --replay`: simulate a portfolio (or one strategy) over history.
+
+Prints a summary table, writes summary.json, trades.csv, equity.csv, orders.csv, risk_events.csv and
+report.html into the output folder, and saves the run in the store (`strat runs` lists saved runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime.data.commands import add_data_arguments, load_for, parse_time
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runtime.backtest.metrics import Summary
+    from runtime.backtest.result import BacktestResult
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `run` sub-command."""
+    parser = subparsers.add_parser("run", help="backtest or replay a spec over history")
+    parser.add_argument("spec", metavar="SPEC", help="the .strat file to run")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--backtest", action="store_true", help="vectorized backtest (the default)")
+    mode.add_argument(
+        "--replay",
+        action="store_true",
+        help="feed history bar by bar through the live engine's streaming path",
+    )
+    parser.add_argument("--strategy", metavar="NAME", help="run this strategy (or portfolio) of the file")
+    parser.add_argument(
+        "--capital", type=float, help="starting capital of a single strategy (default 10,000)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a param (checked against its domain); repeatable",
+    )
+    parser.add_argument("--from", dest="start", metavar="DATE", help="first bar (UTC date or date-time)")
+    parser.add_argument("--to", dest="end", metavar="DATE", help="end of the range (exclusive)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default reports/<spec>-<UTC time>/)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--no-save", action="store_true", help="do not save the run in the store")
+    add_data_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _overrides(items: list[str]) -> dict[str, str] | None:
+    """Parse `--set name=value` items; None after printing a usage error."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            print(f"strat run: --set expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        out[name.strip()] = value.strip()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check, plan, simulate, report and save one run."""
+    from dsl.checker import check_file
+
+    overrides = _overrides(args.set)
+    if overrides is None:
+        return 2
+    try:
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end) if args.end else None
+    except ValueError as error:
+        print(f"strat run: {error}", file=sys.stderr)
+        return 2
+    if not Path(args.spec).is_file():
+        print(f"strat run: {args.spec}: no such file", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    checked = check_file(args.spec, overrides=overrides)
+    if checked.diagnostics:
+        print(checked.render(), file=sys.stderr)
+    if checked.program is None:
+        return 1
+    return _simulate(args, checked.program, overrides, start, end, began)
+
+
+def _simulate(
+    args: argparse.Namespace,
+    program: object,
+    overrides: dict[str, str],
+    start: int | None,
+    end: int | None,
+    began: float,
+) -> int:
+    """Plan and simulate a checked program, then write and save the results."""
+    from rich.console import Console
+
+    from dsl.ir import Program
+    from runtime import runner
+    from runtime.backtest.metrics import compute_metrics
+    from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+
+    assert isinstance(program, Program)
+    console = Console()
+    # CSV and synthetic sources default to their whole history / one year; the exchange to one year too.
+    if start is None and args.data not in (None, "synthetic"):
+        start = 0
+
+    def load(symbol: str, timeframe: str, first: int | None, last: int | None) -> object:
+        """Candles of one clock from the command's data source."""
+        first = (
+            max(first, 0)
+            if first is not None
+            else (None if args.data not in (None, "synthetic") else _year_ago())
+        )
+        return load_for(args, symbol, timeframe, first, last)
+
+    try:
+        portfolio = runner.select(program, args.strategy, args.capital)
+        plan = runner.plan(program, portfolio, load, start, end)
+        result = runner.replay(plan) if args.replay else runner.backtest(plan)
+    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError) as error:
+        print(f"strat run: {error}", file=sys.stderr)
+        return 1
+    bar_ms = min(sp.graph.base.ms for sp in plan.sleeves)
+    summary = compute_metrics(result, bar_ms)
+    out = Path(args.out) if args.out else default_out_dir(args.spec)
+    candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in plan.sleeves}
+    write_outputs(
+        result,
+        summary,
+        out,
+        spec_name=Path(args.spec).stem,
+        report=not args.no_report,
+        candles_by_symbol=candles,
+    )  # type: ignore[arg-type]
+    print_summary(summary, console)
+    if not args.no_save:
+        _save(args, result, summary, overrides, console)
+    console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
+    return 0
+
+
+def _pair(symbol: str) -> str:
+    """`BASE/QUOTE` of a spec symbol."""
+    return symbol.split(":", 1)[-1]
+
+
+def _year_ago() -> int:
+    """UTC ms one year before now (the default start of exchange and synthetic data)."""
+    return int(time.time() * 1000) - 365 * 86_400_000
+
+
+def _save(
+    args: argparse.Namespace,
+    result: BacktestResult,
+    summary: Summary,
+    overrides: dict[str, str],
+    console: Console,
+) -> None:
+    """Save the run in the store; a store problem is reported, never fatal."""
+    from runtime.store.runs import RunRecord, save_run
+
+    try:
+        record = RunRecord.from_result(
+            result,
+            summary,
+            spec_path=args.spec,
+            spec_text=Path(args.spec).read_text(encoding="utf-8"),
+            params=tuple(overrides.items()),
+            mode="replay" if args.replay else "backtest",
+        )
+        run_id = save_run(getattr(args, "db", None), record)
+        console.print(f"saved as run {run_id} (strat runs show {run_id})")
+    except Exception as error:
+        print(f"strat run: could not save the run: {error}", file=sys.stderr)

@@ -1,0 +1,87 @@
+"""`strat series SPEC --out FILE.csv`: what a strategy sees, one row per base bar (like a data window).
+
+Columns: `time` (bar open time, UTC ms), then one column per named binding (struct results as
+`name.field`; booleans 0/1; na empty). `--stream` computes the same file with the streaming driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.data.commands import add_data_arguments, load_for, parse_time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `series` sub-command."""
+    parser = subparsers.add_parser("series", help="write a strategy's named series to CSV")
+    parser.add_argument("spec", metavar="SPEC", help="the .strat file")
+    parser.add_argument("--strategy", metavar="NAME", help="the strategy (default: the file's only one)")
+    parser.add_argument("--from", dest="start", metavar="DATE", help="first bar (UTC)")
+    parser.add_argument("--to", dest="end", metavar="DATE", help="end of the range (exclusive, UTC)")
+    parser.add_argument("--stream", action="store_true", help="compute with the streaming (live) driver")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a param")
+    parser.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV file")
+    add_data_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the spec, compile the strategy, evaluate it and write the CSV."""
+    import numpy as np
+
+    from dsl.checker import check_file
+    from runtime import runner
+    from runtime.commands.run import _overrides
+    from runtime.graph.compiler import compile_strategy
+    from runtime.graph.drivers import Feeds, run_batch, run_stream
+
+    overrides = _overrides(args.set)
+    if overrides is None or not Path(args.spec).is_file():
+        print(f"strat series: {args.spec}: no such file" if overrides is not None else "", file=sys.stderr)
+        return 2
+    checked = check_file(args.spec, overrides=overrides)
+    if checked.diagnostics:
+        print(checked.render(), file=sys.stderr)
+    if checked.program is None:
+        return 1
+    try:
+        start = parse_time(args.start) if args.start else (0 if args.data != "synthetic" else None)
+        end = parse_time(args.end) if args.end else None
+        portfolio = runner.select(checked.program, args.strategy, None)
+        sleeve = portfolio.sleeves[0]
+        template = checked.program.strategy(sleeve.strategy)
+        graph = compile_strategy(
+            template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
+        )
+        feeds = Feeds(graph, {c: load_for(args, c.symbol, c.timeframe, start, end) for c in graph.clocks})
+    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError) as error:
+        print(f"strat series: {error}", file=sys.stderr)
+        return 1
+    keep = [node for _, node in graph.columns]
+    values = run_stream(graph, feeds, keep) if args.stream else run_batch(graph, feeds, keep)
+    n = feeds.length(0)
+    columns = [np.broadcast_to(np.asarray(values[node], dtype=np.float64), (n,)) for node in keep]
+    _write(
+        Path(args.out),
+        np.asarray(feeds.candles[0].time, dtype=np.int64),
+        [name for name, _ in graph.columns],
+        columns,
+    )
+    print(f"{args.out}: {n} rows, {len(columns)} series")
+    return 0
+
+
+def _write(path: Path, times: object, names: list[str], columns: Sequence[object]) -> None:
+    """Write the CSV: `repr` of each float (exact round trip), na as an empty cell."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(",".join(["time", *names]) + "\n")
+        cols = [np.asarray(c, dtype=np.float64).tolist() for c in columns]
+        for i, t in enumerate(np.asarray(times).tolist()):
+            cells = [str(t)] + ["" if c[i] != c[i] else repr(c[i]) for c in cols]
+            out.write(",".join(cells) + "\n")
