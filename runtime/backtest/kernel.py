@@ -12,7 +12,8 @@ Array layouts (column indices are the module constants below):
 - config: `ci` int64 and `cf` float64 (sleeves, columns); risk rules `ri`/`rf` and their condition
   programs `pi`/`pf` in reverse Polish notation.
 - state: `si`/`sf` per sleeve, `ps` portfolio floats, `pc` output counters, `rs` rule state (rules,
-  1 + sleeves), `kr` ring of each sleeve's latest closed trade returns (Kelly), `work` scratch floats.
+  2 * (1 + sleeves): halt flag or pause end per scope, then the condition's previous value per scope),
+  `kr` ring of each sleeve's latest closed trade returns (Kelly), `work` scratch floats.
 - output: `eq`/`cash`/`expo` per point, and rows of trades `tr`, orders `od`, risk events `ev`.
 """
 
@@ -925,7 +926,11 @@ def apply_rules(
                 sleeve_metrics(si, sf, target, metrics)
             else:
                 portfolio_metrics(ci, si, sf, ps, metrics)
-            if not eval_condition(pi, pf, ri[r, RI_PROG_START], ri[r, RI_PROG_LEN], metrics):
+            # Rules act on the rising edge of their condition (the previous value sits n + 1 columns on).
+            holds = eval_condition(pi, pf, ri[r, RI_PROG_START], ri[r, RI_PROG_LEN], metrics)
+            held_before = rs[r, n + 1 + col] == 1.0
+            rs[r, n + 1 + col] = 1.0 if holds else 0.0
+            if not holds or held_before:
                 continue
             acted = False
             lo, hi = (target, target + 1) if sleeve_scope else (0, n)
@@ -940,16 +945,15 @@ def apply_rules(
                     for q in range(lo, hi):
                         flatten_sleeve(si, sf, ci, q)
             elif action == A_PAUSE:
-                if time >= rs[r, col]:
-                    until = time + rf[r, RF_PAUSE_MS]
-                    rs[r, col] = until
-                    acted = True
-                    if sleeve_scope:
-                        sf[target, SF_PAUSE] = max(sf[target, SF_PAUSE], until)
-                    else:
-                        ps[PS_PAUSE] = max(ps[PS_PAUSE], until)
-                    for q in range(lo, hi):
-                        cancel_entry(si, sf, q)
+                until = time + rf[r, RF_PAUSE_MS]
+                rs[r, col] = until
+                acted = True
+                if sleeve_scope:
+                    sf[target, SF_PAUSE] = max(sf[target, SF_PAUSE], until)
+                else:
+                    ps[PS_PAUSE] = max(ps[PS_PAUSE], until)
+                for q in range(lo, hi):
+                    cancel_entry(si, sf, q)
             else:
                 for q in range(lo, hi):
                     if busy(si, sf, q):

@@ -178,12 +178,13 @@ Condition = Compare | All | Any | Not
 class RiskRule:
     """One risk rule, evaluated at every point of the portfolio time line (caps: at every entry fill).
 
+    Halt, pause and flatten act when their condition becomes true (it was false, or not yet evaluated, at
+    the previous point), for each scope on its own; a condition that stays true does not act again.
     - halt: flatten the scope and take no new entry until `Simulator.reset_halt()`.
     - pause: no new entry decisions for `pause_ms` (pending entries are cancelled); exits still managed.
-    - flatten: close the scope's positions with market orders at the next fill, whenever the condition
-      holds while a position (or pending entry) exists.
+    - flatten: close the scope's positions with market orders at each sleeve's next fill and cancel
+      pending entries (recorded only when there was something to close or cancel).
     - cap: shrink (or veto, for open_positions) any entry that would push `cap_metric` above `cap_limit`.
-    Halt and pause fire when their condition holds and they are not already in force.
     """
 
     scope: Literal["portfolio", "sleeve"]  # portfolio metrics, or each sleeve on its own metrics

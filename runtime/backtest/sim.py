@@ -298,7 +298,7 @@ class _Engine:
         self.ps[k.PS_REBALANCE_MS] = float(portfolio.rebalance_ms or 0)
         self.ps[k.PS_NEXT_REBALANCE] = 0.0 if portfolio.rebalance_ms else math.inf
         self.pc = np.zeros(3, dtype=np.int64)  # output row counters
-        self.rs = np.zeros((len(portfolio.risk), n + 1), dtype=np.float64)  # rule state per scope
+        self.rs = np.zeros((len(portfolio.risk), 2 * (n + 1)), dtype=np.float64)  # rule state per scope
         self.kr = np.zeros((n, self.config.kelly_size), dtype=np.float64)  # Kelly return rings
         self.work = np.zeros(k.N_METRICS, dtype=np.float64)  # scratch for metrics
         self.eq = np.empty(points, dtype=np.float64)  # equity per point
