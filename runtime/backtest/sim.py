@@ -566,12 +566,10 @@ class Simulator:
         n = len(sleeves)
         self._n = np.zeros(n, dtype=np.int64)  # bars received per sleeve
         self._bt = np.zeros((n, size), dtype=np.int64)  # bar open times
-        self._bars: tuple[np.ndarray, ...] = tuple(
-            np.zeros((n, size)) for _ in range(5)
-        )  # open, high, low, close, volume
-        self._sigs: tuple[np.ndarray, ...] = tuple(
-            np.zeros((n, size), dtype=np.bool_) for _ in range(4)
-        )  # decisions
+        # Bar prices and volume: open, high, low, close, volume.
+        self._bars: tuple[np.ndarray, ...] = tuple(np.zeros((n, size)) for _ in range(5))
+        # Decisions: entry_long, exit_long, entry_short, exit_short.
+        self._sigs: tuple[np.ndarray, ...] = tuple(np.zeros((n, size), dtype=np.bool_) for _ in range(4))
         self._dist = np.full((n, size, 3), np.nan)  # distance series values
         self._times: list[int] = []  # close time of every point stepped
 
