@@ -104,7 +104,7 @@ def plan(
     program: Program, portfolio: PortfolioIR, load: CandleLoader, start: int | None, end: int | None
 ) -> RunPlan:
     """Compile every sleeve and load the candles of every clock it reads (with warm-up history)."""
-    sleeves = []
+    loaded = []
     for sleeve in portfolio.sleeves:
         template = program.strategy(sleeve.strategy)
         values = {p.name: p.default for p in template.params} | dict(sleeve.overrides)
@@ -116,7 +116,16 @@ def plan(
         candles = {clock: load(clock.symbol, clock.timeframe, first, end) for clock in graph.clocks}
         if len(candles[graph.base]) == 0:
             raise RunError(f"no {sleeve.symbol} {sleeve.timeframe} candles in the requested range")
-        sleeves.append(SleevePlan(sleeve, template, values, graph, Feeds(graph, candles)))
+        loaded.append((sleeve, template, values, graph, candles))
+    if start is None and len(loaded) > 1:
+        # Without --from a portfolio starts where every sleeve has data; each sleeve keeps just its warm-up
+        # history before that, so no sleeve trades alone for years and dilutes the portfolio's figures.
+        begin = max(int(c[g.base].time[0]) + g.warmup * g.base.ms for _, _, _, g, c in loaded)
+        loaded = [
+            (sl, t, v, g, {k: c.slice(begin - g.warmup * g.base.ms, None) for k, c in candles.items()})
+            for sl, t, v, g, candles in loaded
+        ]
+    sleeves = [SleevePlan(sl, t, v, g, Feeds(g, c)) for sl, t, v, g, c in loaded]
     quote = portfolio.quote or _quote(portfolio.sleeves[0].symbol)
     return RunPlan(
         portfolio.name, portfolio.capital, quote, portfolio.rebalance_ms, portfolio.risk, tuple(sleeves)

@@ -107,17 +107,12 @@ def _simulate(
 
     assert isinstance(program, Program)
     console = Console()
-    # CSV and synthetic sources default to their whole history / one year; the exchange to one year too.
-    if start is None and args.data not in (None, "synthetic"):
-        start = 0
+    # Without --from a CSV is read whole; synthetic and exchange data default to the last year.
+    default_first = 0 if args.data not in (None, "synthetic") else _year_ago()
 
     def load(symbol: str, timeframe: str, first: int | None, last: int | None) -> object:
         """Candles of one clock from the command's data source."""
-        first = (
-            max(first, 0)
-            if first is not None
-            else (None if args.data not in (None, "synthetic") else _year_ago())
-        )
+        first = default_first if first is None else max(first, 0)
         return load_for(args, symbol, timeframe, first, last)
 
     try:
