@@ -1667,7 +1667,7 @@ class _Expressions:
                 self.rep.add("E022", side.span, f"'{op}' needs numbers; got {_typ(value)}")
                 return ERROR
         if op in ("<", "<=", ">", ">=", "==", "!="):
-            if unify(_t(left), _t(right)) is None:
+            if unify(_t(left), _t(right), compare=True) is None:
                 self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
                 return ERROR
             return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
@@ -1689,7 +1689,7 @@ class _Expressions:
             if value.kind not in NUMERIC and value.kind != "na":
                 self.rep.add("E022", side.span, f"'crosses' needs number series; got {_typ(value)}")
                 return ERROR
-        if unify(_t(left), _t(right)) is None:
+        if unify(_t(left), _t(right), compare=True) is None:
             self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
             return ERROR
         return Expr.make(

@@ -175,8 +175,16 @@ def _parser() -> _Parser:
 
 
 def grammar() -> Lark:
-    """The underlying lark parser (for grammar-driven fuzzing in tests)."""
-    return _parser().lark
+    """A fresh, uncached lark parser of the grammar (for grammar-driven fuzzing in tests)."""
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="basic",
+        postlex=_StratIndenter(),
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
 
 
 def parse(text: str, path: str, reporter: Reporter) -> s.Module:
@@ -189,7 +197,11 @@ def parse(text: str, path: str, reporter: Reporter) -> s.Module:
             with parser.lock:
                 tree = parser.lark.parse(source)
         except SyntaxProblem as problem:
-            reporter.add(problem.code, Span.point(problem.line, problem.col), problem.message, problem.hint)
+            # A bad indentation is underlined over the indentation itself.
+            width = _indent(lines[problem.line - 1]) if problem.indent is not None else 1
+            reporter.add(
+                problem.code, Span.point(problem.line, problem.col, width), problem.message, problem.hint
+            )
             if problem.indent is not None:
                 lines[problem.line - 1] = " " * problem.indent + lines[problem.line - 1].lstrip(" ")
             else:

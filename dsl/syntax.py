@@ -130,6 +130,11 @@ class Version(Stmt):
 
     number: str  # version as written
 
+    @property
+    def keyword(self) -> str:
+        """The version line is named by its keyword."""
+        return "strat"
+
 
 @dataclass(frozen=True)
 class Use(Stmt):
@@ -258,6 +263,11 @@ class RiskRef(Stmt):
     per_sleeve: bool  # whether the profile applies to each sleeve
     name: str  # profile name
     name_span: Span  # where the name is
+
+    @property
+    def keyword(self) -> str:
+        """The statement as written, `risk: NAME` or `risk per sleeve: NAME`."""
+        return f"risk{' per sleeve' if self.per_sleeve else ''}: {self.name}"
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,8 @@ def join_qual(*types: Type) -> Qual:
     return max((t.qual for t in types), default=Qual.CONST)
 
 
-def unify(a: Type, b: Type) -> str | None:
-    """The common kind of two operands of + - or a comparison, or None when their units differ."""
+def unify(a: Type, b: Type, *, compare: bool = False) -> str | None:
+    """The common kind of two operands of + - (or of a comparison), or None when their units differ."""
     if a.kind == "na" or b.kind == "na":
         return b.kind if a.kind == "na" else a.kind
     if a.kind == b.kind:
@@ -89,8 +89,9 @@ def unify(a: Type, b: Type) -> str | None:
         return b.kind
     if b.adaptable and a.kind in ADAPTABLE:
         return a.kind
-    # "1 + 2%" means 1.02: a percentage joins a plain number as a fraction.
-    if {a.kind, b.kind} == {"number", "percent"}:
+    # "1 + 2%" means 1.02: a percentage joins a plain number as a fraction. Not in a comparison:
+    # `rsi(close, 14) > 75%` would silently compare with 0.75.
+    if {a.kind, b.kind} == {"number", "percent"} and not compare:
         return "number"
     return None
 
