@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict
+import sys
+from pathlib import Path
 
 from dsl.checker import check_file, explain
-from dsl.diagnostics import Diagnostic
+from dsl.diagnostics import Diagnostic, to_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check each file; the exit code is 1 when any file has an error."""
+    """Check each file; the exit code is 1 when any file has an error, 2 when a file does not exist."""
+    missing = [path for path in args.files if not Path(path).is_file()]
+    if missing:
+        for path in missing:
+            print(f"strat check: no such file: {path}", file=sys.stderr)
+        return 2
     everything: list[Diagnostic] = []
     failed = False
     for path in args.files:
@@ -41,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
         if args.explain and result.program is not None:
             print(explain(result.program))
     if args.json:
-        print(json.dumps([asdict(d) for d in everything], indent=2))
+        print(to_json(everything))
     return 1 if failed else 0
