@@ -21,20 +21,12 @@ import ccxt.async_support as ccxt_async
 import numpy as np
 
 from dsl.units import timeframe_ms
-from runtime.data.candles import Candle, Candles
+from runtime.data.candles import Candle, Candles, ExchangeRejected, ExchangeUnavailable
 
 # Result type of a retried exchange call.
 T = TypeVar("T")
 # Called after each page with (candles fetched so far, candles expected in the whole range).
 Progress = Callable[[int, int], None]
-
-
-class ExchangeUnavailable(RuntimeError):
-    """The exchange could not be reached or kept failing after every retry."""
-
-
-class ExchangeRejected(RuntimeError):
-    """The exchange answered with an error that retrying cannot fix (unknown symbol, bad request)."""
 
 
 @dataclass(frozen=True)
