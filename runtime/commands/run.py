@@ -104,7 +104,7 @@ def _simulate(
     from runtime import runner
     from runtime.backtest.metrics import compute_metrics
     from runtime.backtest.output import default_out_dir, print_summary, write_outputs
-    from runtime.data.candles import DATA_ERRORS
+    from runtime.data.candles import DataError
 
     assert isinstance(program, Program)
     console = Console()
@@ -120,7 +120,7 @@ def _simulate(
         portfolio = runner.select(program, args.strategy, args.capital)
         plan = runner.plan(program, portfolio, load, start, end)
         result = runner.replay(plan) if args.replay else runner.backtest(plan)
-    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, *DATA_ERRORS) as error:
+    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, DataError) as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 1
     bar_ms = min(sp.graph.base.ms for sp in plan.sleeves)

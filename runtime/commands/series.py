@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from dsl.checker import check_file
     from runtime import runner
     from runtime.commands.run import _overrides
-    from runtime.data.candles import DATA_ERRORS
+    from runtime.data.candles import DataError
     from runtime.graph.compiler import compile_strategy
     from runtime.graph.drivers import Feeds, run_batch, run_stream
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
         )
         feeds = Feeds(graph, {c: load_for(args, c.symbol, c.timeframe, start, end) for c in graph.clocks})
-    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, *DATA_ERRORS) as error:
+    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, DataError) as error:
         print(f"strat series: {error}", file=sys.stderr)
         return 1
     keep = [node for _, node in graph.columns]

@@ -17,16 +17,16 @@ if TYPE_CHECKING:
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 
 
-class ExchangeUnavailable(RuntimeError):
+class DataError(RuntimeError):
+    """A data problem a command reports as a plain message (never a traceback)."""
+
+
+class ExchangeUnavailable(DataError):
     """The exchange could not be reached or kept failing after every retry."""
 
 
-class ExchangeRejected(RuntimeError):
+class ExchangeRejected(DataError):
     """The exchange answered with an error that retrying cannot fix (unknown symbol, bad request)."""
-
-
-# Errors of the data layer a command reports as a plain message (never a traceback).
-DATA_ERRORS: tuple[type[Exception], ...] = (ExchangeUnavailable, ExchangeRejected)
 
 
 @dataclass(frozen=True)
