@@ -14,64 +14,20 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from bench_data import best_of as best
+from bench_data import build_series
 
 from dsl.checker import check_file, check_source
+from runtime.data.candles import Candles
 from runtime.graph.compiler import compile_strategy
 from runtime.graph.drivers import Feeds, StreamDriver, run_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("STRAT_DATA_DIR", ROOT.parent / "shared" / "data"))
-BARS = 1_000_000
-
-
-@dataclass(frozen=True)
-class Series:
-    """Candles as plain arrays."""
-
-    time: np.ndarray  # int64 open times, ms
-    open: np.ndarray  # open prices
-    high: np.ndarray  # high prices
-    low: np.ndarray  # low prices
-    close: np.ndarray  # close prices
-    volume: np.ndarray  # volumes
-
-
-def million_bars() -> Series:
-    """The 1,000,000-bar series: real BTC 1h prices with the drift removed, tiled, minute time stamps."""
-    raw = np.loadtxt(DATA / "BTCUSDT-1h.csv", delimiter=",", skiprows=1)
-    o, h, low, c, v = (raw[:, i] for i in range(1, 6))
-    m = len(c)
-    mu = np.log(c[-1] / o[0]) / (m - 1)
-    scale = np.exp(-mu * np.arange(m))
-    reps = -(-BARS // m)
-
-    def tile(x: np.ndarray) -> np.ndarray:
-        """Repeat a block end to end and cut to BARS."""
-        return np.tile(x, reps)[:BARS].copy()
-
-    start = 1_577_836_800_000  # 2020-01-01 00:00 UTC
-    return Series(
-        start + 60_000 * np.arange(BARS, dtype=np.int64),
-        tile(o * scale),
-        tile(h * scale),
-        tile(low * scale),
-        tile(c * scale),
-        tile(v),
-    )
-
-
-def best(fn, repeat: int = 3) -> float:
-    """Best wall time of `fn()` in seconds."""
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
+BARS = 1_000_000  # bars of the benchmark series
 
 
 def numpy_cross(close: np.ndarray) -> int:
@@ -84,7 +40,7 @@ def numpy_cross(close: np.ndarray) -> int:
     return int(np.count_nonzero(above[1:] & ~above[:-1]))
 
 
-def batch_throughput(series: Series) -> None:
+def batch_throughput(series: Candles) -> None:
     """Bars per second of each library strategy's whole batch graph."""
     baseline = best(lambda: numpy_cross(series.close))
     print(
@@ -126,7 +82,7 @@ strategy twenty:
 """
 
 
-def stream_latency(series: Series, bars: int = 50_000) -> None:
+def stream_latency(series: Candles, bars: int = 50_000) -> None:
     """Per-bar latency of the streaming driver on a graph of about 20 nodes."""
     result = check_source(TWENTY, "twenty.strat")
     assert result.program is not None, result.render()
@@ -157,7 +113,7 @@ def main() -> None:
     if not (DATA / "BTCUSDT-1h.csv").exists():
         print(f"no data at {DATA}; set STRAT_DATA_DIR")
         return
-    series = million_bars()
+    series = build_series(DATA / "BTCUSDT-1h.csv")
     batch_throughput(series)
     stream_latency(series)
 

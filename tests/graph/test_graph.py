@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from dsl import builtins
 from dsl.checker import check_source
 from runtime.cli import main
+from runtime.data.candles import Candles
 from runtime.graph.compiler import Clock, compile_strategy
 from runtime.graph.drivers import Feeds, run_batch, run_stream
 from runtime.ops.registry import BUILTIN_NAMES
@@ -19,25 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000
 
 
-@dataclass(frozen=True)
-class Bars:
-    """Minimal candles for the drivers: open times and prices."""
-
-    time: np.ndarray  # int64 open times, ms
-    open: np.ndarray  # open prices
-    high: np.ndarray  # high prices
-    low: np.ndarray  # low prices
-    close: np.ndarray  # close prices
-    volume: np.ndarray  # volumes
-
-
-def bars(close: np.ndarray, step_ms: int, start: int = 0) -> Bars:
+def bars(close: np.ndarray, step_ms: int, start: int = 0) -> Candles:
     """Candles with the given closes (open = previous close, high/low around them)."""
     close = np.asarray(close, dtype=np.float64)
     open_ = np.concatenate([[close[0]], close[:-1]])
     time = start + step_ms * np.arange(len(close), dtype=np.int64)
-    return Bars(
-        time, open_, np.maximum(open_, close) + 1, np.minimum(open_, close) - 1, close, np.ones(len(close))
+    high, low = np.maximum(open_, close) + 1, np.minimum(open_, close) - 1
+    return Candles.from_arrays(
+        "binance", "BTC/USDT", "1h", time, [open_, high, low, close, np.ones(len(close))]
     )
 
 
