@@ -22,6 +22,7 @@ import numpy as np
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import Candle, Candles, ExchangeRejected, ExchangeUnavailable
+from runtime.data.markets import MarketRules, rules_from_ccxt
 
 # Result type of a retried exchange call.
 T = TypeVar("T")
@@ -129,6 +130,12 @@ class ExchangeFeed:
         return Candles.from_arrays(
             self.exchange_id, symbol, timeframe, table[:, 0].astype(np.int64), list(table[:, 1:].T)
         )
+
+    def rules(self, symbol: str) -> MarketRules | None:
+        """The market's trading rules from ccxt's market data (None when the exchange has no such market)."""
+        markets = self._call(self.client.load_markets)
+        market = markets.get(symbol) if isinstance(markets, dict) else None
+        return rules_from_ccxt(self.exchange_id, symbol, market) if isinstance(market, dict) else None
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run one exchange call, retrying network errors, 429 and 5xx with exponential backoff."""

@@ -162,6 +162,8 @@ def download(
     Each fetched range is recorded as covered up to the last closed bar, so that bars missing at the
     exchange are not asked for again while the still-open bar will be.
     """
+    from runtime.store.markets import save_rules
+
     step = timeframe_ms(timeframe)
     closed_end = feed.clock() // step * step
     added = 0
@@ -169,4 +171,8 @@ def download(
         candles = feed.fetch(symbol, timeframe, lo, hi, progress)
         store.write(candles, exchange=exchange, covered=(lo, hi))
         added += len(candles)
+    # The market's trading rules ride along (ccxt loaded the markets for the download anyway).
+    rules = feed.rules(symbol)
+    if rules is not None:
+        save_rules(rules, engine=store.engine)
     return added

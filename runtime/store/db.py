@@ -44,7 +44,8 @@ def engine_for(url: str | None = None) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     # Importing the table modules registers them on Base before the tables are created.
-    import runtime.store.candles  # noqa: F401
+    import runtime.store.candles
+    import runtime.store.markets  # noqa: F401
 
     Base.metadata.create_all(engine)
     _ENGINES[resolved] = engine

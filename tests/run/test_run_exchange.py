@@ -74,3 +74,18 @@ def test_unreachable_exchange_is_a_clear_error(
     ]
     assert main(argv) == 1
     assert "strat run:" in capsys.readouterr().err
+
+
+def test_download_keeps_the_market_rules(shared_data: Path, tmp_path: Path) -> None:
+    from runtime.store.markets import load_rules
+
+    fake = FakeBinance(shared_data, now_ms=time.time_ns() // 1_000_000).start()
+    try:
+        db = f"sqlite:///{tmp_path / 'rules.db'}"
+        argv = ["data", "download", "BTC/USDT", "-t", "1h", "--since", "2024-03-01", "--until", "2024-03-02"]
+        assert main([*argv, "--exchange-url", fake.url, "--db", db]) == 0
+    finally:
+        fake.stop()
+    rules = load_rules("binance", "BTC/USDT", url=db)
+    assert rules is not None
+    assert (rules.amount_step, rules.min_qty, rules.min_notional) == (0.00001, 0.00001, 5.0)
