@@ -32,12 +32,11 @@ Definitions (every ratio and return is a fraction: 0.6646, not 66.46):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from runtime.backtest.result import BacktestResult, Order, Trade
+from runtime.backtest.result import BacktestResult, TradeTable
 
 # Milliseconds in one day and in one 365-day year.
 DAY_MS = 86_400_000
@@ -173,22 +172,29 @@ def _cagr(growth: float, years: float) -> float | None:
     return math.expm1(rate) if rate < 700 else None
 
 
-def trade_stats(trades: Sequence[Trade], orders: Sequence[Order]) -> TradeStats:
-    """Statistics of a set of trades, with the fees of the matching orders."""
-    closed = [t for t in trades if t.exit_time is not None]
-    pnls = np.array([t.pnl for t in closed], dtype=np.float64)
-    holds = np.array([t.exit_bar - t.entry_bar for t in closed], dtype=np.float64)
-    has_closed = len(closed) > 0
+def _total(values: np.ndarray) -> float:
+    """Sum of the values added one by one from the first (as Python's `sum`, so results stay bit-stable)."""
+    return float(np.cumsum(values)[-1]) if len(values) else 0.0
+
+
+def trade_stats(trades: TradeTable, fees: float, rows: np.ndarray | None = None) -> TradeStats:
+    """Statistics of a table's trades (only the `rows` mask when given), with the fees of their orders."""
+    sel = slice(None) if rows is None else rows
+    closed = trades.closed[sel]
+    pnl = trades.pnl[sel]
+    pnls = pnl[closed]
+    holds = (trades.exit_bar[sel] - trades.entry_bar[sel])[closed].astype(np.float64)
+    has_closed = len(pnls) > 0
     return TradeStats(
-        entries=len(trades),
-        closed_trades=len(closed),
-        pnl=float(sum(t.pnl for t in trades)),
+        entries=len(pnl),
+        closed_trades=len(pnls),
+        pnl=_total(pnl),
         win_rate=float(np.mean(pnls > 0)) if has_closed else None,
         profit_factor=_ratio(float(pnls[pnls > 0].sum()), float(-pnls[pnls < 0].sum())),
         expectancy=float(pnls.mean()) if has_closed else None,
         avg_hold_bars=float(holds.mean()) if has_closed else None,
         median_hold_bars=float(np.median(holds)) if has_closed else None,
-        fees=float(sum(o.fee for o in orders)),
+        fees=fees,
     )
 
 
@@ -242,14 +248,15 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     max_dd = float(drawdown(curve).max())
 
     # Turnover: notional of every fill over the mean marked equity.
-    notional = sum(abs(o.filled_qty) * o.price for o in result.orders)
+    orders = result.order_table
+    notional = _total(np.abs(orders.filled_qty) * orders.price)
     mean_equity = float(np.mean(result.equity))
     exposure = np.asarray(result.exposure, dtype=np.float64)
 
-    stats = trade_stats(result.trades, result.orders)
+    stats = trade_stats(result.trade_table, _total(orders.fee))
     sleeves = tuple(
         SleeveSummary(
-            **_breakdown(result, [t for t in result.trades if t.sleeve == s.name], s.name, "sleeve"),
+            **_breakdown(result, s.name, "sleeve"),
             name=s.name,
             strategy=s.strategy,
             symbol=s.symbol,
@@ -258,13 +265,9 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
         )
         for s in result.sleeves
     )
-    symbol_names = sorted({s.symbol for s in result.sleeves} | {t.symbol for t in result.trades})
-    symbols = tuple(
-        SymbolSummary(
-            **_breakdown(result, [t for t in result.trades if t.symbol == sym], sym, "symbol"), symbol=sym
-        )
-        for sym in symbol_names
-    )
+    traded = set(np.unique(result.trade_table.symbol).tolist()) if len(result.trade_table) else set()
+    symbol_names = sorted({s.symbol for s in result.sleeves} | traded)
+    symbols = tuple(SymbolSummary(**_breakdown(result, sym, "symbol"), symbol=sym) for sym in symbol_names)
     return Summary(
         **stats.model_dump(),
         final_equity=final,
@@ -292,8 +295,10 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     )
 
 
-def _breakdown(result: BacktestResult, trades: list[Trade], key: str, by: str) -> dict[str, object]:
+def _breakdown(result: BacktestResult, key: str, by: str) -> dict[str, object]:
     """Trade statistics and account contribution of one sleeve or symbol, as model fields."""
-    orders = [o for o in result.orders if (o.sleeve if by == "sleeve" else o.symbol) == key]
-    stats = trade_stats(trades, orders)
+    trades, orders = result.trade_table, result.order_table
+    rows = (trades.sleeve if by == "sleeve" else trades.symbol) == key
+    fills = (orders.sleeve if by == "sleeve" else orders.symbol) == key
+    stats = trade_stats(trades, _total(orders.fee[fills]), rows)
     return {**stats.model_dump(), "contribution": stats.pnl / result.capital}

@@ -1,13 +1,19 @@
 """Typed, immutable results of a simulation: what the broker did and how the account evolved.
 
 These value objects are the contract between the simulator (which produces them) and everything that
-reads them: metrics, the report, the run store and the CLI.
+reads them: metrics, the report, the run store and the CLI. Trades and orders are held as columns
+(`TradeTable`, `OrderTable`: one numpy array per field), because a long run has tens of thousands of them
+and the metrics and CSV writers work on whole columns; `BacktestResult.trades` / `.orders` build the
+`Trade` / `Order` objects from the columns on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import gc
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -73,6 +79,115 @@ class SleeveInfo:
     weight: float  # target share of equity, a fraction (0.4 = 40%)
 
 
+# A row type built from a table's columns.
+_Row = TypeVar("_Row")
+
+
+def _objects(cls: type[_Row], columns: dict[str, list[Any]]) -> tuple[_Row, ...]:
+    """Instances of a frozen dataclass from per-field columns, built without per-field __setattr__."""
+    names = tuple(columns)
+    new = object.__new__
+    out = []
+    # Tens of thousands of small objects would trigger the cyclic garbage collector over and over (none of
+    # them can form a cycle), which costs more than building them: pause it meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for values in zip(*columns.values(), strict=True):
+            obj = new(cls)
+            obj.__dict__.update(zip(names, values, strict=True))
+            out.append(obj)
+    finally:
+        if collecting:
+            gc.enable()
+    return tuple(out)
+
+
+# Columns holding text (object arrays of str) and whole numbers (int64); the rest are float64 but `closed`.
+_TEXT_COLUMNS = frozenset(("sleeve", "symbol", "side", "exit_reason", "intent", "reason"))
+_INT_COLUMNS = frozenset(("time", "entry_time", "exit_time", "entry_bar", "exit_bar"))
+
+
+def _column(name: str, values: Sequence[object]) -> np.ndarray:
+    """The column `name` of a table built from row objects."""
+    if name in _TEXT_COLUMNS:
+        out = np.empty(len(values), dtype=object)
+        out[:] = list(values)
+        return out
+    dtype = np.int64 if name in _INT_COLUMNS else np.bool_ if name == "closed" else np.float64
+    return np.array(values, dtype=dtype).reshape(len(values))
+
+
+@dataclass(frozen=True)
+class TradeTable:
+    """Every trade of a run as columns, row i being the i-th `Trade` (in order of entry)."""
+
+    sleeve: np.ndarray  # object (str) sleeve name of each trade
+    symbol: np.ndarray  # object (str) market symbol
+    side: np.ndarray  # object (str) "long" or "short"
+    entry_time: np.ndarray  # int64 open time (UTC ms) of the entry fill bar
+    entry_price: np.ndarray  # float64 average entry fill price
+    exit_time: np.ndarray  # int64 open time (UTC ms) of the exit fill bar; 0 where `closed` is False
+    closed: np.ndarray  # bool False for the trade still open at the end (Trade.exit_time None)
+    exit_price: np.ndarray  # float64 average exit fill price (the last close when still open)
+    qty: np.ndarray  # float64 base-currency quantity
+    pnl: np.ndarray  # float64 profit after all fees of the trade, quote currency
+    ret: np.ndarray  # float64 pnl as a fraction of the entry notional
+    fees: np.ndarray  # float64 fees paid on entry and exit, quote currency
+    exit_reason: np.ndarray  # object (str) an ExitReason
+    entry_bar: np.ndarray  # int64 index of the entry fill bar on the sleeve's clock
+    exit_bar: np.ndarray  # int64 index of the exit fill bar (the last bar when still open)
+
+    def __len__(self) -> int:
+        """Number of trades."""
+        return len(self.entry_time)
+
+    @classmethod
+    def of(cls, trades: Sequence[Trade]) -> TradeTable:
+        """The table of some `Trade` objects (hand-built results, runs read back from the store)."""
+        columns = {f.name: [getattr(t, f.name) for t in trades] for f in fields(Trade)}
+        columns["closed"] = [t is not None for t in columns["exit_time"]]
+        columns["exit_time"] = [t or 0 for t in columns["exit_time"]]
+        return cls(**{f.name: _column(f.name, columns[f.name]) for f in fields(cls)})
+
+    def rows(self) -> tuple[Trade, ...]:
+        """The trades as `Trade` objects."""
+        columns = {f.name: getattr(self, f.name).tolist() for f in fields(Trade)}
+        columns["exit_time"] = [
+            t if done else None for t, done in zip(columns["exit_time"], self.closed.tolist(), strict=True)
+        ]
+        return _objects(Trade, columns)
+
+
+@dataclass(frozen=True)
+class OrderTable:
+    """Every filled order of a run as columns, row i being the i-th `Order` (in time order)."""
+
+    time: np.ndarray  # int64 open time (UTC ms) of the fill bar
+    sleeve: np.ndarray  # object (str) sleeve that sent it
+    symbol: np.ndarray  # object (str) market symbol
+    side: np.ndarray  # object (str) "buy" or "sell"
+    intent: np.ndarray  # object (str) "entry", "exit", "scale_in" or "rebalance"
+    reason: np.ndarray  # object (str) the rule or bracket that caused it
+    requested_qty: np.ndarray  # float64 base quantity asked for
+    filled_qty: np.ndarray  # float64 base quantity filled on this bar
+    price: np.ndarray  # float64 fill price, slippage included
+    fee: np.ndarray  # float64 fee paid, quote currency
+
+    def __len__(self) -> int:
+        """Number of orders."""
+        return len(self.time)
+
+    @classmethod
+    def of(cls, orders: Sequence[Order]) -> OrderTable:
+        """The table of some `Order` objects."""
+        return cls(**{f.name: _column(f.name, [getattr(o, f.name) for o in orders]) for f in fields(cls)})
+
+    def rows(self) -> tuple[Order, ...]:
+        """The orders as `Order` objects."""
+        return _objects(Order, {f.name: getattr(self, f.name).tolist() for f in fields(Order)})
+
+
 @dataclass(frozen=True)
 class BacktestResult:
     """Everything a simulation produced; arrays are indexed by the portfolio's time line."""
@@ -81,10 +196,20 @@ class BacktestResult:
     equity: np.ndarray  # float64 account equity at each time, positions marked at the last close
     cash: np.ndarray  # float64 free cash at each time
     exposure: np.ndarray  # float64 gross position value / equity at each time (fraction)
-    trades: tuple[Trade, ...]  # round trips in order of entry
-    orders: tuple[Order, ...]  # filled orders in time order
+    trade_table: TradeTable  # round trips in order of entry, as columns
+    order_table: OrderTable  # filled orders in time order, as columns
     risk_events: tuple[RiskEvent, ...]  # risk actions in time order
     sleeves: tuple[SleeveInfo, ...]  # the sleeves, in spec order
     capital: float  # starting cash, quote currency
     quote: str  # quote currency, e.g. "USDT"
     synthetic: bool  # True when any input candles came from the synthetic generator
+
+    @cached_property
+    def trades(self) -> tuple[Trade, ...]:
+        """Round trips in order of entry, as objects (built from `trade_table` on first use)."""
+        return self.trade_table.rows()
+
+    @cached_property
+    def orders(self) -> tuple[Order, ...]:
+        """Filled orders in time order, as objects (built from `order_table` on first use)."""
+        return self.order_table.rows()

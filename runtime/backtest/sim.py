@@ -22,7 +22,6 @@ compiled `step_points`, so a replay through `Simulator.step` gives exactly the b
 
 from __future__ import annotations
 
-import gc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import numpy as np
 from dsl.units import timeframe_ms
 from runtime.backtest import kernel as k
 from runtime.backtest.model import All, Compare, Condition, Not, PortfolioInput, RiskRule, SleeveInput
-from runtime.backtest.result import BacktestResult, ExitReason, Order, RiskEvent, SleeveInfo, Trade
+from runtime.backtest.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
 
 # Names of the kernel's codes, in code order.
 REASONS: tuple[ExitReason, ...] = (
@@ -354,23 +353,13 @@ class _Engine:
         c = self.config
         k.finish_open(c.ci, self.si, self.sf, self.ps.copy(), pc, self.kr.copy(), tr)
         sleeves = self.portfolio.sleeves
-        # Tens of thousands of small objects would trigger the cyclic garbage collector over and over
-        # (none of them can form a cycle), which costs more than building them: pause it meanwhile.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            trades = _trades(tr[: pc[k.PC_TRADES]], sleeves)
-            orders = _orders(self.od[: pc[k.PC_ORDERS]], sleeves)
-        finally:
-            if collecting:
-                gc.enable()
         return BacktestResult(
             time=np.asarray(times, dtype=np.int64).copy(),
             equity=self.eq[:points].copy(),
             cash=self.cash[:points].copy(),
             exposure=self.expo[:points].copy(),
-            trades=trades,
-            orders=orders,
+            trade_table=_trades(tr[: pc[k.PC_TRADES]], sleeves),
+            order_table=_orders(self.od[: pc[k.PC_ORDERS]], sleeves),
             risk_events=_events(self.ev[: pc[k.PC_EVENTS]], self.portfolio),
             sleeves=tuple(SleeveInfo(s.name, s.strategy, s.symbol, s.timeframe, s.weight) for s in sleeves),
             capital=self.portfolio.capital,
@@ -386,65 +375,51 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _build(cls: type, fields: tuple[str, ...], columns: list[list[object]]) -> tuple[object, ...]:
-    """Instances of a frozen dataclass from per-field columns, built without per-field __setattr__."""
-    new = object.__new__
-    out = []
-    for values in zip(*columns, strict=True):
-        obj: object = new(cls)
-        obj.__dict__.update(zip(fields, values, strict=True))
-        out.append(obj)
-    return tuple(out)
+def _names(codes: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """An object column of names from a float column of codes (indices into `names`)."""
+    lookup = np.empty(len(names), dtype=object)
+    lookup[:] = list(names)
+    return lookup[codes.astype(np.int64)]
 
 
-def _trades(rows: np.ndarray, sleeves: Sequence[SleeveInput]) -> tuple[Trade, ...]:
-    """Trade objects from kernel rows, in order of entry (time, then sleeve order)."""
+def _trades(rows: np.ndarray, sleeves: Sequence[SleeveInput]) -> TradeTable:
+    """The trade table from kernel rows, in order of entry (time, then sleeve order)."""
     rows = rows[np.lexsort((rows[:, k.T_SLEEVE], rows[:, k.T_ENTRY_TIME]))]
-    idx = rows[:, k.T_SLEEVE].astype(np.int64).tolist()
     exit_times = rows[:, k.T_EXIT_TIME]
-    open_at_end = np.isnan(exit_times)
-    columns: list[list[object]] = [
-        [sleeves[i].name for i in idx],
-        [sleeves[i].symbol for i in idx],
-        ["long" if x > 0 else "short" for x in rows[:, k.T_SIDE].tolist()],
-        rows[:, k.T_ENTRY_TIME].astype(np.int64).tolist(),
-        rows[:, k.T_ENTRY_PRICE].tolist(),
-        [
-            None if gone else t
-            for t, gone in zip(
-                np.where(open_at_end, 0, exit_times).astype(np.int64).tolist(),
-                open_at_end.tolist(),
-                strict=True,
-            )
-        ],
-        rows[:, k.T_EXIT_PRICE].tolist(),
-        rows[:, k.T_QTY].tolist(),
-        rows[:, k.T_PNL].tolist(),
-        rows[:, k.T_RET].tolist(),
-        rows[:, k.T_FEES].tolist(),
-        [REASONS[i] for i in rows[:, k.T_REASON].astype(np.int64).tolist()],
-        rows[:, k.T_ENTRY_BAR].astype(np.int64).tolist(),
-        rows[:, k.T_EXIT_BAR].astype(np.int64).tolist(),
-    ]
-    return _build(Trade, tuple(Trade.__dataclass_fields__), columns)  # type: ignore[return-value]
+    closed = ~np.isnan(exit_times)
+    return TradeTable(
+        sleeve=_names(rows[:, k.T_SLEEVE], [s.name for s in sleeves]),
+        symbol=_names(rows[:, k.T_SLEEVE], [s.symbol for s in sleeves]),
+        side=_names(rows[:, k.T_SIDE] <= 0, ("long", "short")),
+        entry_time=rows[:, k.T_ENTRY_TIME].astype(np.int64),
+        entry_price=rows[:, k.T_ENTRY_PRICE].copy(),
+        exit_time=np.where(closed, exit_times, 0).astype(np.int64),
+        closed=closed,
+        exit_price=rows[:, k.T_EXIT_PRICE].copy(),
+        qty=rows[:, k.T_QTY].copy(),
+        pnl=rows[:, k.T_PNL].copy(),
+        ret=rows[:, k.T_RET].copy(),
+        fees=rows[:, k.T_FEES].copy(),
+        exit_reason=_names(rows[:, k.T_REASON], REASONS),
+        entry_bar=rows[:, k.T_ENTRY_BAR].astype(np.int64),
+        exit_bar=rows[:, k.T_EXIT_BAR].astype(np.int64),
+    )
 
 
-def _orders(rows: np.ndarray, sleeves: Sequence[SleeveInput]) -> tuple[Order, ...]:
-    """Order objects from kernel rows (already in time order)."""
-    idx = rows[:, k.O_SLEEVE].astype(np.int64).tolist()
-    columns: list[list[object]] = [
-        rows[:, k.O_TIME].astype(np.int64).tolist(),
-        [sleeves[i].name for i in idx],
-        [sleeves[i].symbol for i in idx],
-        ["buy" if x > 0 else "sell" for x in rows[:, k.O_DIR].tolist()],
-        [INTENTS[i] for i in rows[:, k.O_INTENT].astype(np.int64).tolist()],
-        [REASONS[i] for i in rows[:, k.O_REASON].astype(np.int64).tolist()],
-        rows[:, k.O_REQ].tolist(),
-        rows[:, k.O_FILLED].tolist(),
-        rows[:, k.O_PRICE].tolist(),
-        rows[:, k.O_FEE].tolist(),
-    ]
-    return _build(Order, tuple(Order.__dataclass_fields__), columns)  # type: ignore[return-value]
+def _orders(rows: np.ndarray, sleeves: Sequence[SleeveInput]) -> OrderTable:
+    """The order table from kernel rows (already in time order)."""
+    return OrderTable(
+        time=rows[:, k.O_TIME].astype(np.int64),
+        sleeve=_names(rows[:, k.O_SLEEVE], [s.name for s in sleeves]),
+        symbol=_names(rows[:, k.O_SLEEVE], [s.symbol for s in sleeves]),
+        side=_names(rows[:, k.O_DIR] <= 0, ("buy", "sell")),
+        intent=_names(rows[:, k.O_INTENT], INTENTS),
+        reason=_names(rows[:, k.O_REASON], REASONS),
+        requested_qty=rows[:, k.O_REQ].copy(),
+        filled_qty=rows[:, k.O_FILLED].copy(),
+        price=rows[:, k.O_PRICE].copy(),
+        fee=rows[:, k.O_FEE].copy(),
+    )
 
 
 def _events(rows: np.ndarray, portfolio: PortfolioInput) -> tuple[RiskEvent, ...]:

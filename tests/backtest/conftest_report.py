@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runtime.backtest.result import BacktestResult, Order, RiskEvent, SleeveInfo, Trade
+from runtime.backtest.result import (
+    BacktestResult,
+    Order,
+    OrderTable,
+    RiskEvent,
+    SleeveInfo,
+    Trade,
+    TradeTable,
+)
 
 # One hour in milliseconds.
 HOUR = 3_600_000
@@ -75,8 +83,8 @@ def small_result(synthetic: bool = False) -> BacktestResult:
         equity=np.array([100.0, 110.0, 99.0, 120.0]),
         cash=np.array([100.0, 10.0, 109.0, 120.0]),
         exposure=np.array([0.0, 0.9, 0.1, 0.75]),
-        trades=trades,
-        orders=orders,
+        trade_table=TradeTable.of(trades),
+        order_table=OrderTable.of(orders),
         risk_events=events,
         sleeves=sleeves,
         capital=100.0,
@@ -194,8 +202,8 @@ def s1_result(candles: Candles, capital: float = 10_000.0, fee: float = 0.001) -
         equity=equity,
         cash=cash_at,
         exposure=exposure,
-        trades=tuple(trades),
-        orders=tuple(orders),
+        trade_table=TradeTable.of(trades),
+        order_table=OrderTable.of(orders),
         risk_events=(),
         sleeves=(SleeveInfo("main", "s1", "BTC/USDT", "1h", 1.0),),
         capital=capital,

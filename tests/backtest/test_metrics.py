@@ -20,7 +20,7 @@ from runtime.backtest.metrics import (
     iso_time,
     iso_times,
 )
-from runtime.backtest.result import BacktestResult
+from runtime.backtest.result import BacktestResult, OrderTable, TradeTable
 
 
 def _pandas_ratios(result: BacktestResult, bar_ms: int) -> tuple[float, float, float, float]:
@@ -93,7 +93,11 @@ def test_breakdowns_per_sleeve_and_symbol() -> None:
 
 def test_flat_run_has_undefined_ratios() -> None:
     result = dataclasses.replace(
-        small_result(), equity=np.full(4, 100.0), exposure=np.zeros(4), trades=(), orders=()
+        small_result(),
+        equity=np.full(4, 100.0),
+        exposure=np.zeros(4),
+        trade_table=TradeTable.of(()),
+        order_table=OrderTable.of(()),
     )
     s = compute_metrics(result, HOUR)
     assert (s.sharpe, s.sortino, s.calmar, s.profit_factor, s.win_rate) == (None, None, None, None, None)

@@ -1,0 +1,193 @@
+"""Compiled text formatting for the large CSV files: ISO-8601 times and fixed eight-decimal floats.
+
+A million-row equity.csv formatted with Python's `%` operator takes seconds; these kernels write the same
+bytes into a buffer in a few tens of milliseconds. The output is exactly what `"%.8f" % x` and
+`numpy.datetime_as_string(..., unit="s" or "ms") + "Z"` give: the eight-decimal value is rounded from the
+exact binary value of x (half to even on a tie), using an error-free product so no rounding slips in.
+Anything the kernels do not cover (a float beyond 2**63, a year outside 1..9999) makes them return -1 and
+the caller formats that part the slow way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numba import njit
+
+# Bytes of one formatted time: "YYYY-MM-DDTHH:MM:SS" plus ".mmm" with milliseconds, plus "Z".
+TIME_WIDTH_S = 20
+TIME_WIDTH_MS = 24
+# Most bytes of one "%.8f" value the kernel writes: sign, 19 integer digits, point, 8 decimals.
+FLOAT_WIDTH = 29
+# Veltkamp's splitting constant for float64 (2**27 + 1).
+_SPLIT = 134217729.0
+# Values at or beyond this magnitude are left to Python (their integer part overflows int64).
+_LIMIT = 9.2e18
+
+
+@njit(cache=True)
+def _two_prod(a: float, b: float) -> tuple[float, float]:  # pragma: no cover
+    """Dekker's error-free product: (p, e) with p = fl(a * b) and a * b = p + e exactly."""
+    p = a * b
+    c = _SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    c = _SPLIT * b
+    bh = c - (c - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(cache=True)
+def _put_digits(buf: np.ndarray, pos: int, value: int, width: int) -> int:  # pragma: no cover
+    """Write a non-negative integer in decimal, zero-padded to at least `width` digits; return the end."""
+    # Count the digits, then fill them from the right (division by the constant 10 compiles to a multiply).
+    # Unsigned arithmetic spares the sign fix-ups of Python's floor division.
+    rest = np.uint64(value)
+    ten = np.uint64(10)
+    digits = 1
+    probe = rest // ten
+    while probe > 0:
+        probe //= ten
+        digits += 1
+    end = pos + max(digits, width)
+    for i in range(end - 1, pos - 1, -1):
+        buf[i] = np.uint8(48) + np.uint8(rest % ten)
+        rest //= ten
+    return end
+
+
+@njit(cache=True)
+def _put_text(buf: np.ndarray, pos: int, text: bytes) -> int:  # pragma: no cover
+    """Write ASCII bytes; return the end."""
+    for i in range(len(text)):
+        buf[pos] = text[i]
+        pos += 1
+    return pos
+
+
+@njit(cache=True)
+def put_fixed8(buf: np.ndarray, pos: int, x: float) -> int:  # pragma: no cover
+    """Write `"%.8f" % x` at pos and return the end, or -1 when |x| is too large for the kernel."""
+    if x != x:
+        return _put_text(buf, pos, b"nan")
+    negative = math.copysign(1.0, x) < 0.0
+    if negative:
+        buf[pos] = 45
+        pos += 1
+    a = abs(x)
+    if a == math.inf:
+        return _put_text(buf, pos, b"inf")
+    if a >= _LIMIT:
+        return -1
+    # Integer and fractional parts are exact; the fraction times 1e8 is p + e exactly.
+    whole = math.floor(a)
+    p, e = _two_prod(a - whole, 1e8)
+    low = math.floor(p)
+    d = p - low
+    # Round p + e to the nearest integer: d and 0.5 differ by at least one ulp of p unless equal, and
+    # |e| is at most half an ulp, so e only decides an exact tie of d (then half to even when e is 0).
+    units = int(low)
+    if d > 0.5 or (d == 0.5 and (e > 0.0 or (e == 0.0 and units % 2 == 1))):
+        units += 1
+    integer = int(whole)
+    if units == 100_000_000:
+        integer += 1
+        units = 0
+    pos = _put_digits(buf, pos, integer, 1)
+    buf[pos] = 46
+    return _put_digits(buf, pos + 1, units, 8)
+
+
+@njit(cache=True)
+def put_iso(buf: np.ndarray, pos: int, ms: int, millis: bool) -> int:  # pragma: no cover
+    """Write a UTC ms time as `YYYY-MM-DDTHH:MM:SS[.mmm]Z`; return the end, or -1 outside years 1..9999."""
+    seconds = ms // 1000
+    days = seconds // 86_400
+    rest = seconds - days * 86_400
+    # Civil date from days since 1970-01-01 (H. Hinnant's algorithm, proleptic Gregorian).
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    if year < 1 or year > 9999:
+        return -1
+    pos = _put_digits(buf, pos, year, 4)
+    buf[pos] = 45
+    pos = _put_digits(buf, pos + 1, month, 2)
+    buf[pos] = 45
+    pos = _put_digits(buf, pos + 1, day, 2)
+    buf[pos] = 84
+    pos = _put_digits(buf, pos + 1, rest // 3600, 2)
+    buf[pos] = 58
+    pos = _put_digits(buf, pos + 1, (rest // 60) % 60, 2)
+    buf[pos] = 58
+    pos = _put_digits(buf, pos + 1, rest % 60, 2)
+    if millis:
+        buf[pos] = 46
+        pos = _put_digits(buf, pos + 1, ms - seconds * 1000, 3)
+    buf[pos] = 90
+    return pos + 1
+
+
+@njit(cache=True)
+def _iso_block(ms: np.ndarray, millis: bool, width: int) -> np.ndarray:  # pragma: no cover
+    """Fixed-width ISO times, one per `width` bytes; an empty array when one cannot be written."""
+    buf = np.empty(len(ms) * width, dtype=np.uint8)
+    for i in range(len(ms)):
+        if put_iso(buf, i * width, ms[i], millis) < 0:
+            return np.empty(0, dtype=np.uint8)
+    return buf
+
+
+@njit(cache=True)
+def _rows_block(
+    time: np.ndarray, columns: np.ndarray, millis: bool, buf: np.ndarray
+) -> int:  # pragma: no cover
+    """Write rows `time,c0,c1,...` ("%.8f" values) ending in LF into buf; return the bytes, or -1."""
+    pos = 0
+    for i in range(len(time)):
+        pos = put_iso(buf, pos, time[i], millis)
+        if pos < 0:
+            return -1
+        for j in range(columns.shape[0]):
+            buf[pos] = 44
+            pos = put_fixed8(buf, pos + 1, columns[j, i])
+            if pos < 0:
+                return -1
+        buf[pos] = 10
+        pos += 1
+    return pos
+
+
+# The compiled kernels, typed loosely for mypy (numba's dispatchers have no useful signatures).
+_ISO_BLOCK: Callable[..., np.ndarray] = _iso_block
+_ROWS_BLOCK: Callable[..., int] = _rows_block
+
+
+def iso_column(ms: np.ndarray, millis: bool) -> list[str] | None:
+    """ISO-8601 UTC strings of ms times like `metrics.iso_times`; None when a year is outside 1..9999."""
+    width = TIME_WIDTH_MS if millis else TIME_WIDTH_S
+    values = np.ascontiguousarray(ms, dtype=np.int64)
+    if len(values) == 0:
+        return []
+    buf = _ISO_BLOCK(values, millis, width)
+    if len(buf) == 0:
+        return None
+    return buf.view(f"S{width}").astype(f"U{width}").tolist()  # type: ignore[no-any-return]
+
+
+def rows_text(time: np.ndarray, columns: np.ndarray, millis: bool) -> bytes | None:
+    """CSV rows `time,c0,...` from ms times and a (columns, rows) float64 block; None if unsupported."""
+    values = np.ascontiguousarray(time, dtype=np.int64)
+    block = np.ascontiguousarray(columns, dtype=np.float64)
+    buf = np.empty(len(values) * (TIME_WIDTH_MS + 1 + block.shape[0] * (FLOAT_WIDTH + 1)), dtype=np.uint8)
+    size = _ROWS_BLOCK(values, block, millis, buf)
+    return None if size < 0 else buf[:size].tobytes()
