@@ -505,9 +505,12 @@ class _FileChecker:
                 block.name,
                 symbol,
                 timeframe,
-                [r.cond for r in rules] + [v for _, v in bindings],
-                [*strategy_settings.items(), *execution.items()],
-                list(ctx.params.values()),
+                [(r.kind, r.side, r.cond.digest) for r in rules],
+                [(name, v.digest) for name, v in bindings],
+                [(k, v.digest) for k, v in (*strategy_settings.items(), *execution.items())],
+                [p.model_dump_json() for p in ctx.params.values()],
+                [c.digest for c in constraints],
+                [(a.message, a.cond.digest) for a in alerts],
             ),
         )
         self.templates[block.name] = strategy
@@ -1962,7 +1965,7 @@ def _source_text(source: str, span: Span) -> str:
 
 
 def _digest(*parts: object) -> str:
-    """A content hash of a strategy's parts (their reprs and node digests)."""
+    """A content hash of a strategy's parts (names, node digests and params; never whole-tree reprs)."""
     return hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
 
 

@@ -48,21 +48,28 @@ class Expr(Frozen):
 
     @staticmethod
     def make(op: str, value: Value = None, args: tuple[Expr, ...] = (), **kw: Any) -> Expr:
-        """Build a node and compute its content digest."""
-        node = Expr(op=op, value=value, args=args, **kw)
+        """Build a node and compute its content digest (inputs are trusted: no validation pass)."""
+        fields = {
+            "kind": kw.get("kind", "number"),
+            "qual": int(kw.get("qual", 0)),
+            "integer": bool(kw.get("integer", False)),
+            "clock": kw.get("clock"),
+            "symbol": kw.get("symbol"),
+        }
         text = "|".join(
             (
                 op,
                 repr(value),
-                node.kind,
-                str(node.qual),
-                str(node.integer),
-                str(node.clock),
-                str(node.symbol),
+                fields["kind"],
+                str(fields["qual"]),
+                str(fields["integer"]),
+                str(fields["clock"]),
+                str(fields["symbol"]),
                 *(a.digest for a in args),
             )
         )
-        return node.model_copy(update={"digest": hashlib.blake2b(text.encode(), digest_size=10).hexdigest()})
+        digest = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+        return Expr.model_construct(op=op, value=value, args=args, digest=digest, **fields)
 
 
 class ParamIR(Frozen):

@@ -396,6 +396,53 @@ def _join(first: s.Node | Span, last: s.Node | Span) -> Span:
 _DURATION_TOKEN = re.compile(r"\s+")
 
 
+# Binding strength of the chain's binary operators (higher binds tighter) and of the `not` prefix.
+_PRECEDENCE = {"OR": 1, "AND": 2, "COMP_OP": 4, "CROSSES": 4, "ADD_OP": 5, "MUL_OP": 6}
+_NOT_PRECEDENCE = 3
+# A prefix minus binds tighter than any binary operator.
+_NEG_PRECEDENCE = 7
+
+
+class _Chain:
+    """Precedence climbing over a flat chain of operands, operator tokens and prefixes."""
+
+    def __init__(self, items: list) -> None:
+        """Take the chain's children: s.Expr operands, operator tokens and `above`/`below` trees."""
+        self.items = items  # the chain as parsed
+        self.pos = 0  # index of the next item to read
+
+    def parse(self, min_prec: int) -> s.Expr:
+        """Read one operand with its prefixes, then every operator binding at least `min_prec`."""
+        left = self._prefixed()
+        while self.pos < len(self.items):
+            op = self.items[self.pos]
+            prec = _PRECEDENCE[op.type]
+            if prec < min_prec:
+                break
+            self.pos += 1
+            if op.type == "CROSSES":
+                direction = self.items[self.pos].data
+                self.pos += 1
+                right = self.parse(prec + 1)
+                left = s.Cross(_join(left, right), direction, left, right)
+                continue
+            right = self.parse(prec + 1)
+            left = s.BinOp(_join(left, right), str(op), left, right)
+        return left
+
+    def _prefixed(self) -> s.Expr:
+        """An operand, or `not` / `-` / `+` applied to what follows at the prefix's strength."""
+        item = self.items[self.pos]
+        if not isinstance(item, Token):
+            self.pos += 1
+            return item
+        self.pos += 1
+        operand = self.parse(_NOT_PRECEDENCE if item.type == "NOT" else _NEG_PRECEDENCE)
+        if str(item) == "+":
+            return operand
+        return s.Unary(_join(_span(item), operand), "not" if item.type == "NOT" else "-", operand)
+
+
 @v_args(meta=False, inline=False)
 class _ToSyntax(Transformer):
     """Purely syntactic conversion of lark's tree to `dsl.syntax` nodes (no checks, no exceptions)."""
@@ -445,7 +492,7 @@ class _ToSyntax(Transformer):
     @v_args(tree=True)
     def call(self, t: Any) -> s.Call:
         """`f(args)`; positional and keyword arguments keep their order of kind."""
-        func, *rest = t.children
+        func, *rest, _close = t.children
         args = tuple(a for a in rest if a is not None and not isinstance(a, s.Kwarg))
         kwargs = tuple(a for a in rest if isinstance(a, s.Kwarg))
         return s.Call(_span(t), str(func), _span(func), args, kwargs)
@@ -463,38 +510,12 @@ class _ToSyntax(Transformer):
     @v_args(tree=True)
     def offset(self, t: Any) -> s.Offset:
         """`x[n]` (the span includes the closing bracket)."""
-        obj, index = t.children
+        obj, index, _close = t.children
         return s.Offset(_span(t), obj, index)
 
-    def arith(self, c: list) -> s.BinOp:
-        """`a + b`, `a * b`, ..."""
-        return s.BinOp(_join(c[0], c[2]), str(c[1]), c[0], c[2])
-
-    def compare(self, c: list) -> s.BinOp:
-        """`a < b`, ..."""
-        return s.BinOp(_join(c[0], c[2]), str(c[1]), c[0], c[2])
-
-    def and_op(self, c: list) -> s.BinOp:
-        """`a and b`."""
-        return s.BinOp(_join(c[0], c[1]), "and", c[0], c[1])
-
-    def or_op(self, c: list) -> s.BinOp:
-        """`a or b`."""
-        return s.BinOp(_join(c[0], c[1]), "or", c[0], c[1])
-
-    def crosses(self, c: list) -> s.Cross:
-        """`a crosses above b`."""
-        return s.Cross(_join(c[0], c[2]), c[1].data, c[0], c[2])
-
-    @v_args(tree=True)
-    def not_op(self, t: Any) -> s.Unary:
-        """`not x` (the span includes the operator)."""
-        return s.Unary(_span(t), "not", t.children[0])
-
-    @v_args(tree=True)
-    def neg(self, t: Any) -> s.Unary:
-        """`-x` (the span includes the operator)."""
-        return s.Unary(_span(t), "-", t.children[0])
+    def chain(self, c: list) -> s.Expr:
+        """A flat operator chain, folded by precedence into unary, binary and cross nodes."""
+        return _Chain(c).parse(0)
 
     def if_else(self, c: list) -> s.IfElse:
         """`a if cond else b`."""

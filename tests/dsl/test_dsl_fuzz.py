@@ -1,0 +1,170 @@
+"""Property tests: no input, however malformed, produces an exception, and checking is deterministic.
+
+Programs are generated from the grammar itself (`hypothesis.extra.lark.from_lark`) and by mutating the
+valid specs of the repository (tokens and lines deleted, duplicated, swapped; random characters inserted;
+truncation); a few hand-made extremes (binary garbage, huge and deeply nested input) complete the set.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dsl_helpers import ROOT, SPEC_PATH
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.lark import from_lark
+
+from dsl.checker import CheckResult, check_source
+from dsl.parser import grammar
+
+# Every valid spec of the repository: the seeds of the mutation tests.
+SEEDS = sorted(
+    p.read_text(encoding="utf-8")
+    for folder in ("library", "specs", "tests/dsl/examples")
+    for p in (ROOT / folder).glob("*.strat")
+)
+# Hypothesis settings shared by the property tests: bounded, derandomized (reproducible in CI), quick.
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+# Printable ASCII: the generated names, numbers and strings stay readable when a test fails.
+_ASCII = st.characters(min_codepoint=32, max_codepoint=126)
+# Markers standing for the indenter's tokens in generated text, turned into real indentation by `_layout`.
+_INDENT, _DEDENT = "\x01", "\x02"
+
+
+def _grammar_programs() -> st.SearchStrategy[str]:
+    """Programs from the grammar: every terminal padded by spaces, indentation rebuilt from the markers."""
+    lark = grammar()
+    explicit: dict[str, st.SearchStrategy[str]] = {
+        "_INDENT": st.just(_INDENT),
+        "_DEDENT": st.just(_DEDENT),
+        "_NL": st.sampled_from(["\n", "  # a comment\n"]),
+    }
+    for term in lark.terminals:
+        if not term.name.startswith("__") and term.name not in explicit:
+            pattern = st.from_regex(term.pattern.to_regexp(), fullmatch=True, alphabet=_ASCII)
+            explicit[term.name] = pattern.map(lambda text: f" {text} ")
+    return from_lark(lark, start="start", explicit=explicit).map(_layout)
+
+
+def _layout(raw: str) -> str:
+    """Turn indent/dedent markers at the start of each line into four spaces per level."""
+    out, depth = [], 0
+    for line in raw.split("\n"):
+        head = len(line) - len(line.lstrip(f" {_INDENT}{_DEDENT}"))
+        depth = max(depth + line[:head].count(_INDENT) - line[:head].count(_DEDENT), 0)
+        body = line[head:].replace(_INDENT, "").replace(_DEDENT, "").strip()
+        out.append("    " * depth + body if body else "")
+    return "\n".join(out)
+
+
+def _outcome(text: str) -> CheckResult:
+    """Check `text` and assert the contract: an IR exactly when there is no error, else diagnostics."""
+    result = check_source(text, SPEC_PATH)
+    if result.ok:
+        assert result.program is not None
+    else:
+        assert result.program is None
+        assert all(d.line >= 1 and d.col >= 1 and d.message for d in result.diagnostics)
+        assert result.render()  # rendering never fails either
+    return result
+
+
+def _same_twice(text: str) -> None:
+    """Two checks of one text give the same diagnostics in the same order, and the same IR."""
+    first, second = _outcome(text), _outcome(text)
+    assert first.diagnostics == second.diagnostics
+    assert (first.program and first.program.model_dump_json()) == (
+        second.program and second.program.model_dump_json()
+    )
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(_grammar_programs())
+def test_programs_from_the_grammar_end_in_ir_or_diagnostics(text: str) -> None:
+    """Whatever the grammar can produce, the checker answers without raising, deterministically."""
+    _same_twice(text)
+
+
+def test_the_grammar_generator_produces_parseable_programs() -> None:
+    """The generator is useful: most of its programs get past the parser (no E001/E002/E003)."""
+    parsed = []
+
+    @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(_grammar_programs())
+    def collect(text: str) -> None:
+        """Record whether the program parsed."""
+        codes = {d.code for d in check_source(text, SPEC_PATH).diagnostics}
+        parsed.append(not codes & {"E001", "E002", "E003"})
+
+    collect()
+    assert sum(parsed) > len(parsed) // 2
+
+
+def _tokens(text: str) -> list[str]:
+    """Split text into words, punctuation and whitespace runs (joining them gives the text back)."""
+    return re.findall(r"\s+|\w+|[^\w\s]", text)
+
+
+@st.composite
+def _mutants(draw: st.DrawFn) -> str:
+    """A valid spec with one to three random edits."""
+    text = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(
+            st.sampled_from(
+                ["del_tok", "dup_tok", "swap_tok", "del_line", "dup_line", "swap_line", "chars", "cut"]
+            )
+        )
+        unit = _tokens(text) if kind.endswith("tok") else text.split("\n")
+        if not unit:
+            break
+        i = draw(st.integers(0, len(unit) - 1))
+        j = draw(st.integers(0, len(unit) - 1))
+        if kind.startswith("del"):
+            del unit[i]
+        elif kind.startswith("dup"):
+            unit.insert(i, unit[i])
+        elif kind.startswith("swap"):
+            unit[i], unit[j] = unit[j], unit[i]
+        if kind == "chars":
+            pos = draw(st.integers(0, len(text)))
+            text = text[:pos] + draw(st.text(st.characters(codec="utf-8"), max_size=5)) + text[pos:]
+        elif kind == "cut":
+            text = text[: draw(st.integers(0, len(text)))]
+        else:
+            text = ("" if kind.endswith("tok") else "\n").join(unit)
+    return text
+
+
+@FUZZ
+@given(_mutants())
+def test_mutated_specs_end_in_ir_or_diagnostics(text: str) -> None:
+    """Deleted, duplicated, swapped tokens and lines, stray characters, truncation: never an exception."""
+    _same_twice(text)
+
+
+def test_extreme_inputs_end_in_diagnostics() -> None:
+    """Binary garbage, huge and deeply nested input: located diagnostics, no traceback."""
+    head = 'strat 1\nstrategy s:\n    symbol: "BINANCE:BTC/USDT"\n'
+    cases = {
+        "binary": "\x00\x01\xff\ufffd" * 50,
+        "brackets": head + "    x = " + "(" * 5_000 + "close" + ")" * 5_000 + "\n",
+        "unclosed": head + "    x = " + "(" * 5_000 + "\n",
+        "long sum": head + "    x = " + " + ".join(["close"] * 3_000) + "\n",
+        "blocks": "strat 1\n"
+        + "".join("    " * i + f"b{i}:\n" for i in range(300))
+        + "    " * 300
+        + "x: 1\n",
+        "lines": head + "".join(f"    x{i} = sma(close, {i + 1})\n" for i in range(5_000)),
+        "one line": head + "    x = " + "a" * 200_000 + "\n",
+        "garbage": "".join(chr(c) for c in range(1, 2_000)),
+    }
+    for name, text in cases.items():
+        result = _outcome(text)
+        assert result.diagnostics or name == "lines", name
+
+
+def test_empty_and_whitespace_only_files() -> None:
+    """An empty file lacks only its version line."""
+    for text in ("", "\n", "   \n\n", "# only a comment\n"):
+        assert [(d.code, d.line, d.col) for d in _outcome(text).diagnostics] == [("E004", 1, 1)]
