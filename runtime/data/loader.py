@@ -92,6 +92,10 @@ def prepare(raw: Candles, timeframe: str, start_ms: int, end_ms: int, *, fill_ga
 
     repaired, first = clean(raw)
     series = resample(repaired, timeframe).slice(start_ms, end_ms)
+    # A series left whole (same timeframe, nothing cut off, no gap to fill) has the first report's facts.
+    unchanged = series.timeframe == repaired.timeframe and len(series) == len(repaired)
+    if unchanged and not (fill_gaps and first.missing_bars):
+        return Loaded(series, first)
     series, final = clean(series, fill_gaps=fill_gaps)
     report = dataclasses.replace(
         final,

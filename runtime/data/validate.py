@@ -70,15 +70,13 @@ def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckR
     time = candles.time
     unsorted = int(np.count_nonzero(np.diff(time) <= 0))
     # Sort stably, then keep the last row of each open time (a later row is the corrected one).
-    order = np.argsort(time, kind="stable")
-    ordered = candles.take(order) if unsorted else candles
+    ordered = candles.take(np.argsort(time, kind="stable")) if unsorted else candles
     keep_last = np.ones(len(ordered), dtype=bool)
     keep_last[:-1] = ordered.time[1:] != ordered.time[:-1]
     duplicates = int(len(ordered) - np.count_nonzero(keep_last))
     series = ordered.take(keep_last) if duplicates else ordered
     # Rows with a non-positive price cannot be traded or logged: drop them.
-    prices = np.stack([series.open, series.high, series.low, series.close])
-    positive = np.all(prices > 0, axis=0)
+    positive = (series.open > 0) & (series.high > 0) & (series.low > 0) & (series.close > 0)
     nonpositive = int(len(series) - np.count_nonzero(positive))
     if nonpositive:
         series = series.take(positive)
@@ -143,11 +141,14 @@ def find_spikes(close: np.ndarray, sigmas: float = SPIKE_SIGMAS) -> np.ndarray:
     if len(close) < 3:
         return mask
     ret = np.diff(np.log(close))
-    # Median |return| per block of returns, spread back over the block (NaN-padded to whole blocks).
-    blocks = -(-len(ret) // _SCALE_BLOCK)
-    padded = np.full(blocks * _SCALE_BLOCK, np.nan)
-    padded[: len(ret)] = np.abs(ret)
-    scale = _MAD_TO_SIGMA * np.repeat(np.nanmedian(padded.reshape(blocks, -1), axis=1), _SCALE_BLOCK)
+    # Median |return| per block of returns (the last block may be shorter), spread back over the block.
+    size = np.abs(ret)
+    whole = len(ret) // _SCALE_BLOCK
+    medians = np.empty(-(-len(ret) // _SCALE_BLOCK))
+    medians[:whole] = np.median(size[: whole * _SCALE_BLOCK].reshape(whole, _SCALE_BLOCK), axis=1)
+    if len(medians) > whole:
+        medians[whole] = np.median(size[whole * _SCALE_BLOCK :])
+    scale = _MAD_TO_SIGMA * np.repeat(medians, _SCALE_BLOCK)
     into, out = ret[:-1], ret[1:]
     limit = sigmas * np.minimum(scale[: len(ret) - 1], scale[1 : len(ret)])
     big = (np.abs(into) > limit) & (np.abs(out) > limit) & (limit > 0)

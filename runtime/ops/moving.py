@@ -19,6 +19,7 @@ from runtime.ops.primitives import (
     smooth,
     wilder_alpha,
     window_stats,
+    window_sum,
 )
 
 
@@ -35,7 +36,7 @@ def _lag_length(length: float) -> int:
 def sma_batch(source: FloatArray, length: float) -> tuple[FloatArray]:
     """Simple moving average: the window's sum divided by `length`."""
     n = _window_length(length)
-    total, _, _ = window_stats(series(source), n)
+    total = window_sum(series(source), n)
     return (total / n,)
 
 
@@ -55,7 +56,7 @@ class Sma(Window):
 
 def sum_batch(source: FloatArray, length: float) -> tuple[FloatArray]:
     """Rolling sum over `length` bars."""
-    total, _, _ = window_stats(series(source), _window_length(length))
+    total = window_sum(series(source), _window_length(length))
     return (total,)
 
 

@@ -24,7 +24,7 @@ from runtime.ops.primitives import (
     true_range,
     wilder_alpha,
     window_mean_deviation,
-    window_stats,
+    window_sum,
 )
 
 # Result of a two-output operator that is na.
@@ -132,7 +132,7 @@ def stoch_batch(
     """
     nk, nd = _length("k", k), _length("d", d)
     raw = _stoch_k(series(close), extreme(series(high), nk, True), extreme(series(low), nk, False))
-    total, _, _ = window_stats(raw, nd)
+    total = window_sum(raw, nd)
     return raw, total / nd
 
 
@@ -168,7 +168,7 @@ def cci_batch(high: FloatArray, low: FloatArray, close: FloatArray, length: floa
     """
     n = _length("length", length)
     tp = (series(high) + series(low) + series(close)) / 3.0
-    total, _, _ = window_stats(tp, n)
+    total = window_sum(tp, n)
     mean = total / n
     dev = mean_deviation(tp, mean, n)
     dev[dev == 0.0] = np.nan

@@ -1,7 +1,8 @@
 """The stateful building blocks that operators compose, each a streaming class with its batch twin.
 
 - `Window` / `window_stats`: the last n values with their sum, central second moment (M2) and linearly
-  weighted sum, kept incrementally. The window is na while it is not full or holds an na. The sums are
+  weighted sum, kept incrementally (`window_sum`: the sum alone, for operators that read only it). The
+  window is na while it is not full or holds an na. The sums are
   recomputed from the buffer whenever the window becomes full and clean again and each time the ring wraps
   (every n bars), which bounds rounding drift; in between they are updated in O(1). Amortized O(1).
 - `Extreme` / `extreme`: highest or lowest of the last n values (current bar included) with a monotonic
@@ -167,6 +168,46 @@ def window_stats(x: FloatArray, n: int) -> tuple[FloatArray, FloatArray, FloatAr
         m2_out[i] = m2
         weighted_out[i] = weighted
     return total_out, m2_out, weighted_out
+
+
+@njit(cache=True)
+def window_sum(x: FloatArray, n: int) -> FloatArray:  # pragma: no cover
+    """The sum output of `window_stats` alone (same arithmetic in the same order, a third of the work)."""
+    m = x.shape[0]
+    total_out = np.full(m, np.nan)
+    buf = np.zeros(n)
+    pos = 0
+    count = 0
+    nans = 0
+    stale = True
+    total = 0.0
+    for i in range(m):
+        v = x[i]
+        old = buf[pos]
+        if count == n:
+            if old != old:
+                nans -= 1
+        else:
+            count += 1
+        if v != v:
+            nans += 1
+        buf[pos] = v
+        pos += 1
+        if pos == n:
+            pos = 0
+        if count < n or nans > 0:
+            stale = True
+            continue
+        if stale or pos == 0:
+            # Recompute from the ring in slot order, as `Window._recompute` does.
+            total = 0.0
+            for j in range(n):
+                total += buf[j]
+            stale = False
+        else:
+            total += v - old
+        total_out[i] = total
+    return total_out
 
 
 def variance_of(m2: float, n: int) -> float:

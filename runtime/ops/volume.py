@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.ops.base import NA1, NAN, FloatArray, Operator, int_param, lagged, series
-from runtime.ops.primitives import Window, window_stats
+from runtime.ops.primitives import Window, window_sum
 
 
 def obv_batch(close: FloatArray, volume: FloatArray) -> tuple[FloatArray]:
@@ -68,8 +68,8 @@ def vwap_batch(
     n = _length(length)
     v = series(volume)
     tp = (series(high) + series(low) + series(close)) / 3.0
-    weighted, _, _ = window_stats(tp * v, n)
-    total, _, _ = window_stats(v, n)
+    weighted = window_sum(tp * v, n)
+    total = window_sum(v, n)
     total[total == 0.0] = np.nan
     return (weighted / total,)
 
