@@ -146,19 +146,6 @@ def drawdown(curve: np.ndarray) -> np.ndarray:
         return np.where(peak > 0, 1.0 - curve / peak, 0.0)
 
 
-def _drawdown_duration(curve: np.ndarray) -> int:
-    """Longest bars from a peak to the first point back at or above it (or to the end)."""
-    index = np.arange(len(curve))
-    # Index of the latest peak at or before each point: a point is a peak when it equals the running max.
-    last_peak = np.maximum.accumulate(np.where(curve >= np.maximum.accumulate(curve), index, 0))
-    underwater = curve < np.maximum.accumulate(curve)
-    # A stretch is measured at each underwater point and at the recovery point right after one.
-    counted = underwater[1:] | underwater[:-1]
-    if not counted.any():
-        return 0
-    return int(np.max((index[1:] - last_peak[:-1])[counted]))
-
-
 def _ratio(numerator: float, denominator: float) -> float | None:
     """Divide numerator by denominator; None when the denominator is zero or not finite."""
     return numerator / denominator if denominator > 0 and math.isfinite(denominator) else None
@@ -202,17 +189,23 @@ def monthly_returns(result: BacktestResult) -> tuple[MonthlyReturn, ...]:
     """The account's return over each calendar month (UTC) the run touches."""
     equity = np.asarray(result.equity, dtype=np.float64)
     # Month of each bar, by its close time minus 1 ms so a bar closing at midnight of the 1st counts
-    # in the month it traded in.
-    months = (np.asarray(result.time, dtype=np.int64) - 1).astype("datetime64[ms]").astype("datetime64[M]")
-    month_ids = months.astype(np.int64)
-    last = np.append(np.flatnonzero(np.diff(month_ids)), len(month_ids) - 1)
+    # in the month it traded in. The time line is sorted: find where each month's bars begin by bisection
+    # on the month starts (converting every bar's time to a month would cost far more).
+    key = np.asarray(result.time, dtype=np.int64) - 1
+    first, final = key[[0, -1]].astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    every = np.arange(first, final + 1)
+    begins = np.searchsorted(key, every[1:].astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64))
+    bounds = np.concatenate(([0], begins, [len(key)]))
+    has_bars = bounds[1:] > bounds[:-1]
+    month_ids = every[has_bars]
+    last = bounds[1:][has_bars] - 1
     ends = equity[last]
     starts = np.concatenate(([result.capital], ends[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         rets = np.where(starts > 0, ends / starts - 1.0, 0.0)
     return tuple(
         MonthlyReturn(year=int(m // 12 + 1970), month=int(m % 12 + 1), ret=float(r))
-        for m, r in zip(month_ids[last].tolist(), rets.tolist(), strict=True)
+        for m, r in zip(month_ids.tolist(), rets.tolist(), strict=True)
     )
 
 
@@ -233,9 +226,11 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     final = float(curve[-1])
     per_year = 365 * DAY_MS / bar_ms
 
-    # Per-bar returns of the marked equity, each against the previous point (the capital for the first).
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rets = np.where(curve[:-1] > 0, curve[1:] / curve[:-1] - 1.0, 0.0)
+    # Per-bar returns of the marked equity, each against the previous point (the capital for the first),
+    # and the drawdown figures, in one compiled pass over the curve.
+    from runtime.backtest.curve import curve_stats
+
+    rets, max_dd, max_dd_bars = curve_stats(curve)
     mean = float(rets.mean())
     std = float(rets.std(ddof=1)) if len(rets) > 1 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(rets, 0.0) ** 2)))
@@ -245,7 +240,6 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     years = (int(time[-1]) - int(time[0]) + bar_ms) / YEAR_MS
     growth = final / result.capital
     cagr = _cagr(growth, years)
-    max_dd = float(drawdown(curve).max())
 
     # Turnover: notional of every fill over the mean marked equity.
     orders = result.order_table
@@ -265,8 +259,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
         )
         for s in result.sleeves
     )
-    traded = set(np.unique(result.trade_table.symbol).tolist()) if len(result.trade_table) else set()
-    symbol_names = sorted({s.symbol for s in result.sleeves} | traded)
+    symbol_names = sorted({s.symbol for s in result.sleeves} | set(result.trade_table.symbol.tolist()))
     symbols = tuple(SymbolSummary(**_breakdown(result, sym, "symbol"), symbol=sym) for sym in symbol_names)
     return Summary(
         **stats.model_dump(),
@@ -274,7 +267,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
         total_return=growth - 1.0,
         cagr=cagr,
         max_drawdown=max_dd,
-        max_drawdown_duration_bars=_drawdown_duration(curve),
+        max_drawdown_duration_bars=max_dd_bars,
         volatility=std * scale,
         sharpe=None if (r := _ratio(mean, std)) is None else r * scale,
         sortino=None if (r := _ratio(mean, downside)) is None else r * scale,

@@ -345,19 +345,23 @@ class _Engine:
             self.margin_rows, self.margin_events,
         )  # fmt: skip
 
-    def result(self, times: np.ndarray) -> BacktestResult:
-        """Close the books (open positions marked at their last close) and build the BacktestResult."""
+    def result(self, times: np.ndarray, final: bool = False) -> BacktestResult:
+        """Close the books (open positions marked at their last close) and build the BacktestResult.
+
+        `final` says the engine is done: the result may then keep its buffers instead of copies.
+        """
         points = len(times)
+        keep: Callable[[np.ndarray], np.ndarray] = (lambda a: a) if final else np.copy
         pc = self.pc.copy()
         tr = _grow(self.tr, self.tr.shape[0] + len(self.portfolio.sleeves))
         c = self.config
         k.finish_open(c.ci, self.si, self.sf, self.ps.copy(), pc, self.kr.copy(), tr)
         sleeves = self.portfolio.sleeves
         return BacktestResult(
-            time=np.asarray(times, dtype=np.int64).copy(),
-            equity=self.eq[:points].copy(),
-            cash=self.cash[:points].copy(),
-            exposure=self.expo[:points].copy(),
+            time=keep(np.asarray(times, dtype=np.int64)),
+            equity=keep(self.eq[:points]),
+            cash=keep(self.cash[:points]),
+            exposure=keep(self.expo[:points]),
             trade_table=_trades(tr[: pc[k.PC_TRADES]], sleeves),
             order_table=_orders(self.od[: pc[k.PC_ORDERS]], sleeves),
             risk_events=_events(self.ev[: pc[k.PC_EVENTS]], self.portfolio),
@@ -521,7 +525,7 @@ def simulate(portfolio: PortfolioInput) -> BacktestResult:
         p = engine.run(
             p, end, times[p:], starts[p:], ev_s, ev_j, bt, (o, h, lo, c, v), (el, xl, es, xs), dist
         )
-    return engine.result(times)
+    return engine.result(times, final=True)
 
 
 class Simulator:
