@@ -184,10 +184,22 @@ def iso_column(ms: np.ndarray, millis: bool) -> list[str] | None:
     return buf.view(f"S{width}").astype(f"U{width}").tolist()  # type: ignore[no-any-return]
 
 
-def rows_text(time: np.ndarray, columns: np.ndarray, millis: bool) -> bytes | None:
-    """CSV rows `time,c0,...` from ms times and a (columns, rows) float64 block; None if unsupported."""
+def row_bytes(columns: int) -> int:
+    """Most bytes one row of `rows_text` with this many float columns takes."""
+    return TIME_WIDTH_MS + 1 + columns * (FLOAT_WIDTH + 1)
+
+
+def rows_text(
+    time: np.ndarray, columns: np.ndarray, millis: bool, out: np.ndarray | None = None
+) -> np.ndarray | None:
+    """CSV rows `time,c0,...` from ms times and a (columns, rows) float64 block, as a uint8 array.
+
+    `out` is a byte buffer to write into (reused across chunks; grown when too small). Returns the written
+    part of the buffer, or None when a value is out of the kernel's range.
+    """
     values = np.ascontiguousarray(time, dtype=np.int64)
     block = np.ascontiguousarray(columns, dtype=np.float64)
-    buf = np.empty(len(values) * (TIME_WIDTH_MS + 1 + block.shape[0] * (FLOAT_WIDTH + 1)), dtype=np.uint8)
+    need = len(values) * row_bytes(block.shape[0])
+    buf = out if out is not None and len(out) >= need else np.empty(need, dtype=np.uint8)
     size = _ROWS_BLOCK(values, block, millis, buf)
-    return None if size < 0 else buf[:size].tobytes()
+    return None if size < 0 else buf[:size]

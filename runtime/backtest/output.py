@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from runtime.backtest.fastcsv import iso_column, rows_text
+from runtime.backtest.fastcsv import iso_column, row_bytes, rows_text
 from runtime.backtest.metrics import Summary, drawdown, equity_curve, iso_times
 from runtime.backtest.result import BacktestResult, Trade
 
@@ -126,13 +126,15 @@ def write_equity(result: BacktestResult, path: Path) -> None:
         handle.write((",".join(EQUITY_COLUMNS) + "\n").encode())
         # In chunks, so a million-bar run never holds the whole text; the compiled formatter writes the
         # bytes `%.8f` would, and a chunk it cannot handle (a huge value, an odd year) goes the slow way.
+        buffer = np.empty(min(len(time), _CHUNK) * row_bytes(len(block)), dtype=np.uint8)
         for start in range(0, len(time), _CHUNK):
             part = slice(start, start + _CHUNK)
-            text = rows_text(time[part], block[:, part], millis)
+            text = rows_text(time[part], block[:, part], millis, buffer)
             if text is None:
                 rows = zip(iso_times(time[part], millis), *(a.tolist() for a in block[:, part]), strict=True)
-                text = "".join(map("%s,%.8f,%.8f,%.8f,%.8f\n".__mod__, rows)).encode()
-            handle.write(text)
+                handle.write("".join(map("%s,%.8f,%.8f,%.8f,%.8f\n".__mod__, rows)).encode())
+            else:
+                handle.write(text.data)
 
 
 # Rows of equity.csv formatted at a time.

@@ -28,7 +28,7 @@ def test_fixed8_matches_percent_format_bit_for_bit() -> None:
     assert text is not None
     fixed = [f"{v:.8f}" for v in values.tolist()]  # the same as "%.8f" % v
     expected = [f"{t},{v}" for t, v in zip(iso_times(times, False), fixed, strict=True)]
-    assert text.decode().splitlines() == expected
+    assert text.tobytes().decode().splitlines() == expected
     assert rows_text(times[:1], np.array([[1e19]]), False) is None  # beyond int64: left to Python
 
 
