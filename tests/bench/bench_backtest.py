@@ -95,7 +95,7 @@ def main() -> None:
     print(
         f"  of which the compiled loop             {t_kernel * 1e3:8.1f} ms   ratio {t_kernel / t_bare:.2f}x"
     )
-    print(f"  of which Trade/Order objects and rest  {(t_sim - t_kernel) * 1e3:8.1f} ms")
+    print(f"  of which trade/order tables and rest   {(t_sim - t_kernel) * 1e3:8.1f} ms")
     tracemalloc.start()
     simulate(pf)
     peak = tracemalloc.get_traced_memory()[1]
