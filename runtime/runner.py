@@ -21,11 +21,14 @@ from dsl.ir import Expr, PortfolioIR, Program, RiskRuleIR, SleeveIR, StrategyIR,
 from dsl.units import TIMEFRAMES, parse_symbol
 from runtime.backtest import model as m
 from runtime.backtest.result import BacktestResult
+from runtime.data.markets import MarketRules
 from runtime.graph.compiler import Graph, compile_strategy
 from runtime.graph.drivers import Feeds, StreamDriver, replay_order, run_batch
 
 # Loads candles for a clock: (symbol "EXCHANGE:BASE/QUOTE", timeframe, start ms, end ms) → candles.
 CandleLoader = Callable[[str, str, int | None, int | None], Any]
+# Finds the trading rules of a symbol ("EXCHANGE:BASE/QUOTE"), None when unknown.
+RulesLookup = Callable[[str], "MarketRules | None"]
 # Settings whose value is a price offset of the bracket.
 _OFFSETS = ("stop_loss", "take_profit", "trailing_stop")
 
@@ -43,6 +46,7 @@ class SleevePlan:
     values: Mapping[str, float]  # param values after overrides
     graph: Graph  # compiled graph
     feeds: Feeds  # candles of every clock of the graph
+    rules: MarketRules | None = None  # the exchange's trading rules for the symbol, when known
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,18 @@ def select(program: Program, strategy: str | None, capital: float | None) -> Por
 
 
 def plan(
-    program: Program, portfolio: PortfolioIR, load: CandleLoader, start: int | None, end: int | None
+    program: Program,
+    portfolio: PortfolioIR,
+    load: CandleLoader,
+    start: int | None,
+    end: int | None,
+    rules: RulesLookup | None = None,
 ) -> RunPlan:
-    """Compile every sleeve and load the candles of every clock it reads (with warm-up history)."""
+    """Compile every sleeve and load the candles of every clock it reads (with warm-up history).
+
+    `rules` finds the exchange's trading rules of a symbol (quantity step, minimums); sleeves whose
+    symbol has none trade fractional units freely.
+    """
     loaded = []
     for sleeve in portfolio.sleeves:
         template = program.strategy(sleeve.strategy)
@@ -125,7 +138,10 @@ def plan(
             (sl, t, v, g, {k: c.slice(begin - g.warmup * g.base.ms, None) for k, c in candles.items()})
             for sl, t, v, g, candles in loaded
         ]
-    sleeves = [SleevePlan(sl, t, v, g, Feeds(g, c)) for sl, t, v, g, c in loaded]
+    sleeves = [
+        SleevePlan(sl, t, v, g, Feeds(g, c), rules(sl.symbol) if rules is not None else None)
+        for sl, t, v, g, c in loaded
+    ]
     quote = portfolio.quote or _quote(portfolio.sleeves[0].symbol)
     return RunPlan(
         portfolio.name, portfolio.capital, quote, portfolio.rebalance_ms, portfolio.risk, tuple(sleeves)
@@ -219,6 +235,9 @@ def sleeve_input(sp: SleevePlan, series: Mapping[str, np.ndarray]) -> m.SleeveIn
         max_entries=int(fixed.number(settings.get("max_entries")) or 1),
         scale_in=fixed.number(settings.get("scale_in")) or 1.0,
         warmup=sp.graph.warmup,
+        precision=None
+        if sp.rules is None
+        else m.Precision(sp.rules.amount_step, sp.rules.min_qty, sp.rules.min_notional),
     )
 
 

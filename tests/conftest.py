@@ -24,3 +24,9 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("real candle data (../shared/data) is not available")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_store(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point the default store at a throwaway SQLite file, so no test reads or writes the user's store."""
+    os.environ["STRAT_DB_URL"] = f"sqlite:///{tmp_path_factory.mktemp('store') / 'strat.db'}"

@@ -17,8 +17,10 @@ from runtime.data.commands import add_data_arguments, load_for, parse_time
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from runtime import runner
     from runtime.backtest.metrics import Summary
     from runtime.backtest.result import BacktestResult
+    from runtime.data.markets import MarketRules
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -118,7 +120,7 @@ def _simulate(
 
     try:
         portfolio = runner.select(program, args.strategy, args.capital)
-        plan = runner.plan(program, portfolio, load, start, end)
+        plan = runner.plan(program, portfolio, load, start, end, _rules_lookup(args))
         result = runner.replay(plan) if args.replay else runner.backtest(plan)
     except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, DataError) as error:
         print(f"strat run: {error}", file=sys.stderr)
@@ -140,6 +142,29 @@ def _simulate(
         _save(args, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
     return 0
+
+
+def _rules_lookup(args: argparse.Namespace) -> runner.RulesLookup:
+    """Trading rules of a symbol from the store.
+
+    They are looked up after the candles were loaded (a download has just stored them); no database is
+    created just to look.
+    """
+    from runtime.store import resolve_url, store_exists
+
+    url = resolve_url(getattr(args, "db", None))
+
+    def lookup(symbol: str) -> MarketRules | None:
+        """The stored rules of `EXCHANGE:BASE/QUOTE`, or None."""
+        if not store_exists(url):
+            return None
+        from runtime.data.candles import market_symbol
+        from runtime.store.markets import load_rules
+
+        exchange, pair = market_symbol(symbol)
+        return load_rules(exchange or args.exchange, pair, url=url)
+
+    return lookup
 
 
 def _pair(symbol: str) -> str:

@@ -7,7 +7,6 @@ modules add their tables by subclassing `Base`; `engine_for` creates all known t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,10 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session
 
-# Environment variable that overrides the default database URL.
-URL_ENV = "STRAT_DB_URL"
-# Default SQLite file, relative to the current directory.
-DEFAULT_PATH = Path(".strat") / "strat.db"
+from runtime.store import resolve_url
 
 # Engines already created in this process, by URL (creating one per call would leak pools).
 _ENGINES: dict[str, Engine] = {}
@@ -26,11 +22,6 @@ _ENGINES: dict[str, Engine] = {}
 
 class Base(DeclarativeBase):
     """Declarative base of every table in the store."""
-
-
-def resolve_url(url: str | None = None) -> str:
-    """The database URL to use: the argument, else $STRAT_DB_URL, else the default SQLite file."""
-    return url or os.environ.get(URL_ENV) or f"sqlite:///{DEFAULT_PATH}"
 
 
 def engine_for(url: str | None = None) -> Engine:

@@ -50,6 +50,10 @@ def test_backtest_downloads_then_reads_the_store(shared_data: Path, tmp_path: Pa
         summary = json.loads((tmp_path / "second" / "summary.json").read_text())
         assert summary["synthetic"] is False
         assert summary["start"].startswith("2024-0")
+        # The exchange's lot size (0.00001 ETH) came with the download: every quantity is on that grid.
+        rows = (tmp_path / "second" / "trades.csv").read_text().splitlines()[1:]
+        quantities = [float(row.split(",")[7]) for row in rows]
+        assert quantities and all(abs(q / 0.00001 - round(q / 0.00001)) < 1e-6 for q in quantities)
     finally:
         fake.stop()
     assert fake.unknown == []
