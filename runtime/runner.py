@@ -10,6 +10,7 @@ broker is stepped.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -170,10 +171,6 @@ DECISIONS = ("entry_long", "exit_long", "entry_short", "exit_short")
 def batch_decisions(sp: SleevePlan) -> dict[str, np.ndarray]:
     """Evaluate a sleeve's graph over its whole history: bool decisions and series settings (base clock)."""
     g = sp.graph
-    if g.needs_state:
-        raise RunError(
-            f"{sp.sleeve.name}: rules that read trade state (position_size, ...) run only with --replay"
-        )
     wanted = {**g.rules, **g.series_settings}
     values = run_batch(g, sp.feeds, list(wanted.values()))
     n = sp.feeds.length(0)
@@ -381,9 +378,15 @@ def portfolio_input(rp: RunPlan, sleeves: list[m.SleeveInput]) -> m.PortfolioInp
 
 
 def backtest(rp: RunPlan) -> BacktestResult:
-    """Vectorized decisions over all history, then the compiled broker loop."""
+    """Vectorized decisions over all history, then the compiled broker loop.
+
+    Rules that read trade state (position_size, ...) can only be decided inside the loop: such a run
+    takes the replay path, which gives the same decisions bar by bar.
+    """
     from runtime.backtest.sim import simulate
 
+    if any(sp.graph.needs_state for sp in rp.sleeves):
+        return replay(rp)
     sleeves = [sleeve_input(sp, batch_decisions(sp)) for sp in rp.sleeves]
     return simulate(portfolio_input(rp, sleeves))
 
@@ -392,9 +395,10 @@ def replay(rp: RunPlan) -> BacktestResult:
     """The live engine's path with history.
 
     Every bar goes through the streaming driver and the broker is stepped once per time point, exactly
-    as live trading would feed them.
+    as live trading would feed them: at each point the broker first fills due orders and checks brackets,
+    then each sleeve's base bar is evaluated with its trade state at the close, then its decisions act.
     """
-    from runtime.backtest.sim import BarUpdate, Simulator
+    from runtime.backtest.sim import BarUpdate, Simulator, TradeState
 
     # The broker's settings come from the sleeves; bars and decisions arrive through `step`.
     shells = [
@@ -403,6 +407,7 @@ def replay(rp: RunPlan) -> BacktestResult:
     ]
     simulator = Simulator(portfolio_input(rp, shells))
     drivers = [StreamDriver(sp.graph) for sp in rp.sleeves]
+    index = {sp.sleeve.name: s for s, sp in enumerate(rp.sleeves)}
     # One global event order: by close time, slower clocks first on ties, sleeves in spec order.
     events = []
     for s, sp in enumerate(rp.sleeves):
@@ -415,47 +420,49 @@ def replay(rp: RunPlan) -> BacktestResult:
         [[np.asarray(getattr(c, f), dtype=np.float64) for f in fields] for c in sp.feeds.candles]
         for sp in rp.sleeves
     ]
-    pending: list[BarUpdate] = []
-    pending_close = None
-    for close, _, s, clock, i in events:
-        if pending and close != pending_close:
-            simulator.step(*pending)
-            pending = []
-        sp, driver = rp.sleeves[s], drivers[s]
-        bar = {f: float(col[i]) for f, col in zip(fields, columns[s][clock], strict=True)}
-        driver.push(clock, bar)
-        if clock != 0:
-            continue
+    bar_index: dict[str, int] = {}  # base-bar index of each sleeve's bar in the pending point
+
+    def decide(update: BarUpdate, state: TradeState) -> BarUpdate:
+        """Evaluate a sleeve's base bar with its trade state at the close; return the decided bar."""
+        s = index[update.sleeve]
+        sp, driver, i = rp.sleeves[s], drivers[s], bar_index[update.sleeve]
+        driver.state = {
+            "position_size": state.position_size, "entry_price": state.entry_price,
+            "bars_since_entry": state.bars_since_entry, "unrealized_pnl": state.unrealized_pnl,
+        }  # fmt: skip
+        driver.push(0, {f: float(col[i]) for f, col in zip(fields, columns[s][0], strict=True)})
         g = sp.graph
-        decided = {
-            key: i >= g.warmup and key in g.rules and _truthy(driver.values[g.rules[key]])
-            for key in DECISIONS
-        }
+        decided = [
+            i >= g.warmup and key in g.rules and _truthy(driver.values[g.rules[key]]) for key in DECISIONS
+        ]
         dist = [
             float(driver.values[g.series_settings[k]]) if k in g.series_settings else math.nan
             for k in _OFFSETS
         ]
-        pending.append(
-            BarUpdate(
-                sp.sleeve.name,
-                int(sp.feeds.candles[0].time[i]),
-                bar["open"],
-                bar["high"],
-                bar["low"],
-                bar["close"],
-                bar["volume"],
-                decided["entry_long"],
-                decided["exit_long"],
-                decided["entry_short"],
-                decided["exit_short"],
-                dist[0],
-                dist[1],
-                dist[2],
+        return dataclasses.replace(
+            update, entry_long=decided[0], exit_long=decided[1], entry_short=decided[2],
+            exit_short=decided[3], stop_distance=dist[0], target_distance=dist[1], trail_distance=dist[2],
+        )  # fmt: skip
+
+    pending: list[BarUpdate] = []
+    pending_close = None
+    for close, _, s, clock, i in events:
+        if pending and close != pending_close:
+            simulator.step(*pending, decide=decide)
+            pending = []
+        if clock != 0:
+            # A slower clock's bar needs no trade state: it is evaluated as it arrives.
+            drivers[s].push(
+                clock, {f: float(col[i]) for f, col in zip(fields, columns[s][clock], strict=True)}
             )
-        )
+            continue
+        sp = rp.sleeves[s]
+        o, h, low, c, v = (float(col[i]) for col in columns[s][0])
+        bar_index[sp.sleeve.name] = i
+        pending.append(BarUpdate(sp.sleeve.name, int(sp.feeds.candles[0].time[i]), o, h, low, c, v))
         pending_close = close
     if pending:
-        simulator.step(*pending)
+        simulator.step(*pending, decide=decide)
     return simulator.finish()
 
 

@@ -65,6 +65,8 @@ _SIZING_KINDS = {"equity_pct": k.Z_EQUITY, "risk_per_trade": k.Z_RISK, "fixed": 
 _CAPPABLE = ("gross_exposure", "net_exposure", "position", "open_positions", "exposure")
 # The compiled step, typed loosely for mypy (numba's dispatcher has no useful signature).
 _STEP_POINTS: Callable[..., int] = k.step_points
+_STEP_OPEN: Callable[..., None] = k.step_open  # the open phase of one point
+_STEP_CLOSE: Callable[..., None] = k.step_close  # the close phase of one point
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,20 @@ class BarUpdate:
     stop_distance: float = math.nan  # value of a ("distance", ...) stop series at this bar
     target_distance: float = math.nan  # value of a ("distance", ...) take-profit series at this bar
     trail_distance: float = math.nan  # value of a ("distance", ...) trailing-stop series at this bar
+
+
+@dataclass(frozen=True)
+class TradeState:
+    """A sleeve's position at the close of a bar, after that bar's fills and brackets (what rules read)."""
+
+    position_size: float  # signed base quantity: > 0 long, < 0 short, 0 flat
+    entry_price: float  # average entry price; NaN when flat
+    bars_since_entry: float  # bars since the first entry fill bar (0 on that bar); NaN when flat
+    unrealized_pnl: float  # open profit at the bar's close, quote currency (0 when flat)
+
+
+# Decides one sleeve's bar from its trade state: returns the bar with its decisions (and distances) set.
+Decider = Callable[[BarUpdate, TradeState], BarUpdate]
 
 
 def _offset(spec: tuple[str, object] | None) -> tuple[int, float, np.ndarray | None]:
@@ -345,6 +361,52 @@ class _Engine:
             self.margin_rows, self.margin_events,
         )  # fmt: skip
 
+    def run_open(
+        self,
+        p: int,
+        times: np.ndarray,
+        starts: np.ndarray,
+        ev_s: np.ndarray,
+        ev_j: np.ndarray,
+        bt: np.ndarray,
+        bars: tuple[np.ndarray, ...],
+    ) -> None:
+        """The open phase of point p (fills at the open, brackets) with this engine's state."""
+        c = self.config
+        _STEP_OPEN(
+            p, p, times, starts, ev_s, ev_j, bt, bars,
+            c.ci, c.cf, self.si, self.sf, self.ps, self.pc, self.kr, c.ri, c.rf, self.tr, self.od, self.ev,
+        )  # fmt: skip
+
+    def run_close(
+        self,
+        p: int,
+        times: np.ndarray,
+        starts: np.ndarray,
+        ev_s: np.ndarray,
+        ev_j: np.ndarray,
+        bt: np.ndarray,
+        bars: tuple[np.ndarray, ...],
+        sigs: tuple[np.ndarray, ...],
+        dist: np.ndarray,
+    ) -> None:
+        """The close phase of point p (decisions, marks, rebalance, risk) with this engine's state."""
+        c = self.config
+        _STEP_CLOSE(
+            p, p, times, starts, ev_s, ev_j, bt, bars, sigs, dist,
+            c.ci, c.cf, self.si, self.sf, self.ps, self.pc, self.rs, self.kr, c.ri, c.rf, c.pi, c.pf,
+            self.work, self.eq, self.cash, self.expo, self.tr, self.od, self.ev,
+        )  # fmt: skip
+
+    def state(self, s: int, j: int, close: float) -> TradeState:
+        """Sleeve s's trade state at the close of its bar j."""
+        side = int(self.si[s, k.SI_SIDE])
+        if side == 0:
+            return TradeState(0.0, math.nan, math.nan, 0.0)
+        qty = float(self.sf[s, k.SF_QTY])
+        avg = float(self.sf[s, k.SF_AVG])
+        return TradeState(side * qty, avg, float(j - self.si[s, k.SI_ENTRY_BAR]), side * qty * (close - avg))
+
     def result(self, times: np.ndarray, final: bool = False) -> BacktestResult:
         """Close the books (open positions marked at their last close) and build the BacktestResult.
 
@@ -572,8 +634,13 @@ class Simulator:
         self._sigs = tuple(wider(a) for a in self._sigs)
         self._dist = wider(self._dist)
 
-    def step(self, *updates: BarUpdate) -> None:
-        """Advance by one point of the time line: the bars (one per sleeve at most) closing at one time."""
+    def step(self, *updates: BarUpdate, decide: Decider | None = None) -> None:
+        """Advance by one point of the time line: the bars (one per sleeve at most) closing at one time.
+
+        With `decide`, the point runs in two phases: the bars' fills and brackets first, then `decide` is
+        called per bar with the sleeve's trade state at the close and returns the bar with its decisions,
+        which then take effect. (Rules that read position_size, entry_price, ... need this.)
+        """
         if not updates:
             raise ValueError("step needs at least one bar")
         closes = {u.time + int(self._tf[self._index[u.sleeve]]) for u in updates}
@@ -591,14 +658,7 @@ class Simulator:
             self._grow_bars()
         ev_j = self._n[ev_s].copy()
         for s, j, u in zip(ev_s.tolist(), ev_j.tolist(), ordered, strict=True):
-            self._bt[s, j] = u.time
-            for arr, val in zip(self._bars, (u.open, u.high, u.low, u.close, u.volume), strict=True):
-                arr[s, j] = val
-            for arr, flag in zip(
-                self._sigs, (u.entry_long, u.exit_long, u.entry_short, u.exit_short), strict=True
-            ):
-                arr[s, j] = flag
-            self._dist[s, j] = (u.stop_distance, u.target_distance, u.trail_distance)
+            self._store(s, j, u)
         self._n[ev_s] += 1
         p = len(self._times)
         self._times.append(close)
@@ -606,7 +666,24 @@ class Simulator:
         engine.ensure_room(p + 1)
         starts = np.array([0, len(ev_s)], dtype=np.int64)
         times = np.array([close], dtype=np.int64)
-        engine.run(p, p + 1, times, starts, ev_s, ev_j, self._bt, self._bars, self._sigs, self._dist)
+        if decide is None:
+            engine.run(p, p + 1, times, starts, ev_s, ev_j, self._bt, self._bars, self._sigs, self._dist)
+            return
+        engine.run_open(p, times, starts, ev_s, ev_j, self._bt, self._bars)
+        for s, j, u in zip(ev_s.tolist(), ev_j.tolist(), ordered, strict=True):
+            self._store(s, j, decide(u, engine.state(s, j, u.close)))
+        engine.run_close(p, times, starts, ev_s, ev_j, self._bt, self._bars, self._sigs, self._dist)
+
+    def _store(self, s: int, j: int, u: BarUpdate) -> None:
+        """Write one bar and its decisions into sleeve s's buffers at index j."""
+        self._bt[s, j] = u.time
+        for arr, val in zip(self._bars, (u.open, u.high, u.low, u.close, u.volume), strict=True):
+            arr[s, j] = val
+        for arr, flag in zip(
+            self._sigs, (u.entry_long, u.exit_long, u.entry_short, u.exit_short), strict=True
+        ):
+            arr[s, j] = flag
+        self._dist[s, j] = (u.stop_distance, u.target_distance, u.trail_distance)
 
     def reset_halt(self) -> None:
         """Lift every halt (the manual reset): entries are allowed again from the next decision."""

@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"strat series: {error}", file=sys.stderr)
         return 1
     keep = [node for _, node in graph.columns]
+    if any(graph.nodes[node].state for node in keep):
+        names = [name for name, node in graph.columns if graph.nodes[node].state]
+        print(f"strat series: {', '.join(names)} read trade state (position_size, ...), which only a "
+              "simulated run has; use strat run", file=sys.stderr)  # fmt: skip
+        return 1
     values = run_stream(graph, feeds, keep) if args.stream else run_batch(graph, feeds, keep)
     n = feeds.length(0)
     columns = [np.broadcast_to(np.asarray(values[node], dtype=np.float64), (n,)) for node in keep]

@@ -103,21 +103,27 @@ class Feeds:
 
 
 def run_batch(graph: Graph, feeds: Feeds, keep: Sequence[int] | None = None) -> dict[int, Any]:
-    """Evaluate every node over whole arrays; return the values of the `keep` nodes (default: all).
+    """Evaluate the nodes the `keep` nodes need over whole arrays; return the `keep` nodes' values.
 
-    Arrays no later node needs are released as soon as possible, so memory stays near the widest layer of
-    the graph rather than the whole graph.
+    Only the ancestors of `keep` (default: every node) are evaluated, and arrays no later node needs are
+    released as soon as possible, so memory stays near the widest layer of the graph.
     """
     nodes = graph.nodes
     wanted = set(range(len(nodes))) if keep is None else set(keep)
-    last_use = {i: i for i in range(len(nodes))}
+    needed = set(wanted)
+    for node in reversed(nodes):
+        if node.id in needed:
+            needed.update(node.inputs)
+    last_use = {i: i for i in needed}
     for node in nodes:
-        for i in node.inputs:
-            last_use[i] = node.id
+        if node.id in needed:
+            for i in node.inputs:
+                last_use[i] = node.id
     values: dict[int, Any] = {}
     for node in nodes:
-        args = [values[i] for i in node.inputs]
-        values[node.id] = _batch_node(graph, feeds, node.id, args)
+        if node.id not in needed:
+            continue
+        values[node.id] = _batch_node(graph, feeds, node.id, [values[i] for i in node.inputs])
         # Release inputs whose last consumer this node was.
         for i in node.inputs:
             if last_use[i] == node.id and i not in wanted:
