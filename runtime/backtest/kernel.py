@@ -1022,201 +1022,12 @@ def rebalance(
         sf[s, SF_WEEK0] += delta
 
 
-@njit(cache=True, inline="always")
-def open_phase(
-    k0: int,
-    k1: int,
-    time: int,
-    ev_s: np.ndarray,
-    ev_j: np.ndarray,
-    bt: np.ndarray,
-    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    ci: np.ndarray,
-    cf: np.ndarray,
-    si: np.ndarray,
-    sf: np.ndarray,
-    ps: np.ndarray,
-    pc: np.ndarray,
-    kr: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    tr: np.ndarray,
-    od: np.ndarray,
-    ev: np.ndarray,
-) -> None:
-    """The part of a point's bars before their close: due orders fill at the open, then the brackets.
-
-    Every bar of the point goes through this phase before any decision is taken at the close, so the
-    trade state a decision may read (position, entry price, ...) is the state at the close.
-    """
-    bo, bh, bl, _bc, bv = bars
-    if (time - 1) // DAY_MS != ps[PS_DAY]:
-        roll_calendar(si, sf, ps, time)
-    # Hot loop: helpers with many array arguments are only called when they have work to do, because
-    # such a call costs more than a whole quiet bar.
-    for k in range(k0, k1):
-        s = ev_s[k]
-        j = ev_j[k]
-        t_open = bt[s, j]
-        # 1. Orders due on this bar fill at its open (fill: next_open).
-        if ci[s, CI_CLOSE_FILL] != 1 and si[s, SI_ORD_KIND] != K_NONE and si[s, SI_ORD_DUE] <= j:
-            fill_pending(
-                ci, cf, si, sf, ps, pc, kr, tr, od, ri, rf, ev, s, j, t_open, time, bo[s, j], bv[s, j]
-            )
-        # 2. Brackets of positions filled before this bar, unless an exit is already on its way.
-        has_bracket = ci[s, CI_STOP_K] + ci[s, CI_TP_K] + ci[s, CI_TRAIL_K] > 0
-        if has_bracket and si[s, SI_SIDE] != 0 and si[s, SI_ENTRY_BAR] < j and si[s, SI_ORD_KIND] != K_EXIT:
-            check_brackets(
-                ci, cf, si, sf, ps, pc, kr, tr, od, s, j, t_open, bo[s, j], bh[s, j], bl[s, j], bv[s, j]
-            )
-
-
-@njit(cache=True, inline="always")
-def close_phase(
-    p: int,
-    k0: int,
-    k1: int,
-    time: int,
-    ev_s: np.ndarray,
-    ev_j: np.ndarray,
-    bt: np.ndarray,
-    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    sigs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    dist: np.ndarray,
-    ci: np.ndarray,
-    cf: np.ndarray,
-    si: np.ndarray,
-    sf: np.ndarray,
-    ps: np.ndarray,
-    pc: np.ndarray,
-    rs: np.ndarray,
-    kr: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    pi: np.ndarray,
-    pf: np.ndarray,
-    work: np.ndarray,
-    eq: np.ndarray,
-    cash: np.ndarray,
-    expo: np.ndarray,
-    tr: np.ndarray,
-    od: np.ndarray,
-    ev: np.ndarray,
-) -> None:
-    """The close of a point's bars: decisions (and fill: close orders), then marks, rebalance and risk."""
-    _bo, _bh, _bl, bc, bv = bars
-    el, xl, es, xs = sigs
-    for k in range(k0, k1):
-        s = ev_s[k]
-        j = ev_j[k]
-        # 3. Decisions at the close; with fill: close, due orders fill right away at this close.
-        any_signal = el[s, j] or xl[s, j] or es[s, j] or xs[s, j]
-        if any_signal or (si[s, SI_SIDE] != 0 and ci[s, CI_MAX_HOLD] > 0):
-            decide(ci, si, sf, ps, dist, s, j, time, el[s, j], xl[s, j], es[s, j], xs[s, j])
-        if ci[s, CI_CLOSE_FILL] == 1 and si[s, SI_ORD_KIND] != K_NONE and si[s, SI_ORD_DUE] <= j:
-            fill_pending(
-                ci, cf, si, sf, ps, pc, kr, tr, od, ri, rf, ev, s, j, bt[s, j], time, bc[s, j], bv[s, j]
-            )
-        sf[s, SF_LAST] = bc[s, j]
-        si[s, SI_LAST_BAR] = j
-    # 4. Mark the account, reset budgets when due, then let the risk rules act on what they see.
-    gross = mark(ci, si, sf, ps)
-    if time >= ps[PS_NEXT_REBALANCE]:
-        rebalance(ci, cf, si, sf, ps, time)
-    if ri.shape[0] > 0:
-        apply_rules(ci, si, sf, ps, pc, rs, ri, rf, pi, pf, ev, work, time)
-    equity = ps[PS_EQUITY]
-    eq[p] = equity
-    cash[p] = ps[PS_CASH]
-    expo[p] = gross / equity if equity > 0.0 else 0.0
-
-
-@njit(cache=True)
-def step_open(
-    p: int,
-    p0: int,
-    times: np.ndarray,
-    starts: np.ndarray,
-    ev_s: np.ndarray,
-    ev_j: np.ndarray,
-    bt: np.ndarray,
-    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    ci: np.ndarray,
-    cf: np.ndarray,
-    si: np.ndarray,
-    sf: np.ndarray,
-    ps: np.ndarray,
-    pc: np.ndarray,
-    kr: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    tr: np.ndarray,
-    od: np.ndarray,
-    ev: np.ndarray,
-) -> None:
-    """The open phase of one point, for a driver that reads trade state before deciding."""
-    i = p - p0
-    open_phase(
-        starts[i],
-        starts[i + 1],
-        times[i],
-        ev_s,
-        ev_j,
-        bt,
-        bars,
-        ci,
-        cf,
-        si,
-        sf,
-        ps,
-        pc,
-        kr,
-        ri,
-        rf,
-        tr,
-        od,
-        ev,
-    )
-
-
-@njit(cache=True)
-def step_close(
-    p: int,
-    p0: int,
-    times: np.ndarray,
-    starts: np.ndarray,
-    ev_s: np.ndarray,
-    ev_j: np.ndarray,
-    bt: np.ndarray,
-    bars: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    sigs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    dist: np.ndarray,
-    ci: np.ndarray,
-    cf: np.ndarray,
-    si: np.ndarray,
-    sf: np.ndarray,
-    ps: np.ndarray,
-    pc: np.ndarray,
-    rs: np.ndarray,
-    kr: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    pi: np.ndarray,
-    pf: np.ndarray,
-    work: np.ndarray,
-    eq: np.ndarray,
-    cash: np.ndarray,
-    expo: np.ndarray,
-    tr: np.ndarray,
-    od: np.ndarray,
-    ev: np.ndarray,
-) -> None:
-    """The close phase of one point, after the driver has set the point's decisions."""
-    i = p - p0
-    close_phase(
-        p, starts[i], starts[i + 1], times[i], ev_s, ev_j, bt, bars, sigs, dist, ci, cf, si, sf, ps, pc, rs,
-        kr, ri, rf, pi, pf, work, eq, cash, expo, tr, od, ev,
-    )  # fmt: skip
+# Which part of a point `step_points` runs: all of it, only the open (fills and brackets), or only the
+# close (decisions, marks, rebalance, risk). A driver that must read trade state before deciding runs the
+# two halves apart and sets the decisions in between.
+PHASE_ALL = 0
+PHASE_OPEN = 1
+PHASE_CLOSE = 2
 
 
 @njit(cache=True)
@@ -1252,14 +1063,20 @@ def step_points(
     ev: np.ndarray,
     margin_rows: int,
     margin_events: int,
+    phase: int,
 ) -> int:
     """Advance the portfolio over points p0..p1-1 of its time line; return the next point to run.
 
     Point p closes at `times[p - p0]`; its bars are (ev_s[k], ev_j[k]) for starts[p - p0] <= k <
-    starts[p - p0 + 1]. The batch backtest runs all points in one call; the incremental driver runs one
-    point per call. The loop stops early (returning the point it stopped at) when an output buffer could
-    overflow, so the caller can grow it and call again.
+    starts[p - p0 + 1]. Each point runs in two halves: every bar's open (due orders fill, brackets), then
+    every bar's close (decisions, fill: close orders), then the account is marked and the risk rules act;
+    so a decision sees the trade state at its close. The batch backtest runs all points in one call
+    (PHASE_ALL); the incremental driver runs one point per call, or one half (PHASE_OPEN, PHASE_CLOSE).
+    The loop stops early (returning the point it stopped at) when an output buffer could overflow, so the
+    caller can grow it and call again.
     """
+    bo, bh, bl, bc, bv = bars
+    el, xl, es, xs = sigs
     for p in range(p0, p1):
         if (
             pc[PC_TRADES] + margin_rows > tr.shape[0]
@@ -1267,33 +1084,89 @@ def step_points(
             or pc[PC_EVENTS] + margin_events > ev.shape[0]
         ):
             return p
-        i = p - p0
-        time = times[i]
-        open_phase(
-            starts[i],
-            starts[i + 1],
-            time,
-            ev_s,
-            ev_j,
-            bt,
-            bars,
-            ci,
-            cf,
-            si,
-            sf,
-            ps,
-            pc,
-            kr,
-            ri,
-            rf,
-            tr,
-            od,
-            ev,
-        )
-        close_phase(
-            p, starts[i], starts[i + 1], time, ev_s, ev_j, bt, bars, sigs, dist, ci, cf, si, sf, ps, pc, rs,
-            kr, ri, rf, pi, pf, work, eq, cash, expo, tr, od, ev,
-        )  # fmt: skip
+        time = times[p - p0]
+        k0, k1 = starts[p - p0], starts[p - p0 + 1]
+        # Hot loops: helpers with many array arguments are only called when they have work to do, because
+        # such a call costs more than a whole quiet bar.
+        if phase != PHASE_CLOSE:
+            if (time - 1) // DAY_MS != ps[PS_DAY]:
+                roll_calendar(si, sf, ps, time)
+            for k in range(k0, k1):
+                s = ev_s[k]
+                j = ev_j[k]
+                # 1. Orders due on this bar fill at its open (fill: next_open).
+                if ci[s, CI_CLOSE_FILL] != 1 and si[s, SI_ORD_KIND] != K_NONE and si[s, SI_ORD_DUE] <= j:
+                    fill_pending(
+                        ci,
+                        cf,
+                        si,
+                        sf,
+                        ps,
+                        pc,
+                        kr,
+                        tr,
+                        od,
+                        ri,
+                        rf,
+                        ev,
+                        s,
+                        j,
+                        bt[s, j],
+                        time,
+                        bo[s, j],
+                        bv[s, j],
+                    )
+                # 2. Brackets of positions filled before this bar, unless an exit is already on its way.
+                has_bracket = ci[s, CI_STOP_K] + ci[s, CI_TP_K] + ci[s, CI_TRAIL_K] > 0
+                if (
+                    has_bracket
+                    and si[s, SI_SIDE] != 0
+                    and si[s, SI_ENTRY_BAR] < j
+                    and si[s, SI_ORD_KIND] != K_EXIT
+                ):
+                    check_brackets(
+                        ci,
+                        cf,
+                        si,
+                        sf,
+                        ps,
+                        pc,
+                        kr,
+                        tr,
+                        od,
+                        s,
+                        j,
+                        bt[s, j],
+                        bo[s, j],
+                        bh[s, j],
+                        bl[s, j],
+                        bv[s, j],
+                    )
+        if phase == PHASE_OPEN:
+            continue
+        for k in range(k0, k1):
+            s = ev_s[k]
+            j = ev_j[k]
+            # 3. Decisions at the close; with fill: close, due orders fill right away at this close.
+            any_signal = el[s, j] or xl[s, j] or es[s, j] or xs[s, j]
+            if any_signal or (si[s, SI_SIDE] != 0 and ci[s, CI_MAX_HOLD] > 0):
+                decide(ci, si, sf, ps, dist, s, j, time, el[s, j], xl[s, j], es[s, j], xs[s, j])
+            if ci[s, CI_CLOSE_FILL] == 1 and si[s, SI_ORD_KIND] != K_NONE and si[s, SI_ORD_DUE] <= j:
+                fill_pending(
+                    ci, cf, si, sf, ps, pc, kr, tr, od, ri, rf, ev, s, j, bt[s, j], time, bc[s, j], bv[s, j]
+                )
+            sf[s, SF_LAST] = bc[s, j]
+            si[s, SI_LAST_BAR] = j
+        # 4. Mark the account, reset budgets when due, then let the risk rules act on what they see.
+        gross = mark(ci, si, sf, ps)
+        if time >= ps[PS_NEXT_REBALANCE]:
+            rebalance(ci, cf, si, sf, ps, time)
+        if ri.shape[0] > 0:
+            apply_rules(ci, si, sf, ps, pc, rs, ri, rf, pi, pf, ev, work, time)
+        equity = ps[PS_EQUITY]
+        eq[p] = equity
+        cash[p] = ps[PS_CASH]
+        expo[p] = gross / equity if equity > 0.0 else 0.0
     return p1
 
 

@@ -65,8 +65,6 @@ _SIZING_KINDS = {"equity_pct": k.Z_EQUITY, "risk_per_trade": k.Z_RISK, "fixed": 
 _CAPPABLE = ("gross_exposure", "net_exposure", "position", "open_positions", "exposure")
 # The compiled step, typed loosely for mypy (numba's dispatcher has no useful signature).
 _STEP_POINTS: Callable[..., int] = k.step_points
-_STEP_OPEN: Callable[..., None] = k.step_open  # the open phase of one point
-_STEP_CLOSE: Callable[..., None] = k.step_close  # the close phase of one point
 
 
 @dataclass(frozen=True)
@@ -351,51 +349,18 @@ class _Engine:
         bars: tuple[np.ndarray, ...],
         sigs: tuple[np.ndarray, ...],
         dist: np.ndarray,
+        phase: int = k.PHASE_ALL,
     ) -> int:
-        """Run `kernel.step_points` over points p0..p1-1 with this engine's state; return the next point."""
+        """Run `kernel.step_points` over points p0..p1-1 with this engine's state; return the next point.
+
+        `phase` runs only the open or only the close half of the points (see the kernel).
+        """
         c = self.config
         return _STEP_POINTS(
             p0, p1, times, starts, ev_s, ev_j, bt, bars, sigs, dist,
             c.ci, c.cf, self.si, self.sf, self.ps, self.pc, self.rs, self.kr, c.ri, c.rf, c.pi, c.pf,
             self.work, self.eq, self.cash, self.expo, self.tr, self.od, self.ev,
-            self.margin_rows, self.margin_events,
-        )  # fmt: skip
-
-    def run_open(
-        self,
-        p: int,
-        times: np.ndarray,
-        starts: np.ndarray,
-        ev_s: np.ndarray,
-        ev_j: np.ndarray,
-        bt: np.ndarray,
-        bars: tuple[np.ndarray, ...],
-    ) -> None:
-        """The open phase of point p (fills at the open, brackets) with this engine's state."""
-        c = self.config
-        _STEP_OPEN(
-            p, p, times, starts, ev_s, ev_j, bt, bars,
-            c.ci, c.cf, self.si, self.sf, self.ps, self.pc, self.kr, c.ri, c.rf, self.tr, self.od, self.ev,
-        )  # fmt: skip
-
-    def run_close(
-        self,
-        p: int,
-        times: np.ndarray,
-        starts: np.ndarray,
-        ev_s: np.ndarray,
-        ev_j: np.ndarray,
-        bt: np.ndarray,
-        bars: tuple[np.ndarray, ...],
-        sigs: tuple[np.ndarray, ...],
-        dist: np.ndarray,
-    ) -> None:
-        """The close phase of point p (decisions, marks, rebalance, risk) with this engine's state."""
-        c = self.config
-        _STEP_CLOSE(
-            p, p, times, starts, ev_s, ev_j, bt, bars, sigs, dist,
-            c.ci, c.cf, self.si, self.sf, self.ps, self.pc, self.rs, self.kr, c.ri, c.rf, c.pi, c.pf,
-            self.work, self.eq, self.cash, self.expo, self.tr, self.od, self.ev,
+            self.margin_rows, self.margin_events, phase,
         )  # fmt: skip
 
     def state(self, s: int, j: int, close: float) -> TradeState:
@@ -669,10 +634,14 @@ class Simulator:
         if decide is None:
             engine.run(p, p + 1, times, starts, ev_s, ev_j, self._bt, self._bars, self._sigs, self._dist)
             return
-        engine.run_open(p, times, starts, ev_s, ev_j, self._bt, self._bars)
+        args = (times, starts, ev_s, ev_j, self._bt, self._bars, self._sigs, self._dist)
+        engine.run(p, p + 1, *args, phase=k.PHASE_OPEN)
         for s, j, u in zip(ev_s.tolist(), ev_j.tolist(), ordered, strict=True):
             self._store(s, j, decide(u, engine.state(s, j, u.close)))
-        engine.run_close(p, times, starts, ev_s, ev_j, self._bt, self._bars, self._sigs, self._dist)
+        # The open half may have filled orders: make room again, or the kernel would skip the close half.
+        engine.ensure_room(p + 1)
+        if engine.run(p, p + 1, *args, phase=k.PHASE_CLOSE) != p + 1:
+            raise RuntimeError("the broker could not finish a point (output buffers full)")
 
     def _store(self, s: int, j: int, u: BarUpdate) -> None:
         """Write one bar and its decisions into sleeve s's buffers at index j."""

@@ -54,12 +54,12 @@ SPECS = sorted(p for d in ("library", "specs") for p in (ROOT / d).glob("*.strat
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
-def test_replay_trades_are_byte_identical_to_backtest(spec: Path, shared_data: Path, tmp_path: Path) -> None:
+def test_replay_outputs_are_byte_identical_to_backtest(spec: Path, shared_data: Path, tmp_path: Path) -> None:
     _run(spec, shared_data, tmp_path / "backtest")
     _run(spec, shared_data, tmp_path / "replay", "--replay")
-    backtest = (tmp_path / "backtest" / "trades.csv").read_bytes()
-    assert backtest == (tmp_path / "replay" / "trades.csv").read_bytes()
-    assert backtest.count(b"\n") > 1  # at least one trade, or the comparison proves little
+    for name in ("trades.csv", "orders.csv", "equity.csv", "risk_events.csv", "summary.json"):
+        assert (tmp_path / "backtest" / name).read_bytes() == (tmp_path / "replay" / name).read_bytes(), name
+    assert (tmp_path / "backtest" / "trades.csv").read_bytes().count(b"\n") > 1  # at least one trade
 
 
 def test_set_override_is_checked(shared_data: Path, tmp_path: Path, capsys) -> None:
