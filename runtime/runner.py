@@ -391,8 +391,8 @@ def backtest(rp: RunPlan) -> BacktestResult:
     return simulate(portfolio_input(rp, sleeves))
 
 
-def replay(rp: RunPlan) -> BacktestResult:
-    """The live engine's path with history.
+def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+    """The live engine's path with history (`progress(done, total)` is told about every 10,000 bars).
 
     Every bar goes through the streaming driver and the broker is stepped once per time point, exactly
     as live trading would feed them: at each point the broker first fills due orders and checks brackets,
@@ -446,7 +446,9 @@ def replay(rp: RunPlan) -> BacktestResult:
 
     pending: list[BarUpdate] = []
     pending_close = None
-    for close, _, s, clock, i in events:
+    for done, (close, _, s, clock, i) in enumerate(events):
+        if progress is not None and done % 10_000 == 0:
+            progress(done, len(events))
         if pending and close != pending_close:
             simulator.step(*pending, decide=decide)
             pending = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ from runtime.data.commands import add_data_arguments, load_for, parse_time
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
     from runtime import runner
     from runtime.backtest.metrics import Summary
@@ -121,7 +124,14 @@ def _simulate(
     try:
         portfolio = runner.select(program, args.strategy, args.capital)
         plan = runner.plan(program, portfolio, load, start, end, _rules_lookup(args))
-        result = runner.replay(plan) if args.replay else runner.backtest(plan)
+        if args.replay or any(sp.graph.needs_state for sp in plan.sleeves):
+            # The bar-by-bar path is the long one: show its progress (on a terminal only).
+            with _progress_bar() as (bar, task):
+                result = runner.replay(
+                    plan, lambda done, total: bar.update(task, completed=done, total=total)
+                )
+        else:
+            result = runner.backtest(plan)
     except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, DataError) as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 1
@@ -142,6 +152,18 @@ def _simulate(
         _save(args, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
     return 0
+
+
+@contextmanager
+def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
+    """A transient progress bar on stderr, shown only when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("replaying bars"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        yield bar, bar.add_task("replay", total=None)
 
 
 def _rules_lookup(args: argparse.Namespace) -> runner.RulesLookup:
