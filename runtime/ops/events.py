@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from runtime.ops.base import NA1, NAN, FloatArray, Operator, as_bool, int_param, lagged, series
+from runtime.ops.base import NA1, NAN, FloatArray, Operator, int_param, series
 
 # Boolean results of a streaming kernel.
 _TRUE = (1.0,)
@@ -19,16 +19,28 @@ _TRUE = (1.0,)
 _FALSE = (0.0,)
 
 
+@njit(cache=True)
+def _cross_loop(a: FloatArray, b: FloatArray, above: bool) -> FloatArray:  # pragma: no cover
+    """Batch twin of `CrossesAbove` / `CrossesBelow`: one pass, no lagged copies."""
+    m = a.shape[0]
+    out = np.zeros(m)
+    for i in range(1, m):
+        if above:
+            if a[i] > b[i] and a[i - 1] <= b[i - 1]:
+                out[i] = 1.0
+        elif a[i] < b[i] and a[i - 1] >= b[i - 1]:
+            out[i] = 1.0
+    return out
+
+
 def crosses_above_batch(a: FloatArray, b: FloatArray) -> tuple[FloatArray]:
     """1.0 where `a > b and a[1] <= b[1]`, else 0.0 (comparisons with na are false)."""
-    x, y = series(a), series(b)
-    return (as_bool((x > y) & (lagged(x, 1) <= lagged(y, 1))),)
+    return (_cross_loop(series(a), series(b), True),)
 
 
 def crosses_below_batch(a: FloatArray, b: FloatArray) -> tuple[FloatArray]:
     """1.0 where `a < b and a[1] >= b[1]`, else 0.0 (comparisons with na are false)."""
-    x, y = series(a), series(b)
-    return (as_bool((x < y) & (lagged(x, 1) >= lagged(y, 1))),)
+    return (_cross_loop(series(a), series(b), False),)
 
 
 class CrossesAbove:
