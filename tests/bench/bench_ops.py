@@ -14,32 +14,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from bench_data import BARS, build_series
 
 from runtime.ops.registry import OPERATORS
 
-# Number of bars of the batch benchmark.
-BARS = 1_000_000
+# Repository root.
+ROOT = Path(__file__).resolve().parents[2]
 # Bars timed by the streaming benchmark (after a warm-up of 1,000 bars).
 STREAM_BARS = 50_000
 
 
 def load_bars() -> tuple[dict[str, np.ndarray], str]:
-    """The 1,000,000-bar OHLCV columns and a label saying where they come from."""
-    root = Path(__file__).resolve().parents[2]
-    path = Path(os.environ.get("STRAT_DATA_DIR", root.parent / "shared" / "data")) / "BTCUSDT-1h.csv"
+    """The 1,000,000-bar OHLCV columns (the shared recipe of bench_data) and a label saying what they are."""
+    path = Path(os.environ.get("STRAT_DATA_DIR", ROOT.parent / "shared" / "data")) / "BTCUSDT-1h.csv"
     if path.exists():
-        raw = np.loadtxt(path, delimiter=",", skiprows=1)
-        m = raw.shape[0]
-        # Remove the constant drift, then tile the real block end to end (README recipe).
-        mu = np.log(raw[m - 1, 4] / raw[0, 1]) / (m - 1)
-        scale = np.exp(-mu * np.arange(m))
-        reps = -(-BARS // m)
-        cols = {
-            name: np.tile(raw[:, i] * scale, reps)[:BARS]
-            for i, name in enumerate(("open", "high", "low", "close"), 1)
-        }
-        cols["volume"] = np.tile(raw[:, 5], reps)[:BARS]
-        return cols, f"real BTCUSDT-1h, detrended and tiled to {BARS:,} bars"
+        series = build_series(path)
+        cols = {name: getattr(series, name) for name in ("open", "high", "low", "close", "volume")}
+        return cols, f"real BTCUSDT-1h, detrended and tiled to {len(series):,} bars"
     rng = np.random.default_rng(1)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, BARS)))
     spread = close * rng.uniform(0.0, 0.01, BARS)
