@@ -137,7 +137,7 @@ def put_iso(buf: np.ndarray, pos: int, ms: int, millis: bool) -> int:  # pragma:
     return pos + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _iso_block(ms: np.ndarray, millis: bool, width: int) -> np.ndarray:  # pragma: no cover
     """Fixed-width ISO times, one per `width` bytes; an empty array when one cannot be written."""
     buf = np.empty(len(ms) * width, dtype=np.uint8)
@@ -147,13 +147,17 @@ def _iso_block(ms: np.ndarray, millis: bool, width: int) -> np.ndarray:  # pragm
     return buf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rows_block(
-    time: np.ndarray, columns: np.ndarray, millis: bool, buf: np.ndarray
+    time: np.ndarray, columns: np.ndarray, start: int, stop: int, millis: bool, buf: np.ndarray
 ) -> int:  # pragma: no cover
-    """Write rows `time,c0,c1,...` ("%.8f" values) ending in LF into buf; return the bytes, or -1."""
+    """Write rows start..stop-1 as `time,c0,c1,...` ("%.8f" values) ending in LF into buf; bytes or -1.
+
+    It reads the whole arrays in place (no sliced copies) and releases the GIL, so a writer thread spends
+    almost all its time here without waiting for the interpreter.
+    """
     pos = 0
-    for i in range(len(time)):
+    for i in range(start, stop):
         pos = put_iso(buf, pos, time[i], millis)
         if pos < 0:
             return -1
@@ -190,16 +194,23 @@ def row_bytes(columns: int) -> int:
 
 
 def rows_text(
-    time: np.ndarray, columns: np.ndarray, millis: bool, out: np.ndarray | None = None
+    time: np.ndarray,
+    columns: np.ndarray,
+    millis: bool,
+    out: np.ndarray | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> np.ndarray | None:
     """CSV rows `time,c0,...` from ms times and a (columns, rows) float64 block, as a uint8 array.
 
-    `out` is a byte buffer to write into (reused across chunks; grown when too small). Returns the written
-    part of the buffer, or None when a value is out of the kernel's range.
+    Only rows start..stop-1 are written (all by default). `out` is a byte buffer to write into (reused
+    across chunks; grown when too small). Returns the written part of the buffer, or None when a value is
+    out of the kernel's range.
     """
     values = np.ascontiguousarray(time, dtype=np.int64)
     block = np.ascontiguousarray(columns, dtype=np.float64)
-    need = len(values) * row_bytes(block.shape[0])
+    end = len(values) if stop is None else min(stop, len(values))
+    need = max(end - start, 0) * row_bytes(block.shape[0])
     buf = out if out is not None and len(out) >= need else np.empty(need, dtype=np.uint8)
-    size = _ROWS_BLOCK(values, block, millis, buf)
+    size = _ROWS_BLOCK(values, block, start, end, millis, buf)
     return None if size < 0 else buf[:size]
