@@ -47,29 +47,52 @@ class Expr(Frozen):
     digest: str = ""  # content hash (hex), set by `make`
 
     @staticmethod
-    def make(op: str, value: Value = None, args: tuple[Expr, ...] = (), **kw: Any) -> Expr:
+    def make(
+        op: str,
+        value: Value = None,
+        args: tuple[Expr, ...] = (),
+        *,
+        kind: str = "number",
+        qual: int = 0,
+        integer: bool = False,
+        clock: str | None = None,
+        symbol: str | None = None,
+    ) -> Expr:
         """Build a node and compute its content digest (inputs are trusted: no validation pass)."""
-        fields = {
-            "kind": kw.get("kind", "number"),
-            "qual": int(kw.get("qual", 0)),
-            "integer": bool(kw.get("integer", False)),
-            "clock": kw.get("clock"),
-            "symbol": kw.get("symbol"),
-        }
-        text = "|".join(
-            (
-                op,
-                repr(value),
-                fields["kind"],
-                str(fields["qual"]),
-                str(fields["integer"]),
-                str(fields["clock"]),
-                str(fields["symbol"]),
-                *(a.digest for a in args),
-            )
-        )
+        qual, integer = int(qual), bool(integer)
+        text = f"{op}|{value!r}|{kind}|{qual}|{integer}|{clock}|{symbol}"
+        if args:
+            text += "|" + "|".join([a.digest for a in args])
         digest = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-        return Expr.model_construct(op=op, value=value, args=args, digest=digest, **fields)
+        # What `model_construct` does, without its per-field alias and default lookups (every field is
+        # given): this runs for every node of every spec, so its cost shows in the checker's time.
+        node = _new_expr(Expr)
+        _set(
+            node,
+            "__dict__",
+            {
+                "op": op,
+                "value": value,
+                "args": args,
+                "kind": kind,
+                "qual": qual,
+                "integer": integer,
+                "clock": clock,
+                "symbol": symbol,
+                "digest": digest,
+            },
+        )
+        _set(node, "__pydantic_fields_set__", set(_EXPR_FIELDS))
+        _set(node, "__pydantic_extra__", None)
+        _set(node, "__pydantic_private__", None)
+        return node
+
+
+# The field names of `Expr`, in declaration order (all set by `Expr.make`).
+_EXPR_FIELDS = tuple(Expr.model_fields)
+# Raw constructors used by `Expr.make` to skip pydantic's generic construction path.
+_new_expr = object.__new__
+_set = object.__setattr__
 
 
 class ParamIR(Frozen):

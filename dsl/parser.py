@@ -1,4 +1,7 @@
-"""The parser: .strat text → syntax tree with spans, plus syntax diagnostics. The only module using lark.
+"""The parser: .strat text → syntax tree with spans, plus syntax diagnostics (lark is used here and in lalr).
+
+A valid text is read in one pass by `dsl.lalr` (lark's tables, our own tokenizer and node building); lark
+itself parses only a text with an error, for the exception its diagnostic is made from.
 
 Parsing never stops at the first error. Each syntax error is reported, the offending lines are replaced by
 a placeholder of the same indentation (or the indentation is repaired), and the text is parsed again, so
@@ -12,19 +15,20 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import Indenter
 
+from dsl import lalr
 from dsl import syntax as s
 from dsl.builtins import KEYWORDS
 from dsl.diagnostics import Reporter, Span
+from dsl.lalr import BRACKETS as _BRACKETS
+from dsl.lalr import ERROR_NAME
 from dsl.resources import grammar_path
 
-# Placeholder statements substituted for lines that failed to parse; the checker skips them.
-ERROR_NAME = "__error__"
 # Most syntax errors reported per file before giving up on the rest.
 MAX_SYNTAX_ERRORS = 50
 # Deepest bracket nesting accepted; deeper input would exhaust the recursion of later passes.
@@ -47,7 +51,6 @@ _DISPLAY = {
     "RANGE": "'..'",
     "PER_SLEEVE": "'per sleeve'",
 }
-_BRACKETS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 # Tokens that end a statement: an unclosed bracket is reported when the parser meets one of them.
 _ENDINGS = frozenset({"_NL", "_DEDENT", "$END"})
 # Keywords that open a named block, for the "expected ':' after strategy name" message and repair.
@@ -150,6 +153,7 @@ class _Parser:
     indenter: _StratIndenter  # its post-lexer
     lock: threading.Lock  # one parse at a time (the reload watcher runs in another thread)
     display: dict[str, str]  # terminal name → how messages show it
+    tables: lalr.Tables  # the same grammar's tables for the fast path
 
 
 @functools.cache
@@ -171,7 +175,7 @@ def _parser() -> _Parser:
     for term in lark.terminals:
         if term.name not in display and term.pattern.type == "str":
             display[term.name] = f"'{term.pattern.value}'"
-    return _Parser(lark, indenter, threading.Lock(), display)
+    return _Parser(lark, indenter, threading.Lock(), display, lalr.tables(lark))
 
 
 def grammar() -> Lark:
@@ -193,9 +197,17 @@ def parse(text: str, path: str, reporter: Reporter) -> s.Module:
     parser = _parser()
     for _ in range(MAX_SYNTAX_ERRORS):
         source = "\n".join(lines) + "\n"
+        # The fast path reads a valid text; on any error lark parses it again to say what is wrong.
+        try:
+            return s.Module(path, tuple(lalr.parse(source, parser.tables)))
+        except lalr.ParseFailed:
+            pass
+        except RecursionError:
+            reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to read")
+            return s.Module(path, ())
         try:
             with parser.lock:
-                tree = parser.lark.parse(source)
+                parser.lark.parse(source)
         except SyntaxProblem as problem:
             # A bad indentation is underlined over the indentation itself.
             width = _indent(lines[problem.line - 1]) if problem.indent is not None else 1
@@ -210,11 +222,7 @@ def parse(text: str, path: str, reporter: Reporter) -> s.Module:
             line, code = _report(error, lines, parser, reporter)
             lines = _repair(lines, line, code, parser.indenter.open_brackets)
         else:
-            try:
-                return s.Module(path, tuple(_ToSyntax().transform(tree).children))
-            except RecursionError:
-                reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to read")
-                return s.Module(path, ())
+            raise AssertionError(f"the fast parser rejects a text lark accepts:\n{source}")
     reporter.add("E001", Span.point(1, 1), f"more than {MAX_SYNTAX_ERRORS} syntax errors; stopped reading")
     return s.Module(path, ())
 
@@ -366,320 +374,6 @@ def _placeholder(line: str, *, block: bool) -> str:
     if match and match.group(2) not in KEYWORDS:
         return f"{pad}{match.group(1) or ''}{match.group(2)} = {ERROR_NAME}"
     return f"{pad}{ERROR_NAME} = na"
-
-
-# ---------------------------------------------------------------- lark tree → syntax tree
-
-
-def _span(item: Tree | Token) -> Span:
-    """The span of a lark tree or token."""
-    if isinstance(item, Token):
-        return Span(
-            item.line or 1,
-            item.column or 1,
-            item.end_line or item.line or 1,
-            item.end_column or (item.column or 1) + len(item),
-        )
-    meta = item.meta
-    if getattr(meta, "empty", True):
-        return Span(1, 1, 1, 2)
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
-
-
-def _join(first: s.Node | Span, last: s.Node | Span) -> Span:
-    """The span from the start of `first` to the end of `last`."""
-    a = first if isinstance(first, Span) else first.span
-    b = last if isinstance(last, Span) else last.span
-    return Span(a.line, a.col, b.end_line, b.end_col)
-
-
-_DURATION_TOKEN = re.compile(r"\s+")
-
-
-# Binding strength of the chain's binary operators (higher binds tighter) and of the `not` prefix.
-_PRECEDENCE = {"OR": 1, "AND": 2, "COMP_OP": 4, "CROSSES": 4, "ADD_OP": 5, "MUL_OP": 6}
-_NOT_PRECEDENCE = 3
-# A prefix minus binds tighter than any binary operator.
-_NEG_PRECEDENCE = 7
-
-
-class _Chain:
-    """Precedence climbing over a flat chain of operands, operator tokens and prefixes."""
-
-    def __init__(self, items: list) -> None:
-        """Take the chain's children: s.Expr operands, operator tokens and `above`/`below` trees."""
-        self.items = items  # the chain as parsed
-        self.pos = 0  # index of the next item to read
-
-    def parse(self, min_prec: int) -> s.Expr:
-        """Read one operand with its prefixes, then every operator binding at least `min_prec`."""
-        left = self._prefixed()
-        while self.pos < len(self.items):
-            op = self.items[self.pos]
-            prec = _PRECEDENCE[op.type]
-            if prec < min_prec:
-                break
-            self.pos += 1
-            if op.type == "CROSSES":
-                direction = self.items[self.pos].data
-                self.pos += 1
-                right = self.parse(prec + 1)
-                left = s.Cross(_join(left, right), direction, left, right)
-                continue
-            right = self.parse(prec + 1)
-            left = s.BinOp(_join(left, right), str(op), left, right)
-        return left
-
-    def _prefixed(self) -> s.Expr:
-        """An operand, or `not` / `-` / `+` applied to what follows at the prefix's strength."""
-        item = self.items[self.pos]
-        if not isinstance(item, Token):
-            self.pos += 1
-            return item
-        self.pos += 1
-        operand = self.parse(_NOT_PRECEDENCE if item.type == "NOT" else _NEG_PRECEDENCE)
-        if str(item) == "+":
-            return operand
-        return s.Unary(_join(_span(item), operand), "not" if item.type == "NOT" else "-", operand)
-
-
-@v_args(meta=False, inline=False)
-class _ToSyntax(Transformer):
-    """Purely syntactic conversion of lark's tree to `dsl.syntax` nodes (no checks, no exceptions)."""
-
-    # ---- expressions
-
-    def name(self, c: list[Token]) -> s.Expr:
-        """A bare name."""
-        return s.Name(_span(c[0]), str(c[0]))
-
-    def _literal(self, kind: str, c: list[Token]) -> s.Literal:
-        """A literal token of the given kind."""
-        return s.Literal(_span(c[0]), kind, str(c[0]))
-
-    def number(self, c: list[Token]) -> s.Literal:
-        """A plain number."""
-        return self._literal("number", c)
-
-    def quantity(self, c: list[Token]) -> s.Literal:
-        """A number with a unit suffix."""
-        return self._literal("quantity", c)
-
-    def amount(self, c: list[Token]) -> s.Literal:
-        """A number with a currency code."""
-        return s.Literal(_span(c[0]), "amount", _DURATION_TOKEN.sub(" ", str(c[0])))
-
-    def date(self, c: list[Token]) -> s.Literal:
-        """A date or date-time."""
-        return self._literal("date", c)
-
-    def string(self, c: list[Token]) -> s.Literal:
-        """A string (quotes stripped)."""
-        return s.Literal(_span(c[0]), "string", str(c[0])[1:-1])
-
-    def true(self, c: list[Token]) -> s.Literal:
-        """`true`."""
-        return s.Literal(_span(c[0]), "bool", "true")
-
-    def false(self, c: list[Token]) -> s.Literal:
-        """`false`."""
-        return s.Literal(_span(c[0]), "bool", "false")
-
-    def na(self, c: list[Token]) -> s.Literal:
-        """`na`."""
-        return s.Literal(_span(c[0]), "na", "na")
-
-    @v_args(tree=True)
-    def call(self, t: Any) -> s.Call:
-        """`f(args)`; positional and keyword arguments keep their order of kind."""
-        func, *rest, _close = t.children
-        args = tuple(a for a in rest if a is not None and not isinstance(a, s.Kwarg))
-        kwargs = tuple(a for a in rest if isinstance(a, s.Kwarg))
-        return s.Call(_span(t), str(func), _span(func), args, kwargs)
-
-    def kwarg(self, c: list) -> s.Kwarg:
-        """`name=value`."""
-        return s.Kwarg(_join(_span(c[0]), c[1]), str(c[0]), c[1])
-
-    @v_args(tree=True)
-    def field(self, t: Any) -> s.Field:
-        """`x.name`."""
-        obj, name = t.children
-        return s.Field(_span(t), obj, str(name), _span(name))
-
-    @v_args(tree=True)
-    def offset(self, t: Any) -> s.Offset:
-        """`x[n]` (the span includes the closing bracket)."""
-        obj, index, _close = t.children
-        return s.Offset(_span(t), obj, index)
-
-    def chain(self, c: list) -> s.Expr:
-        """A flat operator chain, folded by precedence into unary, binary and cross nodes."""
-        return _Chain(c).parse(0)
-
-    def if_else(self, c: list) -> s.IfElse:
-        """`a if cond else b`."""
-        return s.IfElse(_join(c[0], c[2]), c[1], c[0], c[2])
-
-    # ---- statements
-
-    @v_args(tree=True)
-    def version(self, t: Any) -> s.Version:
-        """`strat N`."""
-        return s.Version(_span(t), str(t.children[0]))
-
-    @v_args(tree=True)
-    def use(self, t: Any) -> s.Use:
-        """`use "path"`."""
-        return s.Use(_span(t), str(t.children[0])[1:-1])
-
-    @v_args(tree=True)
-    def const(self, t: Any) -> s.Const:
-        """`const NAME = expr`."""
-        name, value = t.children
-        return s.Const(_span(t), str(name), _span(name), value)
-
-    @v_args(tree=True)
-    def def_(self, t: Any) -> s.Def:
-        """`def f(a, b) = expr`."""
-        name, *params, body = t.children
-        return s.Def(_span(t), str(name), _span(name), tuple(str(p) for p in params if p is not None), body)
-
-    @v_args(tree=True)
-    def param(self, t: Any) -> s.Param:
-        """`param NAME = default [domain]`."""
-        name, default, domain = t.children
-        return s.Param(_span(t), str(name), _span(name), default, domain)
-
-    @v_args(tree=True)
-    def range_domain(self, t: Any) -> s.Domain:
-        """`in lo..hi [step s]`."""
-        low, _dots, high, step = t.children
-        return s.Domain(_span(t), low, high, step, ())
-
-    @v_args(tree=True)
-    def set_domain(self, t: Any) -> s.Domain:
-        """`in {a, b}`."""
-        return s.Domain(_span(t), None, None, None, tuple(t.children))
-
-    @v_args(tree=True)
-    def constraint(self, t: Any) -> s.Constraint:
-        """`constraint expr`."""
-        return s.Constraint(_span(t), t.children[0])
-
-    @v_args(tree=True)
-    def binding(self, t: Any) -> s.Binding:
-        """`name = expr`."""
-        name, value = t.children
-        return s.Binding(_span(t), str(name), _span(name), value)
-
-    @v_args(tree=True)
-    def setting(self, t: Any) -> s.Setting:
-        """`key: expr`."""
-        name, value = t.children
-        return s.Setting(_span(t), str(name), _span(name), value)
-
-    @v_args(tree=True)
-    def entry(self, t: Any) -> s.Rule:
-        """`entry SIDE when C`."""
-        return s.Rule(_span(t), "entry", t.children[0].data, t.children[1])
-
-    @v_args(tree=True)
-    def exit(self, t: Any) -> s.Rule:
-        """`exit SIDE when C`."""
-        return s.Rule(_span(t), "exit", t.children[0].data, t.children[1])
-
-    @v_args(tree=True)
-    def alert(self, t: Any) -> s.Alert:
-        """`alert "text" when C`."""
-        return s.Alert(_span(t), str(t.children[0])[1:-1], t.children[1])
-
-    @v_args(tree=True)
-    def sleeve(self, t: Any) -> s.Sleeve:
-        """`sleeve NAME = template(...) weight W`."""
-        name, call, weight = t.children
-        return s.Sleeve(_span(t), str(name), _span(name), call, weight)
-
-    @v_args(tree=True)
-    def halt(self, t: Any) -> s.RiskAction:
-        """`halt when C`."""
-        return s.RiskAction(_span(t), "halt", t.children[0], None, None, None, None)
-
-    @v_args(tree=True)
-    def flatten(self, t: Any) -> s.RiskAction:
-        """`flatten when C`."""
-        return s.RiskAction(_span(t), "flatten", t.children[0], None, None, None, None)
-
-    @v_args(tree=True)
-    def pause(self, t: Any) -> s.RiskAction:
-        """`pause D when C`."""
-        return s.RiskAction(_span(t), "pause", t.children[1], t.children[0], None, None, None)
-
-    @v_args(tree=True)
-    def cap(self, t: Any) -> s.RiskAction:
-        """`cap METRIC at LIMIT`."""
-        metric, limit = t.children
-        return s.RiskAction(_span(t), "cap", None, None, str(metric), _span(metric), limit)
-
-    @v_args(tree=True)
-    def risk_ref(self, t: Any) -> s.RiskRef:
-        """`risk [per sleeve]: profile`."""
-        per, name = t.children
-        return s.RiskRef(_span(t), per is not None, str(name), _span(name))
-
-    def block(self, c: list) -> tuple[s.Stmt, ...]:
-        """An indented body."""
-        return tuple(c)
-
-    def _block(self, t: Any, kind: str, name: Token | None) -> s.Stmt:
-        """A block statement of `kind`; an error placeholder block becomes an ErrorStmt."""
-        body = t.children[-1]
-        if name is not None and str(name) == ERROR_NAME:
-            return s.ErrorStmt(_span(t), body)
-        name_span = (
-            _span(name)
-            if name is not None
-            else Span(_span(t).line, _span(t).col, _span(t).line, _span(t).col + 4)
-        )
-        return s.Block(_span(t), kind, str(name) if name is not None else "", name_span, body)
-
-    @v_args(tree=True)
-    def strategy(self, t: Any) -> s.Stmt:
-        """`strategy NAME:` block."""
-        return self._block(t, "strategy", t.children[0])
-
-    @v_args(tree=True)
-    def portfolio(self, t: Any) -> s.Stmt:
-        """`portfolio NAME:` block."""
-        return self._block(t, "portfolio", t.children[0])
-
-    @v_args(tree=True)
-    def optimize(self, t: Any) -> s.Stmt:
-        """`optimize NAME:` block."""
-        return self._block(t, "optimize", t.children[0])
-
-    @v_args(tree=True)
-    def risk_profile(self, t: Any) -> s.Stmt:
-        """`risk NAME:` block (a reusable profile)."""
-        return self._block(t, "risk_profile", t.children[0])
-
-    @v_args(tree=True)
-    def risk_block(self, t: Any) -> s.Stmt:
-        """`risk:` or `risk per sleeve:` block."""
-        return self._block(t, "risk_sleeve" if t.children[0] is not None else "risk", None)
-
-    @v_args(tree=True)
-    def setting_block(self, t: Any) -> s.Stmt:
-        """`key:` block (execution: ...)."""
-        return self._block(t, "setting", t.children[0])
-
-    def start(self, c: list) -> Tree:
-        """The module's statements (wrapped back in a tree for the caller)."""
-        return Tree("start", c)
-
-
-# `def` is a Python keyword: lark's `def` rule is routed to the `def_` method.
-setattr(_ToSyntax, "def", _ToSyntax.def_)
 
 
 def is_error_binding(stmt: s.Stmt) -> bool:
