@@ -471,3 +471,20 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
 def _truthy(value: float) -> bool:
     """Whether a streamed condition holds."""
     return value == value and value != 0.0
+
+
+def warm_kernels() -> None:
+    """Load numba's machinery and the commonest compiled kernels before the candles are needed.
+
+    numba's first call in a process costs about a quarter of a second of setup (its typing registries),
+    whichever kernel it is; `strat run` pays it here while a CSV file is still being parsed on another
+    thread (see `csvfiles.prefetch`), so the two overlap. The calls run on tiny arrays typed as the real
+    ones (read-only candle columns, writable derived series) so their cached machine code is loaded too.
+    """
+    from runtime.ops.events import crosses_above_batch
+    from runtime.ops.moving import sma_batch
+
+    column = np.zeros(4)
+    column.flags.writeable = False
+    (average,) = sma_batch(column, 2)
+    crosses_above_batch(average, average)

@@ -19,6 +19,8 @@ from numba import njit
 # Bytes of one formatted time: "YYYY-MM-DDTHH:MM:SS" plus ".mmm" with milliseconds, plus "Z".
 TIME_WIDTH_S = 20
 TIME_WIDTH_MS = 24
+# Bytes of the date part "YYYY-MM-DDT" of a formatted time.
+_DATE_WIDTH = 11
 # Most bytes of one "%.8f" value the kernel writes: sign, 19 integer digits, point, 8 decimals.
 FLOAT_WIDTH = 29
 # Veltkamp's splitting constant for float64 (2**27 + 1).
@@ -27,7 +29,7 @@ _SPLIT = 134217729.0
 _LIMIT = 9.2e18
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _two_prod(a: float, b: float) -> tuple[float, float]:  # pragma: no cover
     """Dekker's error-free product: (p, e) with p = fl(a * b) and a * b = p + e exactly."""
     p = a * b
@@ -40,26 +42,36 @@ def _two_prod(a: float, b: float) -> tuple[float, float]:  # pragma: no cover
     return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
-@njit(cache=True)
+# "00", "01", ..., "99": the two ASCII digits of every number below 100, for writing digits in pairs.
+_PAIRS = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
 def _put_digits(buf: np.ndarray, pos: int, value: int, width: int) -> int:  # pragma: no cover
-    """Write a non-negative integer in decimal, zero-padded to at least `width` digits; return the end."""
-    # Count the digits, then fill them from the right (division by the constant 10 compiles to a multiply).
-    # Unsigned arithmetic spares the sign fix-ups of Python's floor division.
+    """Write a non-negative integer below 10**19 in decimal, zero-padded to `width` digits; return the end."""
+    # Count the digits by comparison, then fill them from the right two at a time (the divisions by the
+    # constant 100 compile to multiplications); unsigned arithmetic spares Python's floor-division fix-ups.
     rest = np.uint64(value)
-    ten = np.uint64(10)
     digits = 1
-    probe = rest // ten
-    while probe > 0:
-        probe //= ten
+    limit = np.uint64(10)
+    while digits < 19 and rest >= limit:
         digits += 1
+        limit *= np.uint64(10)
     end = pos + max(digits, width)
-    for i in range(end - 1, pos - 1, -1):
-        buf[i] = np.uint8(48) + np.uint8(rest % ten)
-        rest //= ten
+    i = end
+    hundred = np.uint64(100)
+    while i - pos >= 2:
+        pair = 2 * (rest % hundred)
+        rest //= hundred
+        buf[i - 1] = _PAIRS[pair + 1]
+        buf[i - 2] = _PAIRS[pair]
+        i -= 2
+    if i > pos:
+        buf[pos] = np.uint8(48) + np.uint8(rest % np.uint64(10))
     return end
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _put_text(buf: np.ndarray, pos: int, text: bytes) -> int:  # pragma: no cover
     """Write ASCII bytes; return the end."""
     for i in range(len(text)):
@@ -68,7 +80,7 @@ def _put_text(buf: np.ndarray, pos: int, text: bytes) -> int:  # pragma: no cove
     return pos
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def put_fixed8(buf: np.ndarray, pos: int, x: float) -> int:  # pragma: no cover
     """Write `"%.8f" % x` at pos and return the end, or -1 when |x| is too large for the kernel."""
     if x != x:
@@ -101,12 +113,10 @@ def put_fixed8(buf: np.ndarray, pos: int, x: float) -> int:  # pragma: no cover
     return _put_digits(buf, pos + 1, units, 8)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def put_iso(buf: np.ndarray, pos: int, ms: int, millis: bool) -> int:  # pragma: no cover
     """Write a UTC ms time as `YYYY-MM-DDTHH:MM:SS[.mmm]Z`; return the end, or -1 outside years 1..9999."""
-    seconds = ms // 1000
-    days = seconds // 86_400
-    rest = seconds - days * 86_400
+    days = ms // 1000 // 86_400
     # Civil date from days since 1970-01-01 (H. Hinnant's algorithm, proleptic Gregorian).
     z = days + 719_468
     era = z // 146_097
@@ -125,7 +135,15 @@ def put_iso(buf: np.ndarray, pos: int, ms: int, millis: bool) -> int:  # pragma:
     buf[pos] = 45
     pos = _put_digits(buf, pos + 1, day, 2)
     buf[pos] = 84
-    pos = _put_digits(buf, pos + 1, rest // 3600, 2)
+    return _put_clock(buf, pos + 1, ms, millis)
+
+
+@njit(cache=True, nogil=True)
+def _put_clock(buf: np.ndarray, pos: int, ms: int, millis: bool) -> int:  # pragma: no cover
+    """Write the time of day of a UTC ms time as `HH:MM:SS[.mmm]Z`; return the end."""
+    seconds = ms // 1000
+    rest = seconds - (seconds // 86_400) * 86_400
+    pos = _put_digits(buf, pos, rest // 3600, 2)
     buf[pos] = 58
     pos = _put_digits(buf, pos + 1, (rest // 60) % 60, 2)
     buf[pos] = 58
@@ -157,10 +175,20 @@ def _rows_block(
     almost all its time here without waiting for the interpreter.
     """
     pos = 0
+    # Consecutive rows mostly share their day: the row start and day of the last full ISO time, whose
+    # `YYYY-MM-DDT` is then copied instead of worked out again.
+    dated = -1
+    day = np.int64(0)
     for i in range(start, stop):
-        pos = put_iso(buf, pos, time[i], millis)
-        if pos < 0:
-            return -1
+        today = time[i] // 86_400_000
+        if dated >= 0 and today == day:
+            buf[pos : pos + _DATE_WIDTH] = buf[dated : dated + _DATE_WIDTH]
+            pos = _put_clock(buf, pos + _DATE_WIDTH, time[i], millis)
+        else:
+            dated, day = pos, today
+            pos = put_iso(buf, pos, time[i], millis)
+            if pos < 0:
+                return -1
         for j in range(columns.shape[0]):
             buf[pos] = 44
             pos = put_fixed8(buf, pos + 1, columns[j, i])

@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"strat run: {args.spec}: no such file", file=sys.stderr)
         return 2
     began = time.perf_counter()
+    if args.data not in (None, "synthetic"):
+        from runtime.data.csvfiles import prefetch
+
+        # A CSV file is parsed on another thread while the spec is checked and the engine imported.
+        prefetch(args.data)
     checked = check_file(args.spec, overrides=overrides)
     if checked.diagnostics:
         print(checked.render(), file=sys.stderr)
@@ -121,6 +126,8 @@ def _simulate(
         first = default_first if first is None else max(first, 0)
         return load_for(args, symbol, timeframe, first, last)
 
+    # numba's one-time setup runs now, while a prefetched CSV file may still be parsing.
+    runner.warm_kernels()
     try:
         portfolio = runner.select(program, args.strategy, args.capital)
         plan = runner.plan(program, portfolio, load, start, end, _rules_lookup(args))

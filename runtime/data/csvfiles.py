@@ -8,6 +8,7 @@ dump, where the open time may be in ms or, since 2025, in µs). Files are named 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +82,21 @@ def read_csv(path: str | Path, symbol: str | None = None, timeframe: str | None 
 
     Symbol and timeframe come from the arguments, else from the file name, else the timeframe is
     inferred from the most common spacing. Rows are not sorted or cleaned here: `validate.clean` does
-    that and reports it.
+    that and reports it. A file `prefetch` started reading (and unchanged since) is taken from there.
     """
+    path = Path(path)
+    pending = _PREFETCHED.pop(_file_key(path), None)
+    time, prices = pending.result() if pending is not None else _read_columns(path)
+    named = name_market(path)
+    symbol = symbol or (named[0] if named else path.stem.upper())
+    timeframe = timeframe or (named[1] if named else infer_timeframe(time))
+    return Candles.from_arrays("csv", symbol, timeframe, time, prices)
+
+
+def _read_columns(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The open times (ms) and the five price/volume columns of a CSV file, in file order."""
     import pandas as pd
 
-    path = Path(path)
     layout = sniff(path)
     # One pass of pandas' C parser over only the six needed columns, dtypes fixed up front.
     frame = pd.read_csv(
@@ -99,12 +110,60 @@ def read_csv(path: str | Path, symbol: str | None = None, timeframe: str | None 
     time = frame[layout.usecols[0]].to_numpy(np.int64)
     if len(time) and int(time.max()) > _US_THRESHOLD:
         time = time // 1000
-    named = name_market(path)
-    symbol = symbol or (named[0] if named else path.stem.upper())
-    timeframe = timeframe or (named[1] if named else infer_timeframe(time))
-    return Candles.from_arrays(
-        "csv", symbol, timeframe, time, [frame[c].to_numpy(np.float64) for c in layout.usecols[1:]]
-    )
+    return time, [frame[c].to_numpy(np.float64) for c in layout.usecols[1:]]
+
+
+class _Pending:
+    """The columns of one CSV file being read on a background thread."""
+
+    def __init__(self, path: Path) -> None:
+        """Start reading `path`."""
+        self.columns: tuple[np.ndarray, list[np.ndarray]] | None = None  # the result once read
+        self.error: BaseException | None = None  # what reading raised, re-raised to the reader
+        self.thread = threading.Thread(target=self._run, args=(path,), name="csv-prefetch")  # the reader
+        self.thread.start()
+
+    def _run(self, path: Path) -> None:
+        """Read the file, keeping the result or the error for `result`."""
+        try:
+            self.columns = _read_columns(path)
+        except BaseException as error:  # handed to the thread that asks for the result
+            self.error = error
+
+    def result(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Wait for the read and return its columns (or raise what it raised)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.columns is not None  # set by _run when it did not fail
+        return self.columns
+
+
+# Files being read ahead by `prefetch`, by (resolved path, size, mtime): taken by the next `read_csv`.
+_PREFETCHED: dict[tuple[str, int, int], _Pending] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """What identifies one version of a file: its resolved path, size and modification time (ns)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), -1, -1
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def prefetch(path: str | Path) -> None:
+    """Start reading a CSV file on a background thread so that a later `read_csv` of it need not wait.
+
+    pandas' parser releases the GIL, so the read overlaps whatever the caller does meanwhile (checking
+    the spec, importing the engine). A path that is not a regular file is ignored; a file changed since
+    is read again by `read_csv`.
+    """
+    path = Path(path)
+    if path.is_file():
+        key = _file_key(path)
+        if key not in _PREFETCHED:
+            _PREFETCHED[key] = _Pending(path)
 
 
 def infer_timeframe(time: np.ndarray) -> str:

@@ -117,3 +117,37 @@ def test_directory_of_real_files(shared_data: Path) -> None:
         4308.83,
         47.181009,
     ]
+
+
+def test_prefetched_file_reads_the_same_rows(tmp_path: Path) -> None:
+    from runtime.data.csvfiles import _PREFETCHED, prefetch
+
+    path = _write(tmp_path / "BTCUSDT-1h.csv", ["timestamp,open,high,low,close,volume", *_plain(ROWS)])
+    prefetch(path)
+    assert len(_PREFETCHED) == 1
+    candles = read_csv(path, symbol="ETH/USDT")
+    assert not _PREFETCHED  # taken by the read
+    _assert_rows(candles)
+    assert (candles.symbol, candles.timeframe) == ("ETH/USDT", "1h")
+
+
+def test_prefetch_of_a_changed_file_is_not_used(tmp_path: Path) -> None:
+    from runtime.data.csvfiles import _PREFETCHED, prefetch
+
+    path = _write(tmp_path / "BTCUSDT-1h.csv", _plain(ROWS))
+    prefetch(path)
+    _PREFETCHED[next(iter(_PREFETCHED))].result()  # the first version is read
+    _write(path, _plain(ROWS[:2]))
+    _assert_rows(read_csv(path), ROWS[:2])
+    _PREFETCHED.clear()
+    prefetch(tmp_path / "missing.csv")  # not a file: nothing to read ahead
+    assert not _PREFETCHED
+
+
+def test_prefetch_error_surfaces_at_the_read(tmp_path: Path) -> None:
+    from runtime.data.csvfiles import prefetch
+
+    path = _write(tmp_path / "BTCUSDT-1h.csv", ["a,b,c"])
+    prefetch(path)
+    with pytest.raises(ValueError, match="3 columns; expected 6"):
+        read_csv(path)
