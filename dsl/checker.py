@@ -9,15 +9,18 @@ input: every problem becomes a diagnostic and checking goes on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from dsl import builtins as b
 from dsl import syntax as s
 from dsl.diagnostics import Diagnostic, Reporter, Span, did_you_mean
+from dsl.gcpause import paused_gc
 from dsl.ir import (
     AlertIR,
     Expr,
@@ -65,14 +68,16 @@ class CheckResult:
 
 def check_file(path: str | Path, *, overrides: Mapping[str, str] | None = None) -> CheckResult:
     """Check a .strat file and what it imports. `overrides` are `--set name=value` texts (checked)."""
-    return _Session().run(Path(path), None, overrides or {})
+    with paused_gc():
+        return _Session().run(Path(path), None, overrides or {})
 
 
 def check_source(
     text: str, file: str = "<input>", *, overrides: Mapping[str, str] | None = None
 ) -> CheckResult:
     """Check source text as if it were the file `file` (imports resolve next to it, then in library/)."""
-    return _Session().run(Path(file), text, overrides or {})
+    with paused_gc():
+        return _Session().run(Path(file), text, overrides or {})
 
 
 # ====================================================================== files and imports
@@ -1271,8 +1276,11 @@ class _Expressions:
 
     def check(self, node: s.Expr, env: _Env) -> Expr:
         """Type-check an expression; ERROR after reporting a problem."""
-        method = getattr(self, "_" + type(node).__name__.lower())
-        result: Expr = method(node, env)
+        # One method per node type, `_` + the type's name in lower case, looked up once per type.
+        route = _ROUTES.get(type(node))
+        if route is None:
+            route = _ROUTES[type(node)] = getattr(_Expressions, "_" + type(node).__name__.lower())
+        result: Expr = route(self, node, env)
         return result
 
     def _literal(self, node: s.Literal, env: _Env) -> Expr:
@@ -1822,9 +1830,17 @@ def _typ(node: Expr) -> str:
 
 def _t(node: Expr) -> Type:
     """The static type of an IR node (a bare number literal is adaptable)."""
-    return Type(
-        node.kind, Qual(node.qual), node.integer, adaptable=node.op == "const" and node.kind == "number"
-    )
+    return _type(node.kind, node.qual, node.integer, node.op == "const" and node.kind == "number")
+
+
+@functools.cache
+def _type(kind: str, qual: int, integer: bool, adaptable: bool) -> Type:
+    """A static type (types are immutable and few: each is built once)."""
+    return Type(kind, Qual(qual), integer, adaptable=adaptable)
+
+
+# `_Expressions.check`'s method for each syntax node type, filled in as types are met.
+_ROUTES: dict[type, Any] = {}
 
 
 def _arith_kind(op: str, left: Expr, right: Expr) -> str | None:

@@ -59,9 +59,8 @@ class Op(NamedTuple):
 class Tables:
     """Everything the fast path needs, derived once from a lark LALR parser."""
 
-    scanner: re.Pattern[str]  # lark's master regex: one named group per terminal, in lark's order
+    scanner: re.Pattern[str]  # skipped spaces, then lark's master regex (a named group per terminal) if any
     keywords: dict[str, str]  # keyword text → its terminal (a NAME match that is a keyword)
-    ignored: frozenset[str]  # terminals skipped between tokens (spaces)
     actions: tuple[dict[str, int], ...]  # per state: terminal → next state (>= 0) or ~rule index (reduce)
     gotos: tuple[dict[str, int], ...]  # per state: rule name → state after reducing to it
     rules: tuple[tuple[int, str, Builder | None], ...]  # per rule: symbol count, rule name, builder
@@ -81,6 +80,7 @@ def tables(lark: Lark) -> Tables:
         for t in lark.terminals
         if t.pattern.type == "str" and name.fullmatch(t.pattern.value)
     }
+    ignored = [t.pattern.to_regexp() for t in lark.terminals if t.name in lexer.ignore_types]
     table = lark.parser.parser.parser.parse_table  # type: ignore[attr-defined]
     index = {rule: i for i, rule in enumerate(lark.rules)}
     actions: list[dict[str, int]] = []
@@ -101,9 +101,9 @@ def tables(lark: Lark) -> Tables:
         for r in lark.rules
     )
     return Tables(
-        scanners[0],
+        # No terminal starts with a space, so skipping the ignored ones first is what lark's alternation does.
+        re.compile(f"(?:{'|'.join(ignored)})*(?:{scanners[0].pattern})?"),
         keywords,
-        frozenset(lexer.ignore_types),
         tuple(actions),
         tuple(gotos),
         rules,
@@ -132,9 +132,9 @@ def parse(text: str, t: Tables) -> list[s.Stmt]:
             size, origin, build = rules[~act]
             if build is None:
                 # A rule that only passes its one symbol on: the entry stays, only the state changes.
-                states.pop()
-                item = values.pop()
-            elif size:
+                states[-1] = gotos[states[-2]][origin]
+                continue
+            if size:
                 items = values[-size:]
                 del values[-size:]
                 del states[-size:]
@@ -151,7 +151,7 @@ def parse(text: str, t: Tables) -> list[s.Stmt]:
 
 def tokenize(text: str, t: Tables) -> list[Item]:
     """The tokens lark and `dsl.parser`'s indenter give for `text`: newlines, indents, dedents included."""
-    match, keywords, ignored = t.scanner.match, t.keywords, t.ignored
+    match, keywords = t.scanner.match, t.keywords
     out: list[Item] = []
     append = out.append
     indents = [0]  # indentation of the enclosing blocks, innermost last
@@ -159,14 +159,17 @@ def tokenize(text: str, t: Tables) -> list[Item]:
     last: Item | None = None  # the last token read (dedents at the end of the text borrow its position)
     pos, line, line_start, size = 0, 1, 0, len(text)
     while pos < size:
-        m = match(text, pos)
-        if m is None:
-            raise ParseFailed
-        kind, value, end = m.lastgroup or "", m.group(), m.end()
-        col = pos - line_start + 1
-        pos = end
-        if kind in ignored:
+        m = match(text, pos)  # always matches, possibly nothing
+        kind, end = m.lastgroup, m.end()
+        if kind is None:
+            # Only spaces (or nothing: a character no terminal accepts).
+            if end == pos:
+                raise ParseFailed
+            pos = end
             continue
+        value = m.group(kind)
+        col = m.start(kind) - line_start + 1
+        pos = end
         if kind != "_NL":
             kind = keywords.get(value, kind) if kind == "NAME" else kind
             last = (value, line, col, line, col + len(value), kind)
@@ -220,40 +223,41 @@ def _join(first: Span, last: Span) -> Span:
     return Span(first.line, first.col, last.end_line, last.end_col)
 
 
-def fold(items: list[Any]) -> s.Expr:
-    """A flat operator chain (operands and `Op`s), folded by precedence into unary, binary and cross nodes."""
-    pos = 0
+class _Fold:
+    """Precedence climbing over a flat operator chain (a class, not closures: no reference cycle to free)."""
 
-    def climb(min_prec: int) -> s.Expr:
+    def __init__(self, items: list[Any]) -> None:
+        """Take the chain: syntax operands and `Op`s."""
+        self.items = items  # the chain as parsed
+        self.pos = 0  # index of the next item to read
+
+    def climb(self, min_prec: int) -> s.Expr:
         """Read one operand with its prefixes, then every operator binding at least `min_prec`."""
-        nonlocal pos
-        left = prefixed()
-        while pos < len(items):
-            op = items[pos]
+        left = self.prefixed()
+        items = self.items
+        while self.pos < len(items):
+            op = items[self.pos]
             prec = _PRECEDENCE[op.type]
             if prec < min_prec:
                 break
-            pos += 1
-            right = climb(prec + 1)
+            self.pos += 1
+            right = self.climb(prec + 1)
             if op.type == "CROSSES":
                 left = s.Cross(_join(left.span, right.span), op.direction, left, right)
             else:
                 left = s.BinOp(_join(left.span, right.span), op.text, left, right)
         return left
 
-    def prefixed() -> s.Expr:
+    def prefixed(self) -> s.Expr:
         """An operand, or `not` / `-` / `+` applied to what follows at the prefix's strength."""
-        nonlocal pos
-        item = items[pos]
-        pos += 1
+        item = self.items[self.pos]
+        self.pos += 1
         if not isinstance(item, Op):
             return item  # type: ignore[no-any-return]
-        operand = climb(_NOT_PRECEDENCE if item.type == "NOT" else _NEG_PRECEDENCE)
+        operand = self.climb(_NOT_PRECEDENCE if item.type == "NOT" else _NEG_PRECEDENCE)
         if item.text == "+":
             return operand
         return s.Unary(_join(item.span, operand.span), "not" if item.type == "NOT" else "-", operand)
-
-    return climb(0)
 
 
 def _block(items: Sequence[Item], kind: str, name: Item | None) -> s.Stmt:
@@ -318,7 +322,7 @@ def _chain(i: Sequence[Item]) -> s.Expr:
             flat.extend(item[0])
         else:
             flat.append(item[0])
-    return fold(flat)
+    return _Fold(flat).climb(0)
 
 
 def _op(i: Sequence[Item]) -> Op:

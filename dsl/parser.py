@@ -25,6 +25,7 @@ from dsl import lalr
 from dsl import syntax as s
 from dsl.builtins import KEYWORDS
 from dsl.diagnostics import Reporter, Span
+from dsl.gcpause import paused_gc
 from dsl.lalr import BRACKETS as _BRACKETS
 from dsl.lalr import ERROR_NAME
 from dsl.resources import grammar_path
@@ -193,6 +194,12 @@ def grammar() -> Lark:
 
 def parse(text: str, path: str, reporter: Reporter) -> s.Module:
     """Parse `text` into a module, reporting every syntax error to `reporter`."""
+    with paused_gc():
+        return _parse(text, path, reporter)
+
+
+def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
+    """`parse` (with the garbage collector paused)."""
     lines = _prescan(text.split("\n"), reporter)
     parser = _parser()
     for _ in range(MAX_SYNTAX_ERRORS):
@@ -235,18 +242,26 @@ def _prescan(lines: list[str], reporter: Reporter) -> list[str]:
             col = line.index("\t") + 1
             reporter.add("E003", Span.point(number, col), "tab character; indent with spaces only")
             line = line.replace("\t", "    ")
-        depth = deepest = 0
-        for char in line.split("#", 1)[0]:
-            depth += char in "([{"
-            depth -= char in ")]}"
-            deepest = max(deepest, depth)
-        if deepest > MAX_NESTING:
+        code = line.split("#", 1)[0]
+        # The depth never exceeds the number of opening brackets: count those first (cheap, and enough for
+        # nearly every line), walk the characters only when there are too many.
+        if code.count("(") + code.count("[") + code.count("{") > MAX_NESTING and _depth(code) > MAX_NESTING:
             reporter.add(
                 "E001", Span.point(number, 1), f"brackets nested more than {MAX_NESTING} levels deep"
             )
             line = _placeholder(line, block=False)
         out.append(line)
     return out
+
+
+def _depth(code: str) -> int:
+    """The deepest bracket nesting of a line's code."""
+    depth = deepest = 0
+    for char in code:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _report(error: UnexpectedInput, lines: list[str], parser: _Parser, reporter: Reporter) -> tuple[int, str]:
