@@ -159,7 +159,9 @@ def tokenize(text: str, t: Tables) -> list[Item]:
     last: Item | None = None  # the last token read (dedents at the end of the text borrow its position)
     pos, line, line_start, size = 0, 1, 0, len(text)
     while pos < size:
-        m = match(text, pos)  # always matches, possibly nothing
+        m = match(text, pos)  # matches, possibly nothing (the pattern accepts the empty string)
+        if m is None:
+            raise ParseFailed
         kind, end = m.lastgroup, m.end()
         if kind is None:
             # Only spaces (or nothing: a character no terminal accepts).
