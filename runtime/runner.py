@@ -481,10 +481,21 @@ def warm_kernels() -> None:
     thread (see `csvfiles.prefetch`), so the two overlap. The calls run on tiny arrays typed as the real
     ones (read-only candle columns, writable derived series) so their cached machine code is loaded too.
     """
+    import sys
+
     from runtime.ops.events import crosses_above_batch
     from runtime.ops.moving import sma_batch
 
     column = np.zeros(4)
     column.flags.writeable = False
-    (average,) = sma_batch(column, 2)
-    crosses_above_batch(average, average)
+    # That setup would also import cffi and build its C parser (70 ms) only to type cffi calls, which no
+    # kernel makes: hide cffi while it runs (numba then records it as absent), restore it afterwards.
+    hidden = "cffi" not in sys.modules
+    if hidden:
+        sys.modules["cffi"] = None  # type: ignore[assignment]
+    try:
+        (average,) = sma_batch(column, 2)
+        crosses_above_batch(average, average)
+    finally:
+        if hidden:
+            del sys.modules["cffi"]

@@ -179,24 +179,51 @@ def _rows_block(
     # `YYYY-MM-DDT` is then copied instead of worked out again.
     dated = -1
     day = np.int64(0)
+    # A column often holds the previous row's value (cash and exposure between trades, drawdown at a
+    # peak): per column, where that value's text starts and ends in buf, and the value, to copy the text.
+    count = columns.shape[0]
+    text_at = np.full(count, -1, dtype=np.int64)
+    text_end = np.zeros(count, dtype=np.int64)
+    previous = np.zeros(count)
     for i in range(start, stop):
         today = time[i] // 86_400_000
         if dated >= 0 and today == day:
-            buf[pos : pos + _DATE_WIDTH] = buf[dated : dated + _DATE_WIDTH]
+            _copy(buf, dated, pos, _DATE_WIDTH)
             pos = _put_clock(buf, pos + _DATE_WIDTH, time[i], millis)
         else:
             dated, day = pos, today
             pos = put_iso(buf, pos, time[i], millis)
             if pos < 0:
                 return -1
-        for j in range(columns.shape[0]):
+        for j in range(count):
             buf[pos] = 44
-            pos = put_fixed8(buf, pos + 1, columns[j, i])
-            if pos < 0:
-                return -1
+            pos += 1
+            x = columns[j, i]
+            # The same value with the same sign (so -0.0 is not taken for 0.0) has the same text.
+            if (
+                text_at[j] >= 0
+                and x == previous[j]
+                and math.copysign(1.0, x) == math.copysign(1.0, previous[j])
+            ):
+                size = text_end[j] - text_at[j]
+                _copy(buf, text_at[j], pos, size)
+                pos += size
+            else:
+                end = put_fixed8(buf, pos, x)
+                if end < 0:
+                    return -1
+                text_at[j], text_end[j], previous[j] = pos, end, x
+                pos = end
         buf[pos] = 10
         pos += 1
     return pos
+
+
+@njit(cache=True, nogil=True)
+def _copy(buf: np.ndarray, source: int, target: int, size: int) -> None:  # pragma: no cover
+    """Copy `size` bytes of buf from `source` to a later, non-overlapping `target`."""
+    for k in range(size):
+        buf[target + k] = buf[source + k]
 
 
 # The compiled kernels, typed loosely for mypy (numba's dispatchers have no useful signatures).

@@ -86,33 +86,53 @@ def _times(ms: np.ndarray, millis: bool | None = None) -> list[str]:
     return iso_times(ms, precise) if fast is None else fast
 
 
-def _write_rows(path: Path, header: Sequence[str], line: str, columns: Sequence[Sequence[object]]) -> None:
-    """Write a CSV file with LF line ends: the header, then `line % row` for each row of the columns."""
+def _write_rows(path: Path, header: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
+    """Write a CSV file with LF line ends: the header, then the columns' fields joined by commas per row."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         handle.write(",".join(header) + "\n")
-        handle.write("".join(map(line.__mod__, zip(*columns, strict=True))))
+        if columns and len(columns[0]):
+            handle.write("\n".join(map(",".join, zip(*columns, strict=True))) + "\n")
 
 
-def write_trades(result: BacktestResult, path: Path) -> None:
-    """Write trades.csv: one row per trade, the still-open one with an empty exit_time."""
+def _floats(column: np.ndarray, memo: dict[float, str]) -> list[str]:
+    """A float column's CSV fields, each the shortest round-trip repr as `_f` writes it.
+
+    `memo` maps values already written to their text: the same quantities and prices recur across
+    trades.csv and orders.csv, and repr of a 17-digit float is the dearest part of writing them. Zeros
+    are written afresh (0.0 and -0.0 are one dict key but two texts).
+    """
+    values = column.tolist()
+    missing = set(values).difference(memo)
+    memo.update(zip(missing, map(repr, missing), strict=True))
+    texts = list(map(memo.__getitem__, values))
+    for i in np.flatnonzero(column == 0).tolist():
+        texts[i] = repr(values[i])
+    return texts
+
+
+def write_trades(result: BacktestResult, path: Path, memo: dict[float, str] | None = None) -> None:
+    """Write trades.csv: one row per trade, the still-open one with an empty exit_time.
+
+    `memo` is a float-to-text cache to share with `write_orders` (see `_floats`).
+    """
     t = result.trade_table
+    memo = {} if memo is None else memo
     exits = _times(np.where(t.closed, t.exit_time, 0))
-    columns: list[Sequence[object]] = [
+    columns: list[Sequence[str]] = [
         _text(t.sleeve),
         _text(t.symbol),
         _text(t.side),
         _times(t.entry_time),
-        t.entry_price.tolist(),
+        _floats(t.entry_price, memo),
         [x if done else "" for x, done in zip(exits, t.closed.tolist(), strict=True)],
-        t.exit_price.tolist(),
-        t.qty.tolist(),
-        t.pnl.tolist(),
-        t.ret.tolist(),
-        t.fees.tolist(),
+        _floats(t.exit_price, memo),
+        _floats(t.qty, memo),
+        _floats(t.pnl, memo),
+        _floats(t.ret, memo),
+        _floats(t.fees, memo),
         _text(t.exit_reason),
     ]
-    # %r of a Python float is its shortest round-trip repr, as `_f` writes it.
-    _write_rows(path, TRADE_COLUMNS, "%s,%s,%s,%s,%r,%s,%r,%r,%r,%r,%r,%s\n", columns)
+    _write_rows(path, TRADE_COLUMNS, columns)
 
 
 def write_equity(result: BacktestResult, path: Path) -> None:
@@ -142,22 +162,23 @@ def write_equity(result: BacktestResult, path: Path) -> None:
 _CHUNK = 131_072
 
 
-def write_orders(result: BacktestResult, path: Path) -> None:
-    """Write orders.csv: every fill in time order."""
+def write_orders(result: BacktestResult, path: Path, memo: dict[float, str] | None = None) -> None:
+    """Write orders.csv: every fill in time order (`memo` as for `write_trades`)."""
     o = result.order_table
-    columns: list[Sequence[object]] = [
+    memo = {} if memo is None else memo
+    columns: list[Sequence[str]] = [
         _times(o.time),
         _text(o.sleeve),
         _text(o.symbol),
         _text(o.side),
         _text(o.intent),
         _text(o.reason),
-        o.requested_qty.tolist(),
-        o.filled_qty.tolist(),
-        o.price.tolist(),
-        o.fee.tolist(),
+        _floats(o.requested_qty, memo),
+        _floats(o.filled_qty, memo),
+        _floats(o.price, memo),
+        _floats(o.fee, memo),
     ]
-    _write_rows(path, ORDER_COLUMNS, "%s,%s,%s,%s,%s,%s,%r,%r,%r,%r\n", columns)
+    _write_rows(path, ORDER_COLUMNS, columns)
 
 
 def write_risk_events(result: BacktestResult, path: Path) -> None:
@@ -198,8 +219,9 @@ def write_outputs(
     with ThreadPoolExecutor(max_workers=1) as pool:
         equity = pool.submit(write_equity, result, folder / "equity.csv")
         (folder / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        write_trades(result, folder / "trades.csv")
-        write_orders(result, folder / "orders.csv")
+        memo: dict[float, str] = {}
+        write_trades(result, folder / "trades.csv", memo)
+        write_orders(result, folder / "orders.csv", memo)
         write_risk_events(result, folder / "risk_events.csv")
         equity.result()
     if report:

@@ -57,3 +57,14 @@ def test_curve_stats_match_the_numpy_definitions() -> None:
     assert longest == int(np.max((index[1:] - last_peak[:-1])[under[1:] | under[:-1]]))
     rising, no_dd, no_wait = curve_stats(np.array([4.0, 5.0, 7.5]))
     assert (rising.tolist(), no_dd, no_wait) == ([0.25, 0.5], 0.0, 0)
+
+
+def test_float_fields_are_reprs_with_a_shared_memo() -> None:
+    from runtime.backtest.output import _floats
+
+    memo: dict[float, str] = {}
+    first = np.array([0.1, -0.0, 2.5, 0.0, 1 / 3, np.nan, 0.1])
+    assert _floats(first, memo) == ["0.1", "-0.0", "2.5", "0.0", "0.3333333333333333", "nan", "0.1"]
+    # A second column reuses the texts; signed zeros stay apart although 0.0 == -0.0 as dict keys.
+    assert _floats(np.array([0.0, 1 / 3, -0.0, np.inf]), memo) == ["0.0", "0.3333333333333333", "-0.0", "inf"]
+    assert memo[2.5] == "2.5"
