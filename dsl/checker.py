@@ -9,17 +9,15 @@ input: every problem becomes a diagnostic and checking goes on.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from dsl import builtins as b
 from dsl import syntax as s
 from dsl.diagnostics import Diagnostic, Reporter, Span, did_you_mean
+from dsl.expressions import Expressions, source_text, type_text
 from dsl.gcpause import paused_gc
 from dsl.ir import (
     AlertIR,
@@ -35,15 +33,19 @@ from dsl.ir import (
     StrategyIR,
     evaluate,
 )
-from dsl.parser import ERROR_NAME, is_placeholder, parse
+from dsl.parser import is_placeholder, parse
+from dsl.render import explain, format_value, render_expr
 from dsl.resources import library_dir
-from dsl.types import NUMERIC, Qual, Type, divide, join_qual, multiply, struct, unify
-from dsl.units import DURATION_MS, TIMEFRAMES, format_duration, parse_duration, parse_symbol
+from dsl.scopes import ERROR, Env, Globals, StrategyScope
+from dsl.types import NUMERIC, Qual, Type, unify
+from dsl.units import TIMEFRAMES, format_duration, parse_duration, parse_symbol
+from dsl.warmup import warmup
+
+# The public API (explain, render_expr and warmup live in their own modules and are re-exported here).
+__all__ = ["CheckResult", "check_file", "check_source", "explain", "render_expr", "warmup"]
 
 # The language versions this checker understands.
 SUPPORTED_VERSIONS = (1,)
-# The node standing for an expression that already produced a diagnostic; it silences follow-on errors.
-ERROR = Expr.make("const", None, kind="error", qual=Qual.SERIES)
 # Default symbol and timeframe of a strategy that does not set them (reported as E016-free defaults).
 DEFAULT_TIMEFRAME = "1h"
 
@@ -88,7 +90,7 @@ class _FileDefs:
     """What one checked file exports to files that `use` it."""
 
     consts: dict[str, Expr] = field(default_factory=dict)  # const name → value
-    defs: dict[str, tuple[s.Def, _Globals]] = field(default_factory=dict)  # def name → (syntax, home scope)
+    defs: dict[str, tuple[s.Def, Globals]] = field(default_factory=dict)  # def name → (syntax, home scope)
     strategies: dict[str, StrategyIR] = field(default_factory=dict)  # checked strategy templates
     profiles: dict[str, RiskProfileIR] = field(default_factory=dict)  # reusable risk profiles
     portfolios: list[PortfolioIR] = field(default_factory=list)  # portfolios (not exported)
@@ -157,7 +159,7 @@ class _Session:
         self.stack.append(path)
         try:
             module = parse(text.replace("\r\n", "\n"), display, reporter)
-            return _FileChecker(self, path, module, reporter, overrides).run()
+            return FileChecker(self, path, module, reporter, overrides).run()
         except RecursionError:
             reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to check")
             return _FileDefs()
@@ -195,52 +197,10 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-# ====================================================================== scopes
-
-
-@dataclass
-class _Globals:
-    """A file's global scope: consts and defs of the file and of the files it uses."""
-
-    const_syntax: dict[str, s.Const] = field(default_factory=dict)  # this file's consts, not yet checked
-    consts: dict[str, Expr] = field(default_factory=dict)  # checked consts (own and imported)
-    defs: dict[str, tuple[s.Def, _Globals]] = field(default_factory=dict)  # visible defs and their home
-    resolving: list[str] = field(default_factory=list)  # consts being resolved, for cycle detection
-
-
-@dataclass
-class _Strategy:
-    """The local scope of one strategy while it is checked."""
-
-    name: str  # strategy name
-    base_ms: int  # base clock length
-    params: dict[str, ParamIR] = field(default_factory=dict)  # declared params
-    param_spans: dict[str, Span] = field(default_factory=dict)  # where each param is declared
-    syntax: dict[str, s.Binding] = field(default_factory=dict)  # bindings by name, unchecked
-    done: dict[str, Expr] = field(default_factory=dict)  # checked bindings
-    resolving: list[str] = field(default_factory=list)  # bindings being resolved, for cycle detection
-    timeframes: set[str] = field(default_factory=set)  # clocks used by bars()
-    bars_spans: list[tuple[str, Span]] = field(default_factory=list)  # bars() timeframes and where
-    trade_state: bool = False  # whether a trade-state series was read
-
-
-@dataclass
-class _Env:
-    """Where an expression is checked: which names it may see and what kind of context it is."""
-
-    globals: _Globals  # consts and defs
-    strategy: _Strategy | None = None  # enclosing strategy, if any
-    locals: dict[str, Expr] = field(default_factory=dict)  # def parameters bound to argument values
-    inlining: tuple[str, ...] = ()  # defs being inlined, for recursion detection
-    metrics: Mapping[str, str] | None = None  # visible risk or result metrics
-    metric_scope: str = ""  # "portfolio", "sleeve" or "optimize" (for messages)
-    fixed: str = ""  # non-empty when only fixed values are allowed: names the thing, for E024
-
-
 # ====================================================================== the file checker
 
 
-class _FileChecker:
+class FileChecker:
     """Checks the statements of one file."""
 
     def __init__(
@@ -257,7 +217,7 @@ class _FileChecker:
         self.module = module  # parsed statements
         self.rep = reporter  # this file's diagnostics
         self.overrides = overrides  # --set name=value texts for the strategies of this file
-        self.globals = _Globals()  # the file's global scope
+        self.globals = Globals()  # the file's global scope
         self.out = _FileDefs()  # what the file defines
         self.names: dict[str, Span] = {}  # top-level names and where they are defined
         self.templates: dict[str, StrategyIR] = {}  # visible strategy templates (imported and own)
@@ -352,7 +312,7 @@ class _FileChecker:
             if isinstance(st, s.Def):
                 self._def(st)
         elif isinstance(st, s.Const):
-            self._const(st.name, self.globals)
+            self.resolve_const(st.name, self.globals)
         elif isinstance(st, s.Block) and st.kind == "strategy":
             self._strategy(st)
         elif isinstance(st, s.Block) and st.kind == "risk_profile":
@@ -403,7 +363,7 @@ class _FileChecker:
 
     # ---------------------------------------------------------------- consts and defs
 
-    def _const(self, name: str, scope: _Globals) -> Expr | None:
+    def resolve_const(self, name: str, scope: Globals) -> Expr | None:
         """The checked value of a const of this file, resolved on demand (cycles are E014)."""
         if name in scope.consts:
             return scope.consts[name]
@@ -416,11 +376,13 @@ class _FileChecker:
             return ERROR
         scope.resolving.append(name)
         try:
-            value = _Expressions(self).check(st.value, _Env(scope, fixed=f"const {name}"))
+            value = Expressions(self).check(st.value, Env(scope, fixed=f"const {name}"))
         finally:
             scope.resolving.pop()
         if value.qual > Qual.CONST and value is not ERROR:
-            self.rep.add("E024", st.value.span, f"const {name} must be fixed in the text; got {_typ(value)}")
+            self.rep.add(
+                "E024", st.value.span, f"const {name} must be fixed in the text; got {type_text(value)}"
+            )
             value = ERROR
         scope.consts[name] = value
         return value
@@ -433,8 +395,8 @@ class _FileChecker:
                 self.rep.add("E012", st.span, f"parameter '{param}' of {st.name}() is repeated")
             seen[param] = st.span
         wildcard = Expr.make("const", None, kind="na", qual=Qual.SERIES)
-        env = _Env(self.globals, locals={p: wildcard for p in st.params}, inlining=(st.name,))
-        _Expressions(self, quiet_types=True).check(st.body, env)
+        env = Env(self.globals, locals={p: wildcard for p in st.params}, inlining=(st.name,))
+        Expressions(self, quiet_types=True).check(st.body, env)
 
     # ---------------------------------------------------------------- strategies
 
@@ -443,9 +405,9 @@ class _FileChecker:
         body = [st for st in block.body if not _is_placeholder(st)]
         settings = {st.name: st for st in body if isinstance(st, s.Setting)}
         timeframe = self._timeframe(settings.get("timeframe"))
-        ctx = _Strategy(block.name, TIMEFRAMES[timeframe])
-        env = _Env(self.globals, ctx)
-        ex = _Expressions(self)
+        ctx = StrategyScope(block.name, TIMEFRAMES[timeframe])
+        env = Env(self.globals, ctx)
+        ex = Expressions(self)
         local: dict[str, Span] = {}
         # Declarations first: params and bindings may be used before the line that defines them. Broken
         # `name = ...` lines (named parser placeholders) declare their name too, so uses stay silent.
@@ -591,16 +553,18 @@ class _FileChecker:
 
     # ---------------------------------------------------------------- params and overrides
 
-    def _param(self, st: s.Param, env: _Env) -> ParamIR | None:
+    def _param(self, st: s.Param, env: Env) -> ParamIR | None:
         """Check a param's default and domain (E040–E044)."""
-        ex = _Expressions(self)
-        fixed = _Env(env.globals, fixed=f"the default of param {st.name}")
+        ex = Expressions(self)
+        fixed = Env(env.globals, fixed=f"the default of param {st.name}")
         default = ex.check(st.default, fixed)
         if default is ERROR:
             return None
         value = evaluate(default, {})
         if default.kind not in NUMERIC or not isinstance(value, int | float) or isinstance(value, bool):
-            self.rep.add("E022", st.default.span, f"param {st.name} must be a number; got {_typ(default)}")
+            self.rep.add(
+                "E022", st.default.span, f"param {st.name} must be a number; got {type_text(default)}"
+            )
             return None
         param = ParamIR(
             name=st.name,
@@ -613,7 +577,7 @@ class _FileChecker:
         return self._domain(st, param, st.domain, ex, fixed)
 
     def _domain(
-        self, st: s.Param, param: ParamIR, dom: s.Domain, ex: _Expressions, env: _Env
+        self, st: s.Param, param: ParamIR, dom: s.Domain, ex: Expressions, env: Env
     ) -> ParamIR | None:
         """Check a param's range or set domain and attach it."""
         items = [dom.low, dom.high, dom.step] if dom.low is not None else list(dom.items)
@@ -634,12 +598,12 @@ class _FileChecker:
                 return None
             value = evaluate(node, {})
             values.append(float(value) if isinstance(value, int | float) else None)
-        shown = _fmt(param.default, param.kind)
+        shown = format_value(param.default, param.kind)
         if dom.low is not None:
             low, high, step = values
             if low is None or high is None:
                 return None
-            text = f"{_fmt(low, param.kind)}..{_fmt(high, param.kind)}"
+            text = f"{format_value(low, param.kind)}..{format_value(high, param.kind)}"
             if low > high:
                 self.rep.add("E042", dom.span, f"empty range {text}: the start is above the end")
                 return None
@@ -653,7 +617,7 @@ class _FileChecker:
                 self.rep.add(
                     "E041",
                     st.default.span,
-                    f"default {shown} is not on the grid {text} step {_fmt(step or 0, param.kind)}",
+                    f"default {shown} is not on the grid {text} step {format_value(step or 0, param.kind)}",
                 )
             return result
         choices = tuple(v for v in values if v is not None)
@@ -661,22 +625,24 @@ class _FileChecker:
             self.rep.add("E042", dom.span, "empty set of values")
             return None
         if param.default not in choices:
-            listed = ", ".join(_fmt(c, param.kind) for c in choices)
+            listed = ", ".join(format_value(c, param.kind) for c in choices)
             self.rep.add("E040", st.default.span, f"default {shown} is not one of {{{listed}}}")
         return param.model_copy(update={"choices": choices})
 
-    def _constraint(self, st: s.Constraint, env: _Env, ctx: _Strategy) -> Expr:
+    def _constraint(self, st: s.Constraint, env: Env, ctx: StrategyScope) -> Expr:
         """A constraint over params must be fixed, bool, and hold at the defaults (E043)."""
-        fixed = _Env(env.globals, ctx, fixed="a constraint")
-        node = _Expressions(self).condition(st.expr, fixed, "constraint")
+        fixed = Env(env.globals, ctx, fixed="a constraint")
+        node = Expressions(self).condition(st.expr, fixed, "constraint")
         if node is not ERROR and evaluate(node, {k: p.default for k, p in ctx.params.items()}) is False:
             shown = ", ".join(
-                f"{k}={_fmt(p.default, p.kind)}" for k, p in ctx.params.items() if k in _param_names(node)
+                f"{k}={format_value(p.default, p.kind)}"
+                for k, p in ctx.params.items()
+                if k in _param_names(node)
             )
             self.rep.add("E043", st.expr.span, f"constraint is false at the defaults ({shown})")
         return node
 
-    def _apply_overrides(self, ctx: _Strategy, block: s.Block) -> None:
+    def _apply_overrides(self, ctx: StrategyScope, block: s.Block) -> None:
         """Apply `--set name=value` overrides to this file's strategies (each checked like a default)."""
         for name, text in self.overrides.items():
             if name not in ctx.params:
@@ -706,7 +672,7 @@ class _FileChecker:
     # ---------------------------------------------------------------- settings
 
     def _setting(
-        self, st: s.Setting, specs: Mapping[str, b.SettingSpec], env: _Env, out: dict[str, Expr], where: str
+        self, st: s.Setting, specs: Mapping[str, b.SettingSpec], env: Env, out: dict[str, Expr], where: str
     ) -> None:
         """Check one `key: value` setting against its specification."""
         spec = specs.get(st.name)
@@ -719,7 +685,7 @@ class _FileChecker:
         if st.name in ("symbol", "timeframe"):
             # Validated by _symbol and _timeframe; recorded there.
             return
-        node = _Expressions(self).setting_value(st, spec, env)
+        node = Expressions(self).setting_value(st, spec, env)
         if node is not ERROR:
             out[st.name] = node
 
@@ -728,8 +694,8 @@ class _FileChecker:
     def _risk_rules(self, body: tuple[s.Stmt, ...], scope: str, where: str) -> list[RiskRuleIR]:
         """Check the rules of a risk block (scope: portfolio or sleeve)."""
         metrics = b.SLEEVE_METRICS if scope == "sleeve" else b.PORTFOLIO_METRICS
-        env = _Env(self.globals, metrics=metrics, metric_scope=scope)
-        ex = _Expressions(self)
+        env = Env(self.globals, metrics=metrics, metric_scope=scope)
+        ex = Expressions(self)
         rules = []
         for st in body:
             if _is_placeholder(st):
@@ -742,15 +708,15 @@ class _FileChecker:
                 rules.append(rule)
         return rules
 
-    def _risk_rule(self, st: s.RiskAction, scope: str, env: _Env, ex: _Expressions) -> RiskRuleIR | None:
+    def _risk_rule(self, st: s.RiskAction, scope: str, env: Env, ex: Expressions) -> RiskRuleIR | None:
         """Check one halt / pause / flatten / cap rule."""
-        text = _source_text(self.session.sources.get(self.rep.file, ""), st.span)
+        text = source_text(self.session.sources.get(self.rep.file, ""), st.span)
         if st.action == "cap":
             metric = st.metric or ""
             kind = self._metric_kind(metric, st.metric_span or st.span, scope)
             if kind is None or st.limit is None:
                 return None
-            limit = ex.check(st.limit, _Env(self.globals, fixed=f"the limit of cap {metric}"))
+            limit = ex.check(st.limit, Env(self.globals, fixed=f"the limit of cap {metric}"))
             if limit is ERROR:
                 return None
             if unify(Type(limit.kind, adaptable=limit.kind == "number"), Type(kind)) != kind:
@@ -769,7 +735,7 @@ class _FileChecker:
         cond = ex.condition(st.cond, env, f"{st.action} condition") if st.cond is not None else ERROR
         duration = None
         if st.duration is not None:
-            node = ex.check(st.duration, _Env(self.globals, fixed="a pause length"))
+            node = ex.check(st.duration, Env(self.globals, fixed="a pause length"))
             if node is not ERROR and node.kind != "duration":
                 self.rep.add(
                     "E026", st.duration.span, f"pause expects a duration such as 24h; got {node.kind}"
@@ -808,8 +774,8 @@ class _FileChecker:
 
     def _portfolio(self, block: s.Block) -> None:
         """Check a portfolio: settings, sleeves, weights and risk."""
-        ex = _Expressions(self)
-        env = _Env(self.globals)
+        ex = Expressions(self)
+        env = Env(self.globals)
         settings: dict[str, Expr] = {}
         sleeves: list[SleeveIR] = []
         weights: list[tuple[s.Sleeve, float | None]] = []
@@ -860,7 +826,7 @@ class _FileChecker:
             )
         )
 
-    def _sleeve(self, st: s.Sleeve, ex: _Expressions) -> SleeveIR | None:
+    def _sleeve(self, st: s.Sleeve, ex: Expressions) -> SleeveIR | None:
         """Check a sleeve: its template, overrides (like defaults) and weight."""
         template = self.templates.get(st.call.func)
         if template is None:
@@ -876,7 +842,7 @@ class _FileChecker:
         params = {p.name: p for p in template.params}
         overrides: list[tuple[str, float]] = []
         symbol, timeframe = template.symbol, template.timeframe
-        fixed = _Env(self.globals, fixed="a sleeve override")
+        fixed = Env(self.globals, fixed="a sleeve override")
         for kw in st.call.kwargs:
             if kw.name == "symbol":
                 text = kw.value.text if isinstance(kw.value, s.Literal) and kw.value.kind == "string" else ""
@@ -920,7 +886,7 @@ class _FileChecker:
         for constraint in template.constraints:
             if evaluate(constraint, values) is False:
                 shown = ", ".join(
-                    f"{k}={_fmt(values[k], params[k].kind)}" for k in sorted(_param_names(constraint))
+                    f"{k}={format_value(values[k], params[k].kind)}" for k in sorted(_param_names(constraint))
                 )
                 self.rep.add(
                     "E043",
@@ -964,11 +930,11 @@ class _FileChecker:
                 return None
         return text
 
-    def _weight(self, st: s.Sleeve, ex: _Expressions) -> float | None:
+    def _weight(self, st: s.Sleeve, ex: Expressions) -> float | None:
         """A sleeve weight: a percentage in (0, 100%]."""
         if st.weight is None:
             return None
-        node = ex.check(st.weight, _Env(self.globals, fixed="a sleeve weight"))
+        node = ex.check(st.weight, Env(self.globals, fixed="a sleeve weight"))
         if node is ERROR:
             return None
         value = evaluate(node, {})
@@ -989,7 +955,7 @@ class _FileChecker:
         """Sum check (E050); sleeves without a weight share what the others leave, equally."""
         given = sum(w for _, w in weights if w is not None)
         if given > 1 + 1e-9:
-            self.rep.add("E050", block.name_span, f"sleeve weights sum to {_fmt(given, 'percent')}")
+            self.rep.add("E050", block.name_span, f"sleeve weights sum to {format_value(given, 'percent')}")
             return sleeves
         missing = [i for i, (_, w) in enumerate(weights) if w is None]
         if not missing:
@@ -1030,7 +996,7 @@ class _FileChecker:
 
     def _optimize(self, block: s.Block) -> None:
         """Check an optimize block: target, range, method, objective, requirements, walk-forward."""
-        env = _Env(self.globals, metrics=b.RESULT_METRICS, metric_scope="optimize")
+        env = Env(self.globals, metrics=b.RESULT_METRICS, metric_scope="optimize")
         values: dict[str, Expr] = {}
         target = ""
         for st in block.body:
@@ -1073,7 +1039,7 @@ class _FileChecker:
 
     # ---------------------------------------------------------------- clocks
 
-    def _check_clocks(self, ctx: _Strategy, base: int, where: Span | None) -> None:
+    def _check_clocks(self, ctx: StrategyScope, base: int, where: Span | None) -> None:
         """Every bars() clock must be available, not faster than the base and a whole multiple of it."""
         for tf, span in ctx.bars_spans:
             size = TIMEFRAMES[tf]
@@ -1086,676 +1052,8 @@ class _FileChecker:
                 self.rep.add("E035", where or span, f"{tf} is not a whole multiple of {base_name}")
 
 
-# ====================================================================== expressions
-
-
-class _Expressions:
-    """Type-checks expressions into IR nodes under an environment."""
-
-    def __init__(self, fc: _FileChecker, *, quiet_types: bool = False) -> None:
-        """Bind to a file checker."""
-        self.fc = fc  # the file checker (reporter, scopes)
-        self.rep = fc.rep  # diagnostics sink
-        self.quiet_types = quiet_types  # only names are checked (a def body before its arguments are known)
-
-    # ---------------------------------------------------------------- entry points
-
-    def binding(self, name: str, env: _Env) -> Expr:
-        """The value of a strategy binding, resolved on demand (cycles are E014)."""
-        ctx = env.strategy
-        assert ctx is not None
-        if name in ctx.done:
-            return ctx.done[name]
-        st = ctx.syntax[name]
-        if name in ctx.resolving:
-            chain = [*ctx.resolving[ctx.resolving.index(name) :], name]
-            self.rep.add("E014", st.name_span, f"circular definition: {' → '.join(chain)}")
-            return ERROR
-        ctx.resolving.append(name)
-        try:
-            value = self.check(st.value, _Env(env.globals, ctx))
-        finally:
-            ctx.resolving.pop()
-        ctx.done[name] = value
-        return value
-
-    def condition(self, node: s.Expr, env: _Env, what: str) -> Expr:
-        """An expression that must be bool."""
-        value = self.check(node, env)
-        if value is not ERROR and value.kind not in ("bool", "na"):
-            self.rep.add("E022", node.span, f"{what} must be bool; got {_typ(value)}")
-            return ERROR
-        return value
-
-    def setting_value(self, st: s.Setting, spec: b.SettingSpec, env: _Env) -> Expr:
-        """The value of a setting, checked against the kinds and qualifier it accepts."""
-        value = st.value
-        # Enumerated words (fill: next_open) are not names.
-        for kind in spec.kinds:
-            if kind in b.ENUMS:
-                word = value.id if isinstance(value, s.Name) else ""
-                if word in b.ENUMS[kind]:
-                    return Expr.make("const", word, kind=kind)
-                self.rep.add(
-                    "E026",
-                    value.span,
-                    f"{st.name} expects {spec.what}",
-                    did_you_mean(word, b.ENUMS[kind]) if word else None,
-                )
-                return ERROR
-        categories = [k for k in spec.kinds if k in _CATEGORIES]
-        if isinstance(value, s.Call) and value.func in b.SETTING_FUNCTIONS:
-            sig = b.SETTING_FUNCTIONS[value.func]
-            if sig.category not in categories:
-                self.rep.add("E026", value.span, f"{st.name} expects {spec.what}")
-                return ERROR
-            return self.setting_call(value, sig, env)
-        if categories and not [k for k in spec.kinds if k not in _CATEGORIES]:
-            self.rep.add("E026", value.span, f"{st.name} expects {spec.what}")
-            return ERROR
-        node = self.check(value, env)
-        if node is ERROR:
-            return ERROR
-        kinds = set(spec.kinds)
-        ok = (
-            node.kind in kinds
-            or ("int" in kinds and node.kind == "number" and node.integer)
-            or (node.kind == "number" and node.qual == Qual.CONST and kinds & {"price", "qty", "money"})
-        )
-        if not ok:
-            self.rep.add("E026", value.span, f"{st.name} expects {spec.what}; got {_typ(node)}")
-            return ERROR
-        allowed = {"const": Qual.CONST, "param": Qual.PARAM, "series": Qual.SERIES}[spec.qual]
-        if node.qual > allowed:
-            self.rep.add("E024", value.span, f"{st.name} must be fixed for the run; got {_typ(node)}")
-            return ERROR
-        return self._setting_range(st, node)
-
-    def _setting_range(self, st: s.Setting, node: Expr) -> Expr:
-        """Range checks of fixed numeric settings (E025)."""
-        value = evaluate(node, {})
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return node
-        limits = {
-            "max_entries": (1, None),
-            "fee": (0, 0.5),
-            "maker_fee": (0, 0.5),
-            "taker_fee": (0, 0.5),
-            "max_volume": (0, 1),
-            "slippage": (0, 1),
-            "stop_loss": (0, 1),
-            "capital": (0, None),
-        }
-        low, high = limits.get(st.name, (None, None))
-        if low is not None and (
-            value < low or (value == low and st.name in ("capital", "max_volume", "stop_loss"))
-        ):
-            self.rep.add(
-                "E025",
-                st.value.span,
-                f"{st.name} must be > {_fmt(low, node.kind)}"
-                if st.name in ("capital", "max_volume", "stop_loss")
-                else f"{st.name} must be >= {low}",
-            )
-            return ERROR
-        if high is not None and value > high:
-            self.rep.add("E025", st.value.span, f"{st.name} must be <= {_fmt(high, node.kind)}")
-            return ERROR
-        return node
-
-    def setting_call(self, call: s.Call, sig: b.Signature, env: _Env) -> Expr:
-        """A sizing rule, slippage model, search method, objective or walk-forward scheme."""
-        bound = self._bind(call, sig)
-        if bound is None:
-            return ERROR
-        args: list[Expr] = []
-        for arg in sig.args:
-            given = bound.get(arg.name)
-            if given is None:
-                args.append(_default(arg))
-                continue
-            if arg.role == "metric":
-                name = given.id if isinstance(given, s.Name) else ""
-                if name not in b.RESULT_METRICS:
-                    self.rep.add(
-                        "E060",
-                        given.span,
-                        f"unknown metric '{name or 'expression'}'",
-                        did_you_mean(name, b.RESULT_METRICS),
-                    )
-                    return ERROR
-                args.append(Expr.make("const", name, kind="metric"))
-                continue
-            node = self.check(given, _Env(env.globals, env.strategy, fixed=f"{arg.name} of {sig.name}()"))
-            if node is ERROR or not self._fixed_arg(sig, arg, node, given):
-                return ERROR
-            args.append(node)
-        return Expr.make(
-            "call", sig.name, tuple(args), kind=sig.category, qual=max((a.qual for a in args), default=0)
-        )
-
-    def _fixed_arg(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
-        """Check the unit and range of a fixed argument of a setting function."""
-        want = {
-            "percent": ("percent",),
-            "duration": ("duration",),
-            "qty": ("qty", "money", "number"),
-            "length": ("number",),
-            "count": ("number",),
-            "number": ("number",),
-        }[arg.role]
-        if node.kind not in want or (arg.role in ("length", "count") and not node.integer):
-            expected = {
-                "percent": "a percentage",
-                "duration": "a duration",
-                "qty": "a quantity",
-                "length": "a whole number",
-                "count": "a whole number",
-                "number": "a number",
-            }[arg.role]
-            self.rep.add(
-                "E022", given.span, f"{arg.name} of {sig.name}() must be {expected}; got {_typ(node)}"
-            )
-            return False
-        return self._positive(sig, arg, node, given)
-
-    def _positive(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
-        """Lengths must be >= 1 and counts >= 0 wherever their value is known (E025)."""
-        value = evaluate(node, self._defaults())
-        floor = 1 if arg.role == "length" else 0
-        if arg.role in ("length", "count") and isinstance(value, int | float) and value < floor:
-            self.rep.add("E025", given.span, f"{arg.name} of {sig.name}() must be >= {floor}")
-            return False
-        return True
-
-    def _defaults(self) -> dict[str, float]:
-        """Nothing is known about params here; overridden per strategy by evaluate's None handling."""
-        return {}
-
-    # ---------------------------------------------------------------- the expression walk
-
-    def check(self, node: s.Expr, env: _Env) -> Expr:
-        """Type-check an expression; ERROR after reporting a problem."""
-        # One method per node type, `_` + the type's name in lower case, looked up once per type.
-        route = _ROUTES.get(type(node))
-        if route is None:
-            route = _ROUTES[type(node)] = getattr(_Expressions, "_" + type(node).__name__.lower())
-        result: Expr = route(self, node, env)
-        return result
-
-    def _literal(self, node: s.Literal, env: _Env) -> Expr:
-        """Numbers, quantities with units, amounts, dates, strings, booleans and na."""
-        text = node.text
-        if node.kind == "number":
-            clean = text.replace("_", "")
-            value: float | int = float(clean) if "." in clean else int(clean)
-            return Expr.make("const", value, kind="number", integer=isinstance(value, int))
-        if node.kind == "quantity":
-            return self._quantity(node)
-        if node.kind == "amount":
-            number, currency = text.rsplit(" ", 1)
-            return Expr.make("const", float(number.replace("_", "")), kind="money", symbol=currency)
-        if node.kind == "date":
-            try:
-                when = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            except ValueError:
-                self.rep.add("E005", node.span, f"'{text}' is not a valid date", "write dates as 2024-01-31")
-                return ERROR
-            return Expr.make("const", int(when.timestamp() * 1000), kind="date", integer=True)
-        if node.kind == "string":
-            return Expr.make("const", text, kind="string")
-        if node.kind == "bool":
-            return Expr.make("const", text == "true", kind="bool")
-        return Expr.make("const", None, kind="na")
-
-    def _quantity(self, node: s.Literal) -> Expr:
-        """`2.5%`, `5bps`, `2R`, `45m`: a number glued to its unit."""
-        text = node.text
-        digits = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%")
-        suffix = text[len(digits) :]
-        number = float(digits.replace("_", ""))
-        if suffix == "%":
-            return Expr.make("const", number / 100, kind="percent")
-        if suffix == "bps":
-            return Expr.make("const", number / 10_000, kind="bps")
-        if suffix == "R":
-            return Expr.make("const", number, kind="R")
-        if suffix in DURATION_MS and number.is_integer():
-            ms = parse_duration(f"{int(number)}{suffix}")
-            return Expr.make("const", ms, kind="duration", integer=True)
-        self.rep.add(
-            "E005",
-            node.span,
-            f"'{text}' is not a number, percentage or duration",
-            "units: %, bps, R, ms, s, m, h, d, w",
-        )
-        return ERROR
-
-    def _name(self, node: s.Name, env: _Env) -> Expr:
-        """Resolve a name: def argument, binding, param, const, source, trade state or metric."""
-        name = node.id
-        if name == ERROR_NAME:
-            return ERROR
-        if name in env.locals:
-            return env.locals[name]
-        ctx = env.strategy
-        if ctx is not None and name in ctx.syntax and not env.fixed:
-            return self.binding(name, env)
-        if ctx is not None and name in ctx.params:
-            param = ctx.params[name]
-            return Expr.make("param", name, kind=param.kind, qual=Qual.PARAM, integer=param.integer)
-        if ctx is not None and name in ctx.param_spans:
-            return ERROR  # a param whose own declaration already failed
-        const = self._global_const(name, env)
-        if const is not None:
-            return const
-        if env.metrics is not None:
-            return self._metric(node, env)
-        series = b.SOURCES.get(name) or b.TRADE_STATE.get(name)
-        if series is not None:
-            if env.fixed:
-                self.rep.add("E024", node.span, f"{env.fixed} must be fixed; '{name}' changes every bar")
-                return ERROR
-            if ctx is None:
-                self.rep.add(
-                    "E017", node.span, f"'{name}' is a series and is only available inside a strategy"
-                )
-                return ERROR
-            if name in b.TRADE_STATE:
-                ctx.trade_state = True
-                return Expr.make("state", name, kind=series, qual=Qual.SERIES)
-            return Expr.make("source", name, kind=series, qual=Qual.SERIES)
-        if ctx is not None and name in ctx.syntax and env.fixed:
-            self.rep.add("E024", node.span, f"{env.fixed} must be fixed; '{name}' is a series")
-            return ERROR
-        self.rep.add("E010", node.span, f"undefined name '{name}'", did_you_mean(name, self._visible(env)))
-        return ERROR
-
-    def _global_const(self, name: str, env: _Env) -> Expr | None:
-        """A const visible from `env`, checking it on first use."""
-        scope = env.globals
-        if name in scope.const_syntax:
-            return self.fc._const(name, scope)
-        return scope.consts.get(name)
-
-    def _metric(self, node: s.Name, env: _Env) -> Expr:
-        """A risk or result metric inside a risk rule or an optimize requirement."""
-        assert env.metrics is not None
-        name = node.id
-        if name in env.metrics:
-            # Risk metrics change every bar; a run's result metrics are fixed once the run is over.
-            qual = Qual.PARAM if env.metric_scope == "optimize" else Qual.SERIES
-            return Expr.make("metric", name, kind=env.metrics[name], qual=qual)
-        if env.metric_scope == "optimize":
-            self.rep.add("E060", node.span, f"unknown metric '{name}'", did_you_mean(name, env.metrics))
-        elif name in b.SLEEVE_METRICS:
-            self.rep.add(
-                "E052", node.span, f"'{name}' is a per-sleeve metric", "use it inside 'risk per sleeve:'"
-            )
-        else:
-            self.rep.add("E052", node.span, f"unknown risk metric '{name}'", did_you_mean(name, env.metrics))
-        return ERROR
-
-    def _visible(self, env: _Env) -> list[str]:
-        """Every name visible from `env`, for did-you-mean hints."""
-        names = [*env.locals, *env.globals.consts, *env.globals.const_syntax, *b.SOURCES, *b.TRADE_STATE]
-        if env.strategy is not None:
-            names += [*env.strategy.syntax, *env.strategy.params]
-        return names
-
-    def _call(self, node: s.Call, env: _Env) -> Expr:
-        """A call of a def (inlined), bars(), or a built-in series function."""
-        name = node.func
-        if name in env.globals.defs:
-            return self._inline(node, env)
-        if name == b.BARS_FUNCTION:
-            return self._bars(node, env)
-        sig = b.SERIES_FUNCTIONS.get(name)
-        if sig is None:
-            setting = b.SETTING_FUNCTIONS.get(name)
-            if setting is not None:
-                self.rep.add(
-                    "E017",
-                    node.span,
-                    f"{name}() is a {setting.category.replace('_', '-')} rule and only "
-                    "allowed as the value of a setting",
-                )
-                return ERROR
-            known = [*b.SERIES_FUNCTIONS, *b.SETTING_FUNCTIONS, *env.globals.defs, b.BARS_FUNCTION]
-            self.rep.add("E011", node.func_span, f"unknown function '{name}'", did_you_mean(name, known))
-            return ERROR
-        if env.fixed:
-            self.rep.add("E024", node.span, f"{env.fixed} must be fixed; {name}() is a series")
-            return ERROR
-        bound = self._bind(node, sig)
-        if bound is None:
-            return ERROR
-        args: list[Expr] = []
-        series: list[Expr] = []
-        for arg in sig.args:
-            given = bound.get(arg.name)
-            value = _default(arg) if given is None else self.check(given, env)
-            if value is ERROR:
-                return ERROR
-            if given is not None and not self._series_arg(sig, arg, value, given):
-                return ERROR
-            args.append(value)
-            if arg.role in ("series", "cond"):
-                series.append(value)
-        first = series[0] if series else None
-        kind = sig.result
-        if kind == "same":
-            kind = first.kind if first is not None and first.kind != "na" else "number"
-        clock = _clock(series) if not sig.implicit else None
-        if kind in ("macd", "bbands", "stoch", "donchian", "keltner", "supertrend"):
-            t = struct(kind, Qual.SERIES, first.kind if first is not None else "price")
-            return Expr.make(
-                "call", name, tuple(args), kind=kind, qual=Qual.SERIES, clock=clock, symbol=_fields_key(t)
-            )
-        return Expr.make(
-            "call",
-            name,
-            tuple(args),
-            kind=kind,
-            qual=Qual.SERIES,
-            clock=clock,
-            integer=name in ("barssince",),
-        )
-
-    def _series_arg(self, sig: b.Signature, arg: b.Arg, value: Expr, given: s.Expr) -> bool:
-        """Check one argument of a series function against its role."""
-        if self.quiet_types or value.kind == "na":
-            return True
-        if arg.role == "cond":
-            if value.kind != "bool":
-                self.rep.add(
-                    "E022", given.span, f"{arg.name} of {sig.name}() must be bool; got {_typ(value)}"
-                )
-                return False
-            return True
-        if value.kind not in NUMERIC:
-            self.rep.add(
-                "E022", given.span, f"{arg.name} of {sig.name}() must be a number series; got {_typ(value)}"
-            )
-            return False
-        if arg.role in ("length", "count", "number"):
-            if value.qual > Qual.PARAM:
-                self.rep.add("E024", given.span, f"{arg.name} of {sig.name}() must be fixed for the run")
-                return False
-            if arg.role != "number" and not (value.kind == "number" and value.integer):
-                self.rep.add(
-                    "E022",
-                    given.span,
-                    f"{arg.name} of {sig.name}() must be a whole number; got {_typ(value)}",
-                )
-                return False
-            return self._positive(sig, arg, value, given)
-        return True
-
-    def _bind(self, node: s.Call, sig: b.Signature) -> dict[str, s.Expr] | None:
-        """Match a call's arguments to a signature (E020 arity, E021 unknown keyword)."""
-        names = [a.name for a in sig.args]
-        total = len(node.args) + len(node.kwargs)
-        if len(node.args) > len(names) or total < sig.required:
-            count = f"{sig.required}" if sig.required == len(names) else f"{sig.required} to {len(names)}"
-            plural = "argument" if len(names) == 1 and sig.required == 1 else "arguments"
-            self.rep.add(
-                "E020", node.span, f"{sig.name}() takes {count} {plural} ({', '.join(names)}); got {total}"
-            )
-            return None
-        bound: dict[str, s.Expr] = dict(zip(names, node.args, strict=False))
-        for kw in node.kwargs:
-            if kw.name not in names:
-                self.rep.add(
-                    "E021",
-                    kw.span,
-                    f"{sig.name}() has no parameter '{kw.name}'",
-                    did_you_mean(kw.name, names),
-                )
-                return None
-            if kw.name in bound:
-                self.rep.add("E021", kw.span, f"{sig.name}() got '{kw.name}' twice")
-                return None
-            bound[kw.name] = kw.value
-        missing = [a.name for a in sig.args if a.default is None and a.name not in bound]
-        if missing:
-            self.rep.add("E020", node.span, f"{sig.name}() is missing '{missing[0]}'")
-            return None
-        return bound
-
-    def _inline(self, node: s.Call, env: _Env) -> Expr:
-        """Inline a call of a pure def: its body checked with the arguments bound (recursion is E014)."""
-        st, home = env.globals.defs[node.func]
-        if node.func in env.inlining:
-            chain = [*env.inlining[env.inlining.index(node.func) :], node.func]
-            self.rep.add("E014", node.span, f"circular definition: {' → '.join(chain)}")
-            return ERROR
-        if node.kwargs or len(node.args) != len(st.params):
-            self.rep.add(
-                "E020",
-                node.span,
-                f"{st.name}() takes {len(st.params)} arguments "
-                f"({', '.join(st.params)}); got {len(node.args) + len(node.kwargs)}",
-            )
-            return ERROR
-        values = [self.check(a, env) for a in node.args]
-        if any(v is ERROR for v in values):
-            return ERROR
-        inner = _Env(
-            home,
-            env.strategy,
-            dict(zip(st.params, values, strict=True)),
-            (*env.inlining, node.func),
-            env.metrics,
-            env.metric_scope,
-            env.fixed,
-        )
-        return self.check(st.body, inner)
-
-    def _bars(self, node: s.Call, env: _Env) -> Expr:
-        """`bars(tf)` or `bars("EXCHANGE:BASE/QUOTE", tf)`: the last closed candles of another clock."""
-        ctx = env.strategy
-        if ctx is None or env.fixed:
-            self.rep.add("E017", node.span, "bars() is only available inside a strategy")
-            return ERROR
-        if node.kwargs or not 1 <= len(node.args) <= 2:
-            self.rep.add(
-                "E020",
-                node.span,
-                f"bars() takes 1 to 2 arguments (symbol, timeframe); got {len(node.args) + len(node.kwargs)}",
-            )
-            return ERROR
-        symbol = None
-        if len(node.args) == 2:
-            first = node.args[0]
-            text = first.text if isinstance(first, s.Literal) and first.kind == "string" else ""
-            if parse_symbol(text) is None:
-                self.rep.add(
-                    "E037", first.span, f"'{text or 'this value'}' is not of the form \"EXCHANGE:BASE/QUOTE\""
-                )
-                return ERROR
-            symbol = text
-        tf_node = node.args[-1]
-        tf = tf_node.text if isinstance(tf_node, s.Literal) else ""
-        if tf not in TIMEFRAMES:
-            self.rep.add(
-                "E036",
-                tf_node.span,
-                f"timeframe {tf or 'expression'} is not available",
-                "available: " + ", ".join(TIMEFRAMES),
-            )
-            return ERROR
-        ctx.timeframes.add(tf)
-        ctx.bars_spans.append((tf, tf_node.span))
-        clock = None if TIMEFRAMES[tf] == ctx.base_ms and symbol is None else tf
-        return Expr.make("bars", None, kind="bars", qual=Qual.SERIES, clock=clock, symbol=symbol)
-
-    def _field(self, node: s.Field, env: _Env) -> Expr:
-        """`x.name` on a struct: a bars source, or one output of a struct-valued built-in."""
-        obj = self.check(node.obj, env)
-        if obj is ERROR:
-            return ERROR
-        fields = dict(_fields_of(obj))
-        if not fields:
-            self.rep.add("E022", node.name_span, f"{_typ(obj)} has no fields")
-            return ERROR
-        if node.name not in fields:
-            self.rep.add(
-                "E010",
-                node.name_span,
-                f"{obj.kind} has no field '{node.name}'",
-                did_you_mean(node.name, fields) or f"fields: {', '.join(fields)}",
-            )
-            return ERROR
-        if obj.op == "bars":
-            return Expr.make(
-                "source",
-                node.name,
-                kind=fields[node.name],
-                qual=Qual.SERIES,
-                clock=obj.clock,
-                symbol=obj.symbol,
-            )
-        return Expr.make(
-            "field", node.name, (obj,), kind=fields[node.name], qual=Qual.SERIES, clock=obj.clock
-        )
-
-    def _offset(self, node: s.Offset, env: _Env) -> Expr:
-        """`x[n]`: n fixed, whole and >= 0 (a negative offset would read the future: E030)."""
-        obj = self.check(node.obj, env)
-        index = self.check(
-            node.index, _Env(env.globals, env.strategy, env.locals, env.inlining, fixed="an offset")
-        )
-        if obj is ERROR or index is ERROR:
-            return ERROR
-        if obj.kind not in NUMERIC and obj.kind != "bool":
-            self.rep.add(
-                "E022", node.obj.span, f"only a number or bool series can be offset; got {_typ(obj)}"
-            )
-            return ERROR
-        if index.kind != "number" or not index.integer:
-            self.rep.add(
-                "E022", node.index.span, f"an offset must be a whole number of bars; got {_typ(index)}"
-            )
-            return ERROR
-        value = evaluate(index, {})
-        if isinstance(value, int | float) and value < 0:
-            shown = _source_text(self.fc.session.sources.get(self.rep.file, ""), node.span) or "x[-1]"
-            self.rep.add("E030", node.span, f"{shown} would read the next bar; offsets must be >= 0")
-            return ERROR
-        return Expr.make(
-            "offset",
-            None,
-            (obj, index),
-            kind=obj.kind,
-            qual=max(obj.qual, Qual.SERIES),
-            integer=obj.integer,
-            clock=obj.clock,
-        )
-
-    def _binop(self, node: s.BinOp, env: _Env) -> Expr:
-        """Arithmetic, comparison and logic, with unit rules."""
-        left, right = self.check(node.left, env), self.check(node.right, env)
-        if left is ERROR or right is ERROR:
-            return ERROR
-        op = node.op
-        qual = join_qual(_t(left), _t(right))
-        clock = _clock([left, right])
-        if op in ("and", "or"):
-            for side, value in ((node.left, left), (node.right, right)):
-                if value.kind not in ("bool", "na") and not self.quiet_types:
-                    self.rep.add("E022", side.span, f"'{op}' needs bool operands; got {_typ(value)}")
-                    return ERROR
-            return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
-        if self.quiet_types and "na" in (left.kind, right.kind):
-            return Expr.make("const", None, kind="na", qual=qual)
-        for side, value in ((node.left, left), (node.right, right)):
-            if (
-                value.kind not in NUMERIC
-                and value.kind != "na"
-                and not (op in ("==", "!=") and value.kind == "bool")
-            ):
-                self.rep.add("E022", side.span, f"'{op}' needs numbers; got {_typ(value)}")
-                return ERROR
-        if op in ("<", "<=", ">", ">=", "==", "!="):
-            if unify(_t(left), _t(right), compare=True) is None:
-                self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
-                return ERROR
-            return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
-        kind = _arith_kind(op, left, right)
-        if kind is None:
-            verb = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}[op]
-            joiner = {"+": "and", "-": "and", "*": "by", "/": "by"}[op]
-            self.rep.add("E023", node.span, f"cannot {verb} {left.kind} {joiner} {right.kind}")
-            return ERROR
-        integer = op in "+-*" and left.integer and right.integer
-        return Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
-
-    def _cross(self, node: s.Cross, env: _Env) -> Expr:
-        """`a crosses above/below b`: a one-bar bool pulse on the faster clock."""
-        left, right = self.check(node.left, env), self.check(node.right, env)
-        if left is ERROR or right is ERROR:
-            return ERROR
-        for side, value in ((node.left, left), (node.right, right)):
-            if value.kind not in NUMERIC and value.kind != "na":
-                self.rep.add("E022", side.span, f"'crosses' needs number series; got {_typ(value)}")
-                return ERROR
-        if unify(_t(left), _t(right), compare=True) is None:
-            self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
-            return ERROR
-        return Expr.make(
-            "cross", node.direction, (left, right), kind="bool", qual=Qual.SERIES, clock=_clock([left, right])
-        )
-
-    def _unary(self, node: s.Unary, env: _Env) -> Expr:
-        """`not x` (bool) or `-x` (number)."""
-        value = self.check(node.operand, env)
-        if value is ERROR:
-            return ERROR
-        if node.op == "not":
-            if value.kind not in ("bool", "na") and not self.quiet_types:
-                self.rep.add("E022", node.operand.span, f"'not' needs a bool; got {_typ(value)}")
-                return ERROR
-            return Expr.make("unary", "not", (value,), kind="bool", qual=value.qual, clock=value.clock)
-        if value.kind not in NUMERIC and value.kind != "na":
-            self.rep.add("E022", node.operand.span, f"'-' needs a number; got {_typ(value)}")
-            return ERROR
-        if value.op == "const" and isinstance(value.value, int | float) and not isinstance(value.value, bool):
-            return Expr.make(
-                "const", -value.value, kind=value.kind, integer=value.integer, symbol=value.symbol
-            )
-        return Expr.make(
-            "unary", "-", (value,), kind=value.kind, qual=value.qual, clock=value.clock, integer=value.integer
-        )
-
-    def _ifelse(self, node: s.IfElse, env: _Env) -> Expr:
-        """`a if cond else b`: cond bool, branches of one unit."""
-        cond = self.condition(node.cond, env, "the condition of 'if'")
-        then, other = self.check(node.then, env), self.check(node.other, env)
-        if ERROR in (cond, then, other):
-            return ERROR
-        kind = (
-            unify(_t(then), _t(other))
-            if then.kind != "bool"
-            else ("bool" if other.kind in ("bool", "na") else None)
-        )
-        if kind is None:
-            self.rep.add("E023", node.span, f"the branches of 'if' differ: {then.kind} and {other.kind}")
-            return ERROR
-        return Expr.make(
-            "if",
-            None,
-            (cond, then, other),
-            kind=kind,
-            qual=join_qual(_t(cond), _t(then), _t(other)),
-            clock=_clock([cond, then, other]),
-        )
-
-
 # ====================================================================== helpers
 
-# Setting-function categories that count as kinds of setting values.
-_CATEGORIES = frozenset({"sizing", "slippage", "method", "objective", "walk_forward"})
 # Settings by the block they belong to, for E016 hints.
 _SETTINGS_BY_CONTEXT: dict[str, Mapping[str, b.SettingSpec]] = {
     "strategy": {**b.STRATEGY_SETTINGS, "execution": b.SettingSpec(())},
@@ -1819,69 +1117,6 @@ def _builtin_kind(name: str) -> str | None:
     return None
 
 
-def _typ(node: Expr) -> str:
-    """A node's type as shown in messages."""
-    fields = _fields_of(node)
-    kind = "int" if node.integer and node.kind == "number" else node.kind
-    if fields:
-        kind = node.kind
-    return f"series<{kind}>" if node.qual == Qual.SERIES else kind
-
-
-def _t(node: Expr) -> Type:
-    """The static type of an IR node (a bare number literal is adaptable)."""
-    return _type(node.kind, node.qual, node.integer, node.op == "const" and node.kind == "number")
-
-
-@functools.cache
-def _type(kind: str, qual: int, integer: bool, adaptable: bool) -> Type:
-    """A static type (types are immutable and few: each is built once)."""
-    return Type(kind, Qual(qual), integer, adaptable=adaptable)
-
-
-# `_Expressions.check`'s method for each syntax node type, filled in as types are met.
-_ROUTES: dict[type, Any] = {}
-
-
-def _arith_kind(op: str, left: Expr, right: Expr) -> str | None:
-    """The unit kind of `left op right`, or None when the units do not combine."""
-    if op in "+-":
-        return unify(_t(left), _t(right))
-    a = left.kind if left.kind != "na" else "number"
-    z = right.kind if right.kind != "na" else "number"
-    return multiply(a, z) if op == "*" else divide(a, z)
-
-
-def _clock(nodes: list[Expr]) -> str | None:
-    """The clock of a value computed from `nodes`: the base clock unless every series shares a slower one."""
-    clocks = {n.clock for n in nodes if n.qual == Qual.SERIES}
-    return clocks.pop() if len(clocks) == 1 else None
-
-
-def _fields_key(t: Type) -> str:
-    """Struct field kinds packed into the node (so a field access knows its unit)."""
-    return ",".join(f"{k}:{v}" for k, v in t.fields)
-
-
-def _fields_of(node: Expr) -> tuple[tuple[str, str], ...]:
-    """The fields of a struct-valued node."""
-    if node.kind == "bars":
-        return struct("bars", Qual.SERIES).fields
-    if node.op == "call" and node.symbol and ":" in node.symbol:
-        return tuple(tuple(part.split(":", 1)) for part in node.symbol.split(","))  # type: ignore[misc]
-    return ()
-
-
-def _default(arg: b.Arg) -> Expr:
-    """The IR constant of an omitted argument's default."""
-    value = arg.default
-    if isinstance(value, str) and value.endswith("%"):
-        return Expr.make("const", float(value[:-1]) / 100, kind="percent")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Expr.make("const", value, kind="number", integer=True)
-    return Expr.make("const", value, kind="number")
-
-
 def _on_grid(value: float, low: float, step: float | None) -> bool:
     """Whether `value` lies on the grid low, low+step, ... (within float tolerance)."""
     if step is None or step <= 0:
@@ -1899,19 +1134,18 @@ def _domain_max(param: ParamIR) -> float:
 
 def _domain_problem(param: ParamIR, value: float) -> str | None:
     """Why `value` is not allowed for `param` (outside its domain or off its grid), or None."""
-    shown = _fmt(value, param.kind)
+    shown = format_value(value, param.kind)
     if param.integer and not float(value).is_integer():
         return f"{param.name} must be a whole number; got {shown}"
     if param.choices is not None and value not in param.choices:
-        return f"{shown} is not one of {{{', '.join(_fmt(c, param.kind) for c in param.choices)}}}"
+        return f"{shown} is not one of {{{', '.join(format_value(c, param.kind) for c in param.choices)}}}"
     if param.low is not None and param.high is not None:
-        text = f"{_fmt(param.low, param.kind)}..{_fmt(param.high, param.kind)}"
+        text = f"{format_value(param.low, param.kind)}..{format_value(param.high, param.kind)}"
         if not param.low <= value <= param.high:
             return f"{param.name} = {shown} is outside {text}"
         if not _on_grid(value, param.low, param.step):
-            return (
-                f"{param.name} = {shown} is not on the grid {text} step {_fmt(param.step or 0, param.kind)}"
-            )
+            step = format_value(param.step or 0, param.kind)
+            return f"{param.name} = {shown} is not on the grid {text} step {step}"
     return None
 
 
@@ -1931,19 +1165,6 @@ def _parse_override(text: str, param: ParamIR) -> float | None:
         return float(text.replace("_", ""))
     except ValueError:
         return None
-
-
-def _fmt(value: float, kind: str) -> str:
-    """A value in base units shown as it would be written (0.025 percent → 2.5%)."""
-    if kind == "percent":
-        return f"{value * 100:g}%"
-    if kind == "bps":
-        return f"{value * 10_000:g}bps"
-    if kind == "duration":
-        return format_duration(int(value))
-    if kind == "R":
-        return f"{value:g}R"
-    return f"{value:g}"
 
 
 def _int(node: Expr | None) -> int | None:
@@ -1970,116 +1191,6 @@ def _walk(node: Expr) -> Iterator[Expr]:
         todo.extend(item.args)
 
 
-def _source_text(source: str, span: Span) -> str:
-    """The text of a one-line span (the rule as written, for risk events and messages)."""
-    lines = source.splitlines()
-    if not 1 <= span.line <= len(lines):
-        return ""
-    line = lines[span.line - 1]
-    end = span.end_col - 1 if span.end_line == span.line else len(line)
-    return line[span.col - 1 : end].split("#", 1)[0].strip()
-
-
 def _digest(*parts: object) -> str:
     """A content hash of a strategy's parts (names, node digests and params; never whole-tree reprs)."""
     return hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
-
-
-# ====================================================================== warm-up
-
-# Functions whose arguments are all fixed numbers besides the series inputs (by role).
-_FIXED_ROLES = frozenset({"length", "count", "number"})
-
-
-def warmup(node: Expr, params: Mapping[str, float], base_ms: int) -> int:
-    """Bars of the base clock before `node` has a trustworthy value (the longest lookback path)."""
-    memo: dict[str, int] = {}
-    return _warmup(node, params, base_ms, memo)
-
-
-def _warmup(node: Expr, params: Mapping[str, float], base_ms: int, memo: dict[str, int]) -> int:
-    """Memoized warm-up of one node, in base bars."""
-    if node.digest in memo:
-        return memo[node.digest]
-    ratio = max(TIMEFRAMES.get(node.clock or "", base_ms) // base_ms, 1)
-    inputs = [a for a in node.args if a.qual == Qual.SERIES]
-    below = max((_warmup(a, params, base_ms, memo) for a in inputs), default=0)
-    own = 0
-    if node.op == "source" and node.clock is not None:
-        own = ratio - 1  # the first slower bar is seen when its period has closed
-    elif node.op == "call" and isinstance(node.value, str) and node.value in b.SERIES_FUNCTIONS:
-        sig = b.SERIES_FUNCTIONS[node.value]
-        values = {
-            a.name: evaluate(v, params)
-            for a, v in zip(sig.args, node.args, strict=False)
-            if a.role in _FIXED_ROLES
-        }
-        known = {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
-        if len(known) == len(values):
-            own = sig.warmup(known) * ratio
-    elif node.op == "offset":
-        n = evaluate(node.args[1], params)
-        own = int(n) * ratio if isinstance(n, int | float) else 0
-    elif node.op == "cross":
-        own = ratio
-    memo[node.digest] = below + own
-    return below + own
-
-
-def explain(program: Program) -> str:
-    """A per-strategy summary: params, settings, timeframes used and derived warm-up in bars."""
-    out = []
-    for st in program.strategies:
-        out.append(f"strategy {st.name}  ({st.file})")
-        out.append(f"  symbol     {st.symbol}")
-        out.append(f"  timeframes {', '.join(st.timeframes)}  (base {st.timeframe})")
-        sweep = f", {st.warmup_sweep} at the domain maxima" if st.warmup_sweep != st.warmup else ""
-        out.append(f"  warm-up    {st.warmup} bars{sweep}")
-        for p in st.params:
-            domain = ""
-            if p.low is not None:
-                domain = f" in {_fmt(p.low, p.kind)}..{_fmt(p.high or 0, p.kind)}"
-                domain += f" step {_fmt(p.step, p.kind)}" if p.step is not None else ""
-            elif p.choices:
-                domain = " in {" + ", ".join(_fmt(c, p.kind) for c in p.choices) + "}"
-            out.append(f"  param      {p.name} = {_fmt(p.default, p.kind)}{domain}")
-        for key, value in (*st.settings, *(("execution." + k, v) for k, v in st.execution)):
-            out.append(f"  setting    {key}: {render_expr(value)}")
-    return "\n".join(out)
-
-
-def render_expr(node: Expr) -> str:
-    """A compact, readable rendering of an IR expression."""
-    if node.op == "const":
-        if isinstance(node.value, int | float) and not isinstance(node.value, bool):
-            return (
-                _fmt(float(node.value), node.kind)
-                if node.kind != "money"
-                else f"{node.value:g} {node.symbol}"
-            )
-        return str(node.value).lower() if isinstance(node.value, bool) else str(node.value)
-    if node.op in ("param", "source", "state", "metric"):
-        prefix = f"{node.symbol or ''}@{node.clock}." if node.clock or node.symbol else ""
-        return prefix + str(node.value)
-    if node.op == "call":
-        return f"{node.value}({', '.join(render_expr(a) for a in node.args)})"
-    if node.op == "field":
-        return f"{render_expr(node.args[0])}.{node.value}"
-    if node.op == "offset":
-        return f"{render_expr(node.args[0])}[{render_expr(node.args[1])}]"
-    if node.op == "binary":
-        return f"({render_expr(node.args[0])} {node.value} {render_expr(node.args[1])})"
-    if node.op == "unary":
-        return (
-            f"{node.value} {render_expr(node.args[0])}"
-            if node.value == "not"
-            else f"-{render_expr(node.args[0])}"
-        )
-    if node.op == "cross":
-        return f"({render_expr(node.args[0])} crosses {node.value} {render_expr(node.args[1])})"
-    if node.op == "if":
-        a, c, z = (render_expr(x) for x in node.args)
-        return f"({c} if {a} else {z})"
-    if node.op == "bars":
-        return f"bars({node.symbol + ', ' if node.symbol else ''}{node.clock or 'base'})"
-    return node.op
