@@ -63,6 +63,10 @@ class Expr(Frozen):
         text = f"{op}|{value!r}|{kind}|{qual}|{integer}|{clock}|{symbol}"
         if args:
             text += "|" + "|".join([a.digest for a in args])
+        # Identical content gives an identical (immutable) node: reuse the one already built.
+        node = _MADE.get(text)
+        if node is not None:
+            return node
         digest = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
         # What `model_construct` does, without its per-field alias and default lookups (every field is
         # given): this runs for every node of every spec, so its cost shows in the checker's time.
@@ -85,7 +89,20 @@ class Expr(Frozen):
         _set(node, "__pydantic_fields_set__", set(_EXPR_FIELDS))
         _set(node, "__pydantic_extra__", None)
         _set(node, "__pydantic_private__", None)
+        if len(_MADE) >= _MADE_LIMIT:
+            _MADE.clear()  # a bound on memory in a long-lived process (hot reload), not an eviction policy
+        _MADE[text] = node
         return node
+
+
+# Nodes built by `Expr.make`, by their digest text (a spec re-checked on reload, or repeating itself,
+# rebuilds the same nodes).
+_MADE: dict[str, Expr] = {}
+# Most nodes remembered before the memo starts over.
+_MADE_LIMIT = 200_000
+def forget_nodes() -> None:
+    """Drop the nodes `Expr.make` remembers (benchmarks measure a cold check with it)."""
+    _MADE.clear()
 
 
 # The field names of `Expr`, in declaration order (all set by `Expr.make`).
