@@ -115,37 +115,39 @@ def tables(lark: Lark) -> Tables:
 def parse(text: str, t: Tables) -> list[s.Stmt]:
     """The module's statements, or `ParseFailed` at the first error of any kind."""
     actions, gotos, rules, end = t.actions, t.gotos, t.rules, t.end
-    states = [t.start]
+    state = t.start  # the state on top of `states`
+    states = [state]
     values: list[Item] = []
     tokens = tokenize(text, t)
     tokens.append(("", 0, 0, 0, 0, "$END"))
     for token in tokens:
         kind = token[5]
-        while True:
-            act = actions[states[-1]].get(kind)
-            if act is None:
-                raise ParseFailed
-            if act >= 0:
-                states.append(act)
-                values.append(token)
-                break
+        act = actions[state].get(kind)
+        # Reduce while the table says so, then shift the token.
+        while act is not None and act < 0:
             size, origin, build = rules[~act]
             if build is None:
                 # A rule that only passes its one symbol on: the entry stays, only the state changes.
-                states[-1] = gotos[states[-2]][origin]
-                continue
-            if size:
-                items = values[-size:]
-                del values[-size:]
-                del states[-size:]
-                item = (build(items), items[0][1], items[0][2], items[-1][3], items[-1][4])
+                state = states[-1] = gotos[states[-2]][origin]
             else:
-                item = ([], 1, 1, 1, 1)
-            state = gotos[states[-1]][origin]
-            states.append(state)
-            values.append(item)
-            if state == end and kind == "$END":
-                return item[0]  # type: ignore[no-any-return]
+                if size:
+                    items = values[-size:]
+                    del values[-size:]
+                    del states[-size:]
+                    values.append((build(items), items[0][1], items[0][2], items[-1][3], items[-1][4]))
+                else:
+                    values.append(([], 1, 1, 1, 1))
+                state = gotos[states[-1]][origin]
+                states.append(state)
+                if state == end:
+                    # Only the whole file reduces to the end state (with the end-of-text token ahead).
+                    return values[-1][0]  # type: ignore[no-any-return]
+            act = actions[state].get(kind)
+        if act is None:
+            raise ParseFailed
+        state = act
+        states.append(state)
+        values.append(token)
     raise ParseFailed  # unreachable: lark's tables accept only at the end of the text
 
 
