@@ -100,6 +100,8 @@ class Expr(Frozen):
 _MADE: dict[str, Expr] = {}
 # Most nodes remembered before the memo starts over.
 _MADE_LIMIT = 200_000
+
+
 def forget_nodes() -> None:
     """Drop the nodes `Expr.make` remembers (benchmarks measure a cold check with it)."""
     _MADE.clear()
