@@ -39,7 +39,7 @@ from dsl.resources import library_dir
 from dsl.scopes import ERROR, Env, Globals, StrategyScope
 from dsl.types import NUMERIC, Qual, Type, unify
 from dsl.units import TIMEFRAMES, format_duration, parse_duration, parse_symbol
-from dsl.warmup import warmup
+from dsl.warmup import longest_warmup, warmup
 
 # The public API (explain, render_expr and warmup live in their own modules and are re-exported here).
 __all__ = ["CheckResult", "check_file", "check_source", "explain", "render_expr", "warmup"]
@@ -465,8 +465,8 @@ class FileChecker:
             settings=tuple(strategy_settings.items()),
             execution=tuple(execution.items()),
             timeframes=(timeframe, *sorted(ctx.timeframes - {timeframe}, key=TIMEFRAMES.__getitem__)),
-            warmup=max((warmup(r, defaults, ctx.base_ms) for r in roots), default=0),
-            warmup_sweep=max((warmup(r, maxima, ctx.base_ms) for r in roots), default=0),
+            warmup=longest_warmup(roots, defaults, ctx.base_ms),
+            warmup_sweep=longest_warmup(roots, maxima, ctx.base_ms),
             trade_state=ctx.trade_state,
             digest=_digest(
                 block.name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from dsl import builtins as b
 from dsl.ir import (
@@ -20,6 +20,12 @@ def warmup(node: Expr, params: Mapping[str, float], base_ms: int) -> int:
     """Bars of the base clock before `node` has a trustworthy value (the longest lookback path)."""
     memo: dict[str, int] = {}
     return _warmup(node, params, base_ms, memo)
+
+
+def longest_warmup(nodes: Iterable[Expr], params: Mapping[str, float], base_ms: int) -> int:
+    """The largest `warmup` of `nodes` (0 for none), sharing the work on their common sub-expressions."""
+    memo: dict[str, int] = {}
+    return max((_warmup(node, params, base_ms, memo) for node in nodes), default=0)
 
 
 def _warmup(node: Expr, params: Mapping[str, float], base_ms: int, memo: dict[str, int]) -> int:
