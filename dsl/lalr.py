@@ -8,6 +8,9 @@ spans its rule's first to last symbol, keywords and newlines included.
 
 Only valid text is handled: any lexical, indentation or grammar error raises `ParseFailed`, and the caller
 parses again with lark, whose exceptions carry everything the diagnostics need.
+
+`tables` reads lark's internals (the basic lexer's compiled scanner, the LALR parse table) as of lark 1.3;
+a lark whose internals differ makes it fail at the first parse, never silently.
 """
 
 from __future__ import annotations
@@ -410,7 +413,8 @@ def _builder(rule: str, expansion: list[str]) -> Builder | None:
     """The builder of one grammar rule, given its name (or alias) and its symbols."""
     size = len(expansion)
     if rule == "start":
-        return (lambda i: i[-1][0] if i[-1][5:] != ("_NL",) else []) if size else (lambda i: [])
+        # `_NL? stmt*`: the statements, if any.
+        return (lambda i: i[-1][0]) if size and expansion[-1] != "_NL" else (lambda i: [])
     if rule in ("stmt", "simple_stmt", "expr", "arg", "postfix") or (rule == "chain" and size == 1):
         if size == 1:
             return None
