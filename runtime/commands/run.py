@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"strat run: {args.spec}: no such file", file=sys.stderr)
         return 2
     began = time.perf_counter()
+    _keep_freed_memory()
     if args.data not in (None, "synthetic"):
         from runtime.data.csvfiles import prefetch
 
@@ -159,6 +160,33 @@ def _simulate(
         _save(args, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
     return 0
+
+
+# glibc's mallopt parameters: freed heap memory kept up to this many bytes (M_TRIM_THRESHOLD), and the
+# size from which a block gets its own fresh mapping (M_MMAP_THRESHOLD; 32 MB is the most glibc allows).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_RETAINED_BYTES = 1 << 30
+_MMAP_FROM_BYTES = 32 << 20
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed memory instead of returning it to the system after every large array.
+
+    A million-bar run creates and drops dozens of 8 MB arrays; by default each is a fresh mapping whose
+    pages the kernel must fault in and zero again (about 0.15 s of system time). Nothing changes in what
+    the run computes; elsewhere than glibc (or without it) this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_TRIM_THRESHOLD, _RETAINED_BYTES)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM_BYTES)
+    except (OSError, AttributeError):  # not glibc: keep the allocator's defaults
+        return
 
 
 @contextmanager

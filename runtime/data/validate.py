@@ -66,32 +66,34 @@ def check(candles: Candles) -> CheckReport:
 
 def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckReport]:
     """Return the repaired series and the report of what was found (see the module docstring)."""
+    from runtime.data.fastclean import scan
+
     step = candles.timeframe_ms
-    time = candles.time
-    unsorted = int(np.count_nonzero(np.diff(time) <= 0))
-    # Sort stably, then keep the last row of each open time (a later row is the corrected one).
-    ordered = candles.take(np.argsort(time, kind="stable")) if unsorted else candles
-    keep_last = np.ones(len(ordered), dtype=bool)
-    keep_last[:-1] = ordered.time[1:] != ordered.time[:-1]
-    duplicates = int(len(ordered) - np.count_nonzero(keep_last))
-    series = ordered.take(keep_last) if duplicates else ordered
-    # Rows with a non-positive price cannot be traded or logged: drop them.
-    positive = (series.open > 0) & (series.high > 0) & (series.low > 0) & (series.close > 0)
-    nonpositive = int(len(series) - np.count_nonzero(positive))
-    if nonpositive:
-        series = series.take(positive)
+    # One compiled pass counts everything; rows are only reordered or dropped when it found a reason.
+    first = scan(candles.time, _prices(candles), candles.filled, step)
+    series, duplicates, nonpositive, counts = candles, 0, 0, first
+    if first.unsorted or first.nonpositive:
+        # Sort stably, then keep the last row of each open time (a later row is the corrected one).
+        ordered = candles.take(np.argsort(candles.time, kind="stable")) if first.unsorted else candles
+        keep_last = np.ones(len(ordered), dtype=bool)
+        keep_last[:-1] = ordered.time[1:] != ordered.time[:-1]
+        duplicates = int(len(ordered) - np.count_nonzero(keep_last))
+        series = ordered.take(keep_last) if duplicates else ordered
+        # Rows with a non-positive price cannot be traded or logged: drop them.
+        positive = (series.open > 0) & (series.high > 0) & (series.low > 0) & (series.close > 0)
+        nonpositive = int(len(series) - np.count_nonzero(positive))
+        if nonpositive:
+            series = series.take(positive)
+        # The remaining counts are those of the repaired rows.
+        counts = scan(series.time, _prices(series), series.filled, step)
     # High and low must bound open and close: widen them where they do not.
-    top = np.maximum(series.open, series.close)
-    bottom = np.minimum(series.open, series.close)
-    bad = (series.high < top) | (series.low > bottom)
-    ohlc_errors = int(np.count_nonzero(bad))
-    if ohlc_errors:
+    if counts.ohlc_errors:
+        top = np.maximum(series.open, series.close)
+        bottom = np.minimum(series.open, series.close)
         series = series.with_columns(high=np.maximum(series.high, top), low=np.minimum(series.low, bottom))
-    misaligned = int(np.count_nonzero(series.time % step))
-    gaps, missing, longest = gap_stats(series.time, step)
     spike_mask = find_spikes(series.close)
     filled = 0
-    if fill_gaps and missing:
+    if fill_gaps and counts.missing_bars:
         series = fill(series)
         filled = int(np.count_nonzero(series.filled))
     report = CheckReport(
@@ -100,15 +102,15 @@ def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckR
         rows=len(candles),
         start=int(series.time[0]) if len(series) else None,
         end=int(series.time[-1]) if len(series) else None,
-        unsorted=unsorted,
+        unsorted=first.unsorted,
         duplicates=duplicates,
-        misaligned=misaligned,
-        gaps=gaps,
-        missing_bars=missing,
-        longest_gap_bars=longest,
-        ohlc_errors=ohlc_errors,
+        misaligned=counts.misaligned,
+        gaps=counts.gaps,
+        missing_bars=counts.missing_bars,
+        longest_gap_bars=counts.longest_gap_bars,
+        ohlc_errors=counts.ohlc_errors,
         nonpositive=nonpositive,
-        zero_volume=int(np.count_nonzero(series.volume[~series.filled] == 0)),
+        zero_volume=counts.zero_volume,
         spikes=int(np.count_nonzero(spike_mask)),
         spike_times=tuple(int(t) for t in series.time[~series.filled][spike_mask]),
         filled=filled,
@@ -117,15 +119,9 @@ def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckR
     return series, report
 
 
-def gap_stats(time: np.ndarray, step: int) -> tuple[int, int, int]:
-    """Return (gaps, missing bars, longest gap in bars) of sorted distinct open times."""
-    if len(time) < 2:
-        return 0, 0, 0
-    skipped = np.diff(time) // step - 1
-    skipped = skipped[skipped > 0]
-    if len(skipped) == 0:
-        return 0, 0, 0
-    return len(skipped), int(skipped.sum()), int(skipped.max())
+def _prices(candles: Candles) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The open, high, low, close and volume columns of a series."""
+    return candles.open, candles.high, candles.low, candles.close, candles.volume
 
 
 def find_spikes(close: np.ndarray, sigmas: float = SPIKE_SIGMAS) -> np.ndarray:
@@ -135,26 +131,13 @@ def find_spikes(close: np.ndarray, sigmas: float = SPIKE_SIGMAS) -> np.ndarray:
     robust sigmas, opposite in sign, and cancel to within half of the smaller one (the price came back).
     The local sigma is the median absolute return of the surrounding block of `_SCALE_BLOCK` returns, so
     calm and wild eras are each judged on their own terms and outliers cannot inflate it.
-    Returns a bool mask over the bars.
+    Returns a bool mask over the bars (computed in one compiled pass, see `fastclean.spike_mask`).
     """
-    mask = np.zeros(len(close), dtype=bool)
+    from runtime.data.fastclean import spike_mask
+
     if len(close) < 3:
-        return mask
-    ret = np.diff(np.log(close))
-    # Median |return| per block of returns (the last block may be shorter), spread back over the block.
-    size = np.abs(ret)
-    whole = len(ret) // _SCALE_BLOCK
-    medians = np.empty(-(-len(ret) // _SCALE_BLOCK))
-    medians[:whole] = np.median(size[: whole * _SCALE_BLOCK].reshape(whole, _SCALE_BLOCK), axis=1)
-    if len(medians) > whole:
-        medians[whole] = np.median(size[whole * _SCALE_BLOCK :])
-    scale = _MAD_TO_SIGMA * np.repeat(medians, _SCALE_BLOCK)
-    into, out = ret[:-1], ret[1:]
-    limit = sigmas * np.minimum(scale[: len(ret) - 1], scale[1 : len(ret)])
-    big = (np.abs(into) > limit) & (np.abs(out) > limit) & (limit > 0)
-    back = np.abs(into + out) < 0.5 * np.minimum(np.abs(into), np.abs(out))
-    mask[1:-1] = big & back
-    return mask
+        return np.zeros(len(close), dtype=bool)
+    return spike_mask(np.diff(np.log(close)), sigmas, _SCALE_BLOCK, _MAD_TO_SIGMA)
 
 
 def fill(series: Candles) -> Candles:

@@ -115,3 +115,46 @@ def test_report_json_has_the_documented_keys(shared_data: Path) -> None:
     ):
         assert key in data
     assert (data["zero_volume"], data["spikes"], data["ohlc_errors"], data["rows"]) == (0, 0, 0, 5980)
+
+
+def _numpy_spikes(close: np.ndarray, sigmas: float = 10.0, block: int = 256) -> np.ndarray:
+    """The plain numpy definition of the spike mask (block medians by np.median)."""
+    mask = np.zeros(len(close), dtype=bool)
+    ret = np.diff(np.log(close))
+    size = np.abs(ret)
+    medians = np.array([np.median(size[i : i + block]) for i in range(0, len(ret), block)])
+    scale = 1.4826 * np.repeat(medians, block)
+    into, out = ret[:-1], ret[1:]
+    limit = sigmas * np.minimum(scale[: len(ret) - 1], scale[1 : len(ret)])
+    big = (np.abs(into) > limit) & (np.abs(out) > limit) & (limit > 0)
+    back = np.abs(into + out) < 0.5 * np.minimum(np.abs(into), np.abs(out))
+    mask[1:-1] = big & back
+    return mask
+
+
+def test_compiled_spike_mask_equals_the_numpy_definition() -> None:
+    rng = np.random.default_rng(7)
+    for n, sigmas in ((5_000, 10.0), (1_537, 3.0), (257, 2.0), (3, 1.0)):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+        close[rng.integers(1, n - 1, 10)] *= 1.2  # planted spikes
+        close[n // 2 : n // 2 + 40] = close[n // 2]  # a flat run: ties and zero returns in the medians
+        assert np.array_equal(find_spikes(close, sigmas), _numpy_spikes(close, sigmas)), n
+    assert find_spikes(np.array([1.0, 2.0])).tolist() == [False, False]
+
+
+def test_clean_series_report_matches_a_repaired_ones_counts() -> None:
+    # The same defects (a gap, a zero volume, an OHLC error) with and without rows to repair.
+    time = T0 + H * np.array([0, 1, 2, 5, 6], dtype=np.int64)
+    close = np.array([10.0, 11.0, 12.0, 13.0, 14.0])
+    volume = np.array([1.0, 0.0, 1.0, 1.0, 1.0])
+    high = close + 1
+    high[3] = 12.5  # below its close: widened
+    tidy = Candles.from_arrays("csv", "BTC/USDT", "1h", time, [close, high, close - 1, close, volume])
+    messy = tidy.take(np.array([0, 1, 2, 2, 4, 3]))  # a duplicate and a swap
+    _, a = clean(tidy)
+    cleaned, b = clean(messy)
+    assert (a.unsorted, a.duplicates, b.unsorted, b.duplicates) == (0, 0, 2, 1)
+    for report in (a, b):
+        assert (report.gaps, report.missing_bars, report.longest_gap_bars) == (1, 2, 2)
+        assert (report.ohlc_errors, report.zero_volume, report.misaligned, report.nonpositive) == (1, 1, 0, 0)
+    assert cleaned.high.tolist() == [11.0, 12.0, 13.0, 13.0, 15.0]
