@@ -102,7 +102,7 @@ def put_fixed8(buf: np.ndarray, pos: int, x: float) -> int:  # pragma: no cover
     # Round p + e to the nearest integer: d and 0.5 differ by at least one ulp of p unless equal, and
     # |e| is at most half an ulp, so e only decides an exact tie of d (then half to even when e is 0).
     units = int(low)
-    if d > 0.5 or (d == 0.5 and (e > 0.0 or (e == 0.0 and units % 2 == 1))):
+    if d > 0.5 or (d == 0.5 and (e > 0.0 or (e == 0.0 and units & 1 == 1))):
         units += 1
     integer = int(whole)
     if units == 100_000_000:
@@ -110,7 +110,22 @@ def put_fixed8(buf: np.ndarray, pos: int, x: float) -> int:  # pragma: no cover
         units = 0
     pos = _put_digits(buf, pos, integer, 1)
     buf[pos] = 46
-    return _put_digits(buf, pos + 1, units, 8)
+    return _put_eight(buf, pos + 1, units)
+
+
+@njit(cache=True, nogil=True)
+def _put_eight(buf: np.ndarray, pos: int, value: int) -> int:  # pragma: no cover
+    """Write a value below 10**8 as exactly eight digits (four pairs, no digit counting); return the end."""
+    high = value // 10_000
+    low = value - high * 10_000
+    for at, part in ((pos, high), (pos + 4, low)):
+        left = 2 * (part // 100)
+        right = 2 * (part % 100)
+        buf[at] = _PAIRS[left]
+        buf[at + 1] = _PAIRS[left + 1]
+        buf[at + 2] = _PAIRS[right]
+        buf[at + 3] = _PAIRS[right + 1]
+    return pos + 8
 
 
 @njit(cache=True, nogil=True)
