@@ -156,13 +156,16 @@ def prefetch(path: str | Path) -> None:
     """Start reading a CSV file on a background thread so that a later `read_csv` of it need not wait.
 
     pandas' parser releases the GIL, so the read overlaps whatever the caller does meanwhile (checking
-    the spec, importing the engine). A path that is not a regular file is ignored; a file changed since
-    is read again by `read_csv`.
+    the spec, importing the engine). pandas itself is imported here, on the calling thread: an import
+    holds the GIL throughout, and two threads importing at once only take turns at a cost. A path that
+    is not a regular file is ignored; a file changed since is read again by `read_csv`.
     """
     path = Path(path)
     if path.is_file():
         key = _file_key(path)
         if key not in _PREFETCHED:
+            import pandas  # noqa: F401  (see above)
+
             _PREFETCHED[key] = _Pending(path)
 
 
