@@ -97,17 +97,18 @@ def _write_rows(path: Path, header: Sequence[str], columns: Sequence[Sequence[st
 def _floats(column: np.ndarray, memo: dict[float, str]) -> list[str]:
     """A float column's CSV fields, each the shortest round-trip repr as `_f` writes it.
 
-    `memo` maps values already written to their text: the same quantities and prices recur across
-    trades.csv and orders.csv, and repr of a 17-digit float is the dearest part of writing them. Zeros
-    are written afresh (0.0 and -0.0 are one dict key but two texts).
+    repr of a 17-digit float is the dearest part of writing trades.csv and orders.csv, and values recur
+    (a quantity in both files, a price in many rows): each distinct value of the column is written once,
+    looked up first in `memo` (texts of the values already written, shared across columns). Zeros are
+    written afresh (0.0 and -0.0 are one value to numpy and to a dict, but two texts).
     """
-    values = column.tolist()
-    missing = set(values).difference(memo)
-    memo.update(zip(missing, map(repr, missing), strict=True))
-    texts = list(map(memo.__getitem__, values))
-    for i in np.flatnonzero(column == 0).tolist():
-        texts[i] = repr(values[i])
-    return texts
+    values = np.asarray(column, dtype=np.float64)
+    distinct, where = np.unique(values, return_inverse=True)
+    texts = [memo.get(v) or memo.setdefault(v, repr(v)) for v in distinct.tolist()]
+    fields: list[str] = np.array(texts, dtype=object)[where].tolist()
+    for i in np.flatnonzero(values == 0).tolist():
+        fields[i] = repr(float(values[i]))
+    return fields
 
 
 def write_trades(result: BacktestResult, path: Path, memo: dict[float, str] | None = None) -> None:
