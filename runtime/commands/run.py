@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -72,6 +73,9 @@ def _overrides(items: list[str]) -> dict[str, str] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Check, plan, simulate, report and save one run."""
+    # No BLAS routine runs in a backtest: numpy, not loaded yet in a `strat` process, then starts
+    # OpenBLAS without its pool of spinning worker threads (one per core otherwise).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from dsl.checker import check_file
 
     overrides = _overrides(args.set)
