@@ -10,6 +10,7 @@ input: every problem becomes a diagnostic and checking goes on.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -597,6 +598,9 @@ class FileChecker:
                 )
                 return None
             value = evaluate(node, {})
+            if isinstance(value, int | float) and not math.isfinite(value):
+                self.rep.add("E025", item.span, f"domain value of {st.name} must be a finite number")
+                return None
             values.append(float(value) if isinstance(value, int | float) else None)
         shown = format_value(param.default, param.kind)
         if dom.low is not None:

@@ -200,7 +200,7 @@ class Expressions:
         """Lengths must be >= 1 and counts >= 0 wherever their value is known (E025)."""
         value = evaluate(node, self._defaults())
         floor = 1 if arg.role == "length" else 0
-        if arg.role in ("length", "count") and isinstance(value, int | float) and value < floor:
+        if arg.role in ("length", "count") and isinstance(value, int | float) and not value >= floor:
             self.rep.add("E025", given.span, f"{arg.name} of {sig.name}() must be >= {floor}")
             return False
         return True
@@ -626,6 +626,10 @@ class Expressions:
             verb = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}[op]
             joiner = {"+": "and", "-": "and", "*": "by", "/": "by"}[op]
             self.rep.add("E023", node.span, f"cannot {verb} {left.kind} {joiner} {right.kind}")
+            return ERROR
+        if op == "/" and right.op == "const" and right.value == 0:
+            # A fixed division by zero has no value: say so here rather than carry a NaN into a length.
+            self.rep.add("E025", node.right.span, "division by zero")
             return ERROR
         integer = op in "+-*" and left.integer and right.integer
         return Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)

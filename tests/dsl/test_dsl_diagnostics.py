@@ -141,6 +141,14 @@ CASES = {
         None,
     ),
     "E025-length": (HEAD + "    x = sma(close, 0)\n", "E025", 5, 20, "length of sma() must be >= 1", None),
+    "E025-division": (
+        HEAD + "    param x = 20 in 10..50 step 1/0\n",
+        "E025",
+        5,
+        35,
+        "division by zero",
+        None,
+    ),
     "E026": (
         HEAD + "    size: 1%\n",
         "E026",
