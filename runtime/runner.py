@@ -477,25 +477,34 @@ def warm_kernels() -> None:
     """Load numba's machinery and the commonest compiled kernels before the candles are needed.
 
     numba's first call in a process costs about a quarter of a second of setup (its typing registries),
-    whichever kernel it is; `strat run` pays it here while a CSV file is still being parsed on another
-    thread (see `csvfiles.prefetch`), so the two overlap. The calls run on tiny arrays typed as the real
-    ones (read-only candle columns, writable derived series) so their cached machine code is loaded too.
+    whichever kernel it is, and each kernel then some milliseconds to load from the on-disk cache;
+    `strat run` pays them here while a CSV file is still being parsed on another thread (see
+    `csvfiles.prefetch`), so they overlap. The calls run on tiny inputs typed as the real ones (read-only
+    candle columns, writable derived series): the kernels of the indicators S1 uses, of the cleaning of
+    candles, of the equity curve statistics and of the CSV output.
     """
     import sys
 
+    from runtime.backtest.curve import curve_stats
+    from runtime.backtest.fastcsv import iso_column, rows_text
+    from runtime.data.candles import Candles
+    from runtime.data.validate import clean
     from runtime.ops.events import crosses_above_batch
     from runtime.ops.moving import sma_batch
 
-    column = np.zeros(4)
-    column.flags.writeable = False
+    candles = Candles.from_arrays("warm", "A/B", "1m", np.arange(4) * 60_000, [np.ones(4)] * 5)
     # That setup would also import cffi and build its C parser (70 ms) only to type cffi calls, which no
     # kernel makes: hide cffi while it runs (numba then records it as absent), restore it afterwards.
     hidden = "cffi" not in sys.modules
     if hidden:
         sys.modules["cffi"] = None  # type: ignore[assignment]
     try:
-        (average,) = sma_batch(column, 2)
+        (average,) = sma_batch(candles.close, 2)
         crosses_above_batch(average, average)
+        clean(candles)
+        curve_stats(np.ones(2))
+        rows_text(np.zeros(1, dtype=np.int64), np.zeros((4, 1)), False)
+        iso_column(np.zeros(1, dtype=np.int64), False)
     finally:
         if hidden:
             del sys.modules["cffi"]
