@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from runtime import runner
+from runtime.backtest import fastcsv
 from runtime.backtest.curve import curve_stats
 from runtime.backtest.fastcsv import iso_column, rows_text
 from runtime.backtest.metrics import drawdown, iso_times
+from runtime.data import fastclean
+from runtime.data.candles import Candles
+from runtime.data.csvfiles import read_csv
+from runtime.data.validate import clean
 
 # 2020-01-01 00:00 UTC in milliseconds.
 T2020 = 1_577_836_800_000
@@ -68,3 +76,24 @@ def test_float_fields_are_reprs_with_a_shared_memo() -> None:
     # A second column reuses the texts; signed zeros stay apart although 0.0 == -0.0 as dict keys.
     assert _floats(np.array([0.0, 1 / 3, -0.0, np.inf]), memo) == ["0.0", "0.3333333333333333", "-0.0", "inf"]
     assert memo[2.5] == "2.5"
+
+
+def _candles_from_csv(times: np.ndarray, folder: Path) -> Candles:
+    """Candles at `times` with rising prices, read back from a CSV file as `strat run` reads them."""
+    path = folder / "BTCUSDT-1m.csv"
+    lines = [f"{t},{i + 1}.0,{i + 2}.0,{i + 0.5},{i + 1.5},1.0" for i, t in enumerate(times.tolist())]
+    path.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(lines) + "\n")
+    return read_csv(path)
+
+
+def test_warm_kernels_loads_the_signatures_a_run_uses(tmp_path: Path) -> None:
+    runner.warm_kernels()
+    kernels = (fastcsv._rows_block, fastcsv._iso_block, fastclean._scan, fastclean._spike_mask)
+    loaded = [len(k.signatures) for k in kernels]
+    assert min(loaded) >= 1
+    # The real path (read-only candle columns from a file, writable output columns) adds no signature.
+    times = T2020 + 60_000 * np.arange(5)
+    clean(_candles_from_csv(times, tmp_path))
+    rows_text(times, np.ones((4, 5)), False)
+    iso_column(times, False)
+    assert [len(k.signatures) for k in kernels] == loaded
