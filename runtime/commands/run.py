@@ -150,6 +150,7 @@ def _simulate(
     from runtime.backtest.metrics import compute_metrics
     from runtime.backtest.output import default_out_dir, print_summary, write_outputs
     from runtime.data.candles import DataError
+    from runtime.graph.compiler import CompileError
 
     assert isinstance(program, Program)
     console = Console()
@@ -175,7 +176,14 @@ def _simulate(
                 )
         else:
             result = runner.backtest(plan)
-    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, DataError) as error:
+    except (
+        runner.RunError,
+        CompileError,
+        FileNotFoundError,
+        ValueError,
+        ConnectionError,
+        DataError,
+    ) as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 1
     bar_ms = min(sp.graph.base.ms for sp in plan.sleeves)

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from runtime import runner
     from runtime.commands.run import _overrides
     from runtime.data.candles import DataError
-    from runtime.graph.compiler import compile_strategy
+    from runtime.graph.compiler import CompileError, compile_strategy
     from runtime.graph.drivers import Feeds, run_batch, run_stream
 
     overrides = _overrides(args.set)
@@ -58,7 +58,14 @@ def run(args: argparse.Namespace) -> int:
             template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
         )
         feeds = Feeds(graph, {c: load_for(args, c.symbol, c.timeframe, start, end) for c in graph.clocks})
-    except (runner.RunError, FileNotFoundError, ValueError, ConnectionError, DataError) as error:
+    except (
+        runner.RunError,
+        CompileError,
+        FileNotFoundError,
+        ValueError,
+        ConnectionError,
+        DataError,
+    ) as error:
         print(f"strat series: {error}", file=sys.stderr)
         return 1
     keep = [node for _, node in graph.columns]

@@ -9,6 +9,7 @@ they can only be evaluated inside the simulation loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -295,8 +296,8 @@ class _Builder:
     def _fixed(self, expr: Expr, what: str) -> float:
         """A fixed value (param or const) as a number."""
         value = evaluate(expr, self.values)
-        if not isinstance(value, int | float):
-            raise CompileError(f"{what} must be a fixed number")
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise CompileError(f"{what} must be a fixed, finite number; got {value}")
         return float(value)
 
     def _op(self, name: str, inputs: list[int], params: tuple[float, ...]) -> int:
