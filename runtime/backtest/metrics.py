@@ -250,7 +250,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     stats = trade_stats(result.trade_table, _total(orders.fee))
     sleeves = tuple(
         SleeveSummary(
-            **_breakdown(result, s.name, "sleeve"),
+            **_breakdown(result, s.name, "sleeve", stats),
             name=s.name,
             strategy=s.strategy,
             symbol=s.symbol,
@@ -260,7 +260,9 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
         for s in result.sleeves
     )
     symbol_names = sorted({s.symbol for s in result.sleeves} | set(result.trade_table.symbol.tolist()))
-    symbols = tuple(SymbolSummary(**_breakdown(result, sym, "symbol"), symbol=sym) for sym in symbol_names)
+    symbols = tuple(
+        SymbolSummary(**_breakdown(result, sym, "symbol", stats), symbol=sym) for sym in symbol_names
+    )
     return Summary(
         **stats.model_dump(),
         final_equity=final,
@@ -288,10 +290,17 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     )
 
 
-def _breakdown(result: BacktestResult, key: str, by: str) -> dict[str, object]:
-    """Trade statistics and account contribution of one sleeve or symbol, as model fields."""
+def _breakdown(result: BacktestResult, key: str, by: str, total: TradeStats) -> dict[str, object]:
+    """Trade statistics and account contribution of one sleeve or symbol, as model fields.
+
+    With a single sleeve (or symbol) the breakdown is the whole run's `total`, which is reused.
+    """
     trades, orders = result.trade_table, result.order_table
-    rows = (trades.sleeve if by == "sleeve" else trades.symbol) == key
-    fills = (orders.sleeve if by == "sleeve" else orders.symbol) == key
-    stats = trade_stats(trades, _total(orders.fee[fills]), rows)
+    alone = len(result.sleeves) == 1 if by == "sleeve" else len({s.symbol for s in result.sleeves}) == 1
+    if alone and (len(trades.sleeve) == 0 or key == (trades.sleeve if by == "sleeve" else trades.symbol)[0]):
+        stats = total
+    else:
+        rows = (trades.sleeve if by == "sleeve" else trades.symbol) == key
+        fills = (orders.sleeve if by == "sleeve" else orders.symbol) == key
+        stats = trade_stats(trades, _total(orders.fee[fills]), rows)
     return {**stats.model_dump(), "contribution": stats.pnl / result.capital}
