@@ -22,8 +22,9 @@ from dsl.ir import Expr, PortfolioIR, Program, RiskRuleIR, SleeveIR, StrategyIR,
 from dsl.units import TIMEFRAMES, parse_symbol
 from runtime.backtest import model as m
 from runtime.backtest.result import BacktestResult
+from runtime.data.candles import DataError
 from runtime.data.markets import MarketRules
-from runtime.graph.compiler import Graph, compile_strategy
+from runtime.graph.compiler import CompileError, Graph, compile_strategy
 from runtime.graph.drivers import Feeds, StreamDriver, replay_order, run_batch
 
 # Loads candles for a clock: (symbol "EXCHANGE:BASE/QUOTE", timeframe, start ms, end ms) → candles.
@@ -36,6 +37,12 @@ _OFFSETS = ("stop_loss", "take_profit", "trailing_stop")
 
 class RunError(Exception):
     """A spec that checks clean but cannot be run as asked (no such strategy, missing data, ...)."""
+
+
+# Errors a command reports as one plain line: the spec cannot be run as asked, or its data cannot be had.
+RUN_ERRORS: tuple[type[Exception], ...] = (
+    RunError, CompileError, DataError, FileNotFoundError, ValueError, ConnectionError,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

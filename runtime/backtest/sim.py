@@ -25,37 +25,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
 from dsl.units import timeframe_ms
 from runtime.backtest import kernel as k
-from runtime.backtest.model import All, Compare, Condition, Not, PortfolioInput, RiskRule, SleeveInput
+from runtime.backtest.model import (
+    All,
+    Compare,
+    Condition,
+    Metric,
+    Not,
+    PortfolioInput,
+    RiskRule,
+    SleeveInput,
+)
 from runtime.backtest.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
 
-# Names of the kernel's codes, in code order.
-REASONS: tuple[ExitReason, ...] = (
-    "signal",
-    "stop_loss",
-    "take_profit",
-    "trailing_stop",
-    "max_hold",
-    "risk",
-    "end",
-)
-METRICS = (
-    "drawdown",
-    "day_pnl",
-    "week_pnl",
-    "gross_exposure",
-    "net_exposure",
-    "position",
-    "open_positions",
-    "equity",
-    "consecutive_losses",
-    "exposure",
-    "trades_today",
-)
+# Names of the kernel's codes, in code order (the order of the Literal types that define them).
+REASONS: tuple[ExitReason, ...] = get_args(ExitReason)
+METRICS: tuple[Metric, ...] = get_args(Metric)
 ACTIONS = ("halt", "pause", "flatten", "cap")
 INTENTS = ("entry", "exit", "scale_in")
 _OPS = (">", ">=", "<", "<=", "==", "!=")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from dsl.ir import Program
     from runtime import runner
     from runtime.backtest.metrics import Summary
     from runtime.backtest.result import BacktestResult
@@ -59,16 +60,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=run)
 
 
-def _overrides(items: list[str]) -> dict[str, str] | None:
+def parse_overrides(items: list[str], command: str) -> dict[str, str] | None:
     """Parse `--set name=value` items; None after printing a usage error."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
-            print(f"strat run: --set expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            print(f"strat {command}: --set expects NAME=VALUE, got {item!r}", file=sys.stderr)
             return None
         out[name.strip()] = value.strip()
     return out
+
+
+def check_spec(path: str, overrides: dict[str, str]) -> Program | None:
+    """Check a spec with its overrides, printing every diagnostic; the program, or None on errors."""
+    from dsl.checker import check_file
+
+    checked = check_file(path, overrides=overrides)
+    if checked.diagnostics:
+        print(checked.render(), file=sys.stderr)
+    return checked.program
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,9 +87,7 @@ def run(args: argparse.Namespace) -> int:
     # No BLAS routine runs in a backtest: numpy, not loaded yet in a `strat` process, then starts
     # OpenBLAS without its pool of spinning worker threads (one per core otherwise).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from dsl.checker import check_file
-
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set, "run")
     if overrides is None:
         return 2
     try:
@@ -98,12 +107,10 @@ def run(args: argparse.Namespace) -> int:
         # A CSV file is parsed on another thread while the spec is checked and the engine imported.
         prefetch(args.data)
     with _long_lived_heap():
-        checked = check_file(args.spec, overrides=overrides)
-        if checked.diagnostics:
-            print(checked.render(), file=sys.stderr)
-        if checked.program is None:
+        program = check_spec(args.spec, overrides)
+        if program is None:
             return 1
-        return _simulate(args, checked.program, overrides, start, end, began)
+        return _simulate(args, program, overrides, start, end, began)
 
 
 @contextmanager
@@ -136,7 +143,7 @@ def _settle_heap() -> None:
 
 def _simulate(
     args: argparse.Namespace,
-    program: object,
+    program: Program,
     overrides: dict[str, str],
     start: int | None,
     end: int | None,
@@ -145,14 +152,10 @@ def _simulate(
     """Plan and simulate a checked program, then write and save the results."""
     from rich.console import Console
 
-    from dsl.ir import Program
     from runtime import runner
     from runtime.backtest.metrics import compute_metrics
     from runtime.backtest.output import default_out_dir, print_summary, write_outputs
-    from runtime.data.candles import DataError
-    from runtime.graph.compiler import CompileError
 
-    assert isinstance(program, Program)
     console = Console()
     # Without --from a CSV is read whole; synthetic and exchange data default to the last year.
     default_first = 0 if args.data not in (None, "synthetic") else _year_ago()
@@ -176,14 +179,7 @@ def _simulate(
                 )
         else:
             result = runner.backtest(plan)
-    except (
-        runner.RunError,
-        CompileError,
-        FileNotFoundError,
-        ValueError,
-        ConnectionError,
-        DataError,
-    ) as error:
+    except runner.RUN_ERRORS as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 1
     bar_ms = min(sp.graph.base.ms for sp in plan.sleeves)

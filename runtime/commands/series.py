@@ -32,40 +32,31 @@ def run(args: argparse.Namespace) -> int:
     """Check the spec, compile the strategy, evaluate it and write the CSV."""
     import numpy as np
 
-    from dsl.checker import check_file
     from runtime import runner
-    from runtime.commands.run import _overrides
-    from runtime.data.candles import DataError
-    from runtime.graph.compiler import CompileError, compile_strategy
+    from runtime.commands.run import check_spec, parse_overrides
+    from runtime.graph.compiler import compile_strategy
     from runtime.graph.drivers import Feeds, run_batch, run_stream
 
-    overrides = _overrides(args.set)
-    if overrides is None or not Path(args.spec).is_file():
-        print(f"strat series: {args.spec}: no such file" if overrides is not None else "", file=sys.stderr)
+    overrides = parse_overrides(args.set, "series")
+    if overrides is None:
         return 2
-    checked = check_file(args.spec, overrides=overrides)
-    if checked.diagnostics:
-        print(checked.render(), file=sys.stderr)
-    if checked.program is None:
+    if not Path(args.spec).is_file():
+        print(f"strat series: {args.spec}: no such file", file=sys.stderr)
+        return 2
+    program = check_spec(args.spec, overrides)
+    if program is None:
         return 1
     try:
         start = parse_time(args.start) if args.start else (0 if args.data != "synthetic" else None)
         end = parse_time(args.end) if args.end else None
-        portfolio = runner.select(checked.program, args.strategy, None)
+        portfolio = runner.select(program, args.strategy, None)
         sleeve = portfolio.sleeves[0]
-        template = checked.program.strategy(sleeve.strategy)
+        template = program.strategy(sleeve.strategy)
         graph = compile_strategy(
             template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
         )
         feeds = Feeds(graph, {c: load_for(args, c.symbol, c.timeframe, start, end) for c in graph.clocks})
-    except (
-        runner.RunError,
-        CompileError,
-        FileNotFoundError,
-        ValueError,
-        ConnectionError,
-        DataError,
-    ) as error:
+    except runner.RUN_ERRORS as error:
         print(f"strat series: {error}", file=sys.stderr)
         return 1
     keep = [node for _, node in graph.columns]
