@@ -507,9 +507,14 @@ def _bar_arrays(sleeves: Sequence[SleeveInput], dist_used: bool) -> tuple[np.nda
     return tuple(out)
 
 
+def _closes(sleeve: SleeveInput) -> np.ndarray:
+    """Close times of a sleeve's bars, UTC ms."""
+    return np.asarray(sleeve.time, dtype=np.int64) + timeframe_ms(sleeve.timeframe)
+
+
 def _time_line(sleeves: Sequence[SleeveInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Union of close times: (times, starts, sleeve of each bar event, bar index of each bar event)."""
-    closes = [np.asarray(s.time, dtype=np.int64) + timeframe_ms(s.timeframe) for s in sleeves]
+    closes = [_closes(s) for s in sleeves]
     if len(sleeves) == 1:
         n = len(closes[0])
         return (
@@ -533,7 +538,12 @@ def simulate(portfolio: PortfolioInput) -> BacktestResult:
     """Backtest `portfolio` over all its bars with the compiled loop; see the module docstring."""
     sleeves = portfolio.sleeves
     entries = sum(int(np.count_nonzero(s.entry_long)) + int(np.count_nonzero(s.entry_short)) for s in sleeves)
-    times, starts, ev_s, ev_j = _time_line(sleeves)
+    if len(sleeves) == 1:
+        # One sleeve: point p is its bar p; empty event arrays tell the kernel so (nothing to build or read).
+        times = _closes(sleeves[0])
+        starts = ev_s = ev_j = np.empty(0, dtype=np.int64)
+    else:
+        times, starts, ev_s, ev_j = _time_line(sleeves)
     engine = _Engine(portfolio, len(times), entries + 16)
     bt, o, h, lo, c, v, el, xl, es, xs, dist = _bar_arrays(sleeves, engine.config.dist_used)
     p, end = 0, len(times)
