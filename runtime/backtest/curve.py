@@ -15,20 +15,20 @@ from numba import njit
 
 
 @njit(cache=True)
-def _curve_stats(curve: np.ndarray) -> tuple[np.ndarray, float, int]:  # pragma: no cover
-    """(per-point returns, largest drawdown, longest drawdown in bars) of an equity curve."""
-    n = len(curve)
-    rets = np.empty(max(n - 1, 0))
-    peak = curve[0]
+def _curve_stats(first: float, rest: np.ndarray, rets: np.ndarray) -> tuple[float, int]:  # pragma: no cover
+    """(largest drawdown, longest drawdown in bars) of the curve `[first, *rest]`; its returns into `rets`."""
+    n = len(rest) + 1
+    peak = first
     last_peak = 0  # index of the latest point at or above the running peak
     under_before = False  # whether the previous point was under water
     worst = 0.0
     longest = 0
+    before = first  # the previous point's value
     for i in range(n):
-        value = curve[i]
+        value = rest[i - 1] if i > 0 else first
         if i > 0:
-            before = curve[i - 1]
             rets[i - 1] = value / before - 1.0 if before > 0 else 0.0
+        before = value
         peak = max(peak, value)
         dd = 1.0 - value / peak if peak > 0 else 0.0
         if dd != dd or worst != worst:
@@ -42,14 +42,24 @@ def _curve_stats(curve: np.ndarray) -> tuple[np.ndarray, float, int]:  # pragma:
         if not under:
             last_peak = i
         under_before = under
-    return rets, worst, longest
+    return worst, longest
 
 
 # The compiled kernel, typed loosely for mypy (numba's dispatcher has no useful signature).
-_CURVE_STATS: Callable[..., tuple[np.ndarray, float, int]] = _curve_stats
+_CURVE_STATS: Callable[..., tuple[float, int]] = _curve_stats
 
 
 def curve_stats(curve: np.ndarray) -> tuple[np.ndarray, float, int]:
     """Per-point returns (against the previous point; 0 after a non-positive one), max drawdown, duration."""
-    rets, worst, longest = _CURVE_STATS(np.ascontiguousarray(curve, dtype=np.float64))
+    values = np.ascontiguousarray(curve, dtype=np.float64)
+    return equity_stats(float(values[0]), values[1:])
+
+
+def equity_stats(capital: float, equity: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """`curve_stats` of the curve `[capital, *equity]`, without building that curve (one array less)."""
+    values = np.ascontiguousarray(equity, dtype=np.float64)
+    # The returns array is allocated here, not in the kernel: numpy backs a big array with huge pages,
+    # which on a million bars faults in far faster than numba's allocation.
+    rets = np.empty(len(values))
+    worst, longest = _CURVE_STATS(float(capital), values, rets)
     return rets, float(worst), int(longest)

@@ -20,27 +20,32 @@ _FALSE = (0.0,)
 
 
 @njit(cache=True)
-def _cross_loop(a: FloatArray, b: FloatArray, above: bool) -> FloatArray:  # pragma: no cover
-    """Batch twin of `CrossesAbove` / `CrossesBelow`: one pass, no lagged copies."""
+def _cross_loop(a: FloatArray, b: FloatArray, above: bool, out: FloatArray) -> None:  # pragma: no cover
+    """Batch twin of `CrossesAbove` / `CrossesBelow` into `out` (zeros on entry): one pass, no copies."""
     m = a.shape[0]
-    out = np.zeros(m)
     for i in range(1, m):
         if above:
             if a[i] > b[i] and a[i - 1] <= b[i - 1]:
                 out[i] = 1.0
         elif a[i] < b[i] and a[i - 1] >= b[i - 1]:
             out[i] = 1.0
+
+
+def _crosses(a: FloatArray, b: FloatArray, above: bool) -> FloatArray:
+    """`_cross_loop` into an output allocated by numpy (huge pages: fewer page faults on long series)."""
+    out = np.zeros(len(a))
+    _cross_loop(series(a), series(b), above, out)
     return out
 
 
 def crosses_above_batch(a: FloatArray, b: FloatArray) -> tuple[FloatArray]:
     """1.0 where `a > b and a[1] <= b[1]`, else 0.0 (comparisons with na are false)."""
-    return (_cross_loop(series(a), series(b), True),)
+    return (_crosses(a, b, True),)
 
 
 def crosses_below_batch(a: FloatArray, b: FloatArray) -> tuple[FloatArray]:
     """1.0 where `a < b and a[1] >= b[1]`, else 0.0 (comparisons with na are false)."""
-    return (_cross_loop(series(a), series(b), False),)
+    return (_crosses(a, b, False),)
 
 
 class CrossesAbove:
