@@ -207,12 +207,14 @@ def monthly_returns(result: BacktestResult) -> tuple[MonthlyReturn, ...]:
     equity = np.asarray(result.equity, dtype=np.float64)
     # Month of each bar, by its close time minus 1 ms so a bar closing at midnight of the 1st counts
     # in the month it traded in. The time line is sorted: find where each month's bars begin by bisection
-    # on the month starts (converting every bar's time to a month would cost far more).
-    key = np.asarray(result.time, dtype=np.int64) - 1
-    first, final = key[[0, -1]].astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    # on the month starts (converting every bar's time to a month would cost far more); `time - 1 >= start`
+    # is `time >= start + 1`, so the search runs on the close times themselves, not on a shifted copy.
+    time = np.asarray(result.time, dtype=np.int64)
+    first, final = (time[[0, -1]] - 1).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
     every = np.arange(first, final + 1)
-    begins = np.searchsorted(key, every[1:].astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64))
-    bounds = np.concatenate(([0], begins, [len(key)]))
+    month_starts = every[1:].astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
+    begins = np.searchsorted(time, month_starts + 1)
+    bounds = np.concatenate(([0], begins, [len(time)]))
     has_bars = bounds[1:] > bounds[:-1]
     month_ids = every[has_bars]
     last = bounds[1:][has_bars] - 1
