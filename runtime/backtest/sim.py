@@ -101,20 +101,16 @@ def _offset(spec: tuple[str, object] | None) -> tuple[int, float, np.ndarray | N
     return _OFFSET_KINDS[kind], float(value), None  # type: ignore[arg-type]
 
 
+# A sleeve's per-bar arrays, in the order the kernel's bar buffers hold them.
+_COLUMNS = (
+    "time", "open", "high", "low", "close", "volume", "entry_long", "exit_long", "entry_short", "exit_short",
+)  # fmt: skip
+
+
 def _check_sleeve(sleeve: SleeveInput) -> None:
     """Refuse inconsistent sleeves with a plain message naming the sleeve."""
     n = len(sleeve.time)
-    for name in (
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "entry_long",
-        "exit_long",
-        "entry_short",
-        "exit_short",
-    ):
+    for name in _COLUMNS[1:]:
         if len(getattr(sleeve, name)) != n:
             raise ValueError(
                 f"sleeve {sleeve.name}: {name} has {len(getattr(sleeve, name))} values, time has {n}"
@@ -473,18 +469,7 @@ def _bar_arrays(sleeves: Sequence[SleeveInput], dist_used: bool) -> tuple[np.nda
 
     A single sleeve's arrays are reshaped views (no copy); several sleeves are padded to the longest.
     """
-    names = (
-        "time",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "entry_long",
-        "exit_long",
-        "entry_short",
-        "exit_short",
-    )
+    names = _COLUMNS
     dtypes = (np.int64,) + (np.float64,) * 5 + (np.bool_,) * 4
     length = max(len(s.time) for s in sleeves)
     out: list[np.ndarray] = []
