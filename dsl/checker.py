@@ -37,7 +37,7 @@ from dsl.ir import (
 from dsl.parser import is_placeholder, parse
 from dsl.render import explain, format_value, render_expr
 from dsl.resources import library_dir
-from dsl.scopes import ERROR, Env, Globals, StrategyScope
+from dsl.scopes import ERROR, Env, Globals, StrategyScope, resolve_once, timeframe_literal
 from dsl.types import NUMERIC, Qual, Type, unify
 from dsl.units import TIMEFRAMES, format_duration, parse_duration, parse_symbol
 from dsl.warmup import longest_warmup, warmup
@@ -371,15 +371,13 @@ class FileChecker:
         st = scope.const_syntax.get(name)
         if st is None:
             return None
-        if name in scope.resolving:
-            chain = [*scope.resolving[scope.resolving.index(name) :], name]
-            self.rep.add("E014", st.name_span, f"circular definition: {' → '.join(chain)}")
-            return ERROR
-        scope.resolving.append(name)
-        try:
-            value = Expressions(self).check(st.value, Env(scope, fixed=f"const {name}"))
-        finally:
-            scope.resolving.pop()
+        value = resolve_once(
+            name,
+            scope.resolving,
+            st.name_span,
+            self.rep,
+            lambda: Expressions(self).check(st.value, Env(scope, fixed=f"const {name}")),
+        )
         if value.qual > Qual.CONST and value is not ERROR:
             self.rep.add(
                 "E024", st.value.span, f"const {name} must be fixed in the text; got {type_text(value)}"
@@ -488,16 +486,7 @@ class FileChecker:
         """The strategy's base timeframe (E036 when it is not available)."""
         if st is None:
             return DEFAULT_TIMEFRAME
-        text = st.value.text if isinstance(st.value, s.Literal) else ""
-        if text in TIMEFRAMES:
-            return text
-        self.rep.add(
-            "E036",
-            st.value.span,
-            f"timeframe {text or 'expression'} is not available",
-            "available: " + ", ".join(TIMEFRAMES),
-        )
-        return DEFAULT_TIMEFRAME
+        return timeframe_literal(st.value, self.rep) or DEFAULT_TIMEFRAME
 
     def _symbol(self, st: s.Setting | None, block: s.Block) -> str:
         """The strategy's symbol (E037 when malformed; E016-style error when missing)."""
@@ -909,14 +898,8 @@ class FileChecker:
 
     def _override_timeframe(self, kw: s.Kwarg, template: StrategyIR) -> str | None:
         """A sleeve's timeframe override: available, and not faster than any clock the template reads."""
-        text = kw.value.text if isinstance(kw.value, s.Literal) else ""
-        if text not in TIMEFRAMES:
-            self.rep.add(
-                "E036",
-                kw.value.span,
-                f"timeframe {text or 'expression'} is not available",
-                "available: " + ", ".join(TIMEFRAMES),
-            )
+        text = timeframe_literal(kw.value, self.rep)
+        if text is None:
             return None
         base = TIMEFRAMES[text]
         for other in template.timeframes[1:]:

@@ -15,7 +15,7 @@ from dsl.ir import (
 )
 from dsl.parser import ERROR_NAME
 from dsl.render import format_value
-from dsl.scopes import ERROR, Env
+from dsl.scopes import ERROR, Env, resolve_once, timeframe_literal
 from dsl.types import NUMERIC, Qual, Type, divide, join_qual, multiply, struct, unify
 from dsl.units import DURATION_MS, TIMEFRAMES, parse_duration, parse_symbol
 
@@ -44,15 +44,9 @@ class Expressions:
         if name in ctx.done:
             return ctx.done[name]
         st = ctx.syntax[name]
-        if name in ctx.resolving:
-            chain = [*ctx.resolving[ctx.resolving.index(name) :], name]
-            self.rep.add("E014", st.name_span, f"circular definition: {' → '.join(chain)}")
-            return ERROR
-        ctx.resolving.append(name)
-        try:
-            value = self.check(st.value, Env(env.globals, ctx))
-        finally:
-            ctx.resolving.pop()
+        value = resolve_once(
+            name, ctx.resolving, st.name_span, self.rep, lambda: self.check(st.value, Env(env.globals, ctx))
+        )
         ctx.done[name] = value
         return value
 
@@ -515,14 +509,8 @@ class Expressions:
                 return ERROR
             symbol = text
         tf_node = node.args[-1]
-        tf = tf_node.text if isinstance(tf_node, s.Literal) else ""
-        if tf not in TIMEFRAMES:
-            self.rep.add(
-                "E036",
-                tf_node.span,
-                f"timeframe {tf or 'expression'} is not available",
-                "available: " + ", ".join(TIMEFRAMES),
-            )
+        tf = timeframe_literal(tf_node, self.rep)
+        if tf is None:
             return ERROR
         ctx.timeframes.add(tf)
         ctx.bars_spans.append((tf, tf_node.span))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dsl import syntax as s
-from dsl.diagnostics import Span
+from dsl.diagnostics import Reporter, Span
 from dsl.ir import (
     Expr,
     ParamIR,
 )
 from dsl.types import Qual
+from dsl.units import TIMEFRAMES
 
 # The node standing for an expression that already produced a diagnostic; it silences follow-on errors.
 ERROR = Expr.make("const", None, kind="error", qual=Qual.SERIES)
@@ -54,3 +55,32 @@ class Env:
     metrics: Mapping[str, str] | None = None  # visible risk or result metrics
     metric_scope: str = ""  # "portfolio", "sleeve" or "optimize" (for messages)
     fixed: str = ""  # non-empty when only fixed values are allowed: names the thing, for E024
+
+
+def resolve_once(
+    name: str, resolving: list[str], span: Span, rep: Reporter, compute: Callable[[], Expr]
+) -> Expr:
+    """Compute a named definition's value; a name met again while it resolves is a cycle (E014)."""
+    if name in resolving:
+        chain = [*resolving[resolving.index(name) :], name]
+        rep.add("E014", span, f"circular definition: {' → '.join(chain)}")
+        return ERROR
+    resolving.append(name)
+    try:
+        return compute()
+    finally:
+        resolving.pop()
+
+
+def timeframe_literal(node: s.Expr, rep: Reporter) -> str | None:
+    """The timeframe a literal names (`1h`), or None after reporting that it is not available (E036)."""
+    text = node.text if isinstance(node, s.Literal) else ""
+    if text in TIMEFRAMES:
+        return text
+    rep.add(
+        "E036",
+        node.span,
+        f"timeframe {text or 'expression'} is not available",
+        "available: " + ", ".join(TIMEFRAMES),
+    )
+    return None
