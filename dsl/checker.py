@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from dsl import builtins as b
 from dsl import syntax as s
 from dsl.diagnostics import Diagnostic, Reporter, Span, did_you_mean
-from dsl.expressions import Expressions, source_text, type_text
+from dsl.expressions import Expressions, read_number, shorten, source_text, type_text
 from dsl.gcpause import paused_gc
 from dsl.ir import (
     AlertIR,
@@ -108,11 +109,13 @@ class _Session:
         self.reporters: dict[str, Reporter] = {}  # file → its diagnostics
         self.done: dict[Path, _FileDefs] = {}  # checked files by resolved path
         self.stack: list[Path] = []  # files being checked (import chain) for cycle detection
+        self.roots: tuple[Path, ...] = ()  # folders `use` may read from (set from the root file by run)
 
     def run(self, path: Path, text: str | None, overrides: Mapping[str, str]) -> CheckResult:
         """Check the root file and build the program."""
         display = str(path)
         reporter = self._reporter(display)
+        self.roots = _use_roots(path)
         defs = _FileDefs()
         if text is None:
             text = self._read(path, reporter)
@@ -167,17 +170,45 @@ class _Session:
         finally:
             self.stack.pop()
 
+    def _resolve(self, importer: Path, use: s.Use, reporter: Reporter) -> Path | None:
+        """The real path of a `use`d spec, or None after an E015 saying why it cannot be used.
+
+        Specs are shared and reloaded by a running engine, so `use` reads nothing but `.strat` files, looked
+        up next to the importer, then in library/, and only inside the allowed folders (`_use_roots`),
+        judged on the real path (so neither `..` nor a symbolic link leads out).
+        """
+        name = shorten(use.path, 60)
+        if not use.path.endswith(".strat"):
+            reporter.add("E015", use.span, f"only .strat files can be used: '{name}'")
+            return None
+        for candidate in (importer.parent / use.path, library_dir() / use.path):
+            try:
+                real = candidate.resolve()
+                kind = "file" if real.is_file() else "folder" if real.is_dir() else None
+            except OSError:  # a name too long for the file system, a link loop: there is no such file
+                continue
+            if kind == "folder":
+                reporter.add("E015", use.span, f"'{name}' is a folder, not a file")
+                return None
+            if kind is None:
+                continue
+            if not any(real.is_relative_to(root) for root in self.roots):
+                reporter.add(
+                    "E015",
+                    use.span,
+                    f"'{name}' is outside the folders a spec may use",
+                    "a spec uses files in its own folder tree, library/ and the folders of $STRAT_USE_PATH",
+                )
+                return None
+            return real
+        hint = f"looked in {importer.parent} and in the standard library"
+        reporter.add("E015", use.span, f"cannot find '{name}'", hint)
+        return None
+
     def load(self, importer: Path, use: s.Use, reporter: Reporter) -> _FileDefs | None:
-        """Resolve and check a `use`d file: next to the importer, then in library/."""
-        candidates = [importer.parent / use.path, library_dir() / use.path]
-        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        """Resolve (see `_resolve`) and check a `use`d file once per run."""
+        found = self._resolve(importer, use, reporter)
         if found is None:
-            reporter.add(
-                "E015",
-                use.span,
-                f"cannot find '{use.path}'",
-                f"looked in {importer.parent} and in the standard library",
-            )
             return None
         if found in self.stack:
             chain = [p.name for p in self.stack[self.stack.index(found) :]] + [found.name]
@@ -188,6 +219,12 @@ class _Session:
             text = self._read(found, self._reporter(display))
             self.done[found] = self._check(found, display, text, {}) if text is not None else _FileDefs()
         return self.done[found]
+
+
+def _use_roots(root: Path) -> tuple[Path, ...]:
+    """The folders a spec may `use` files from: the root spec's folder tree, library/, $STRAT_USE_PATH."""
+    listed = [Path(p) for p in os.environ.get("STRAT_USE_PATH", "").split(os.pathsep) if p]
+    return tuple(p.resolve() for p in (root.resolve().parent, library_dir(), *listed))
 
 
 def _display(path: Path) -> str:
@@ -260,16 +297,18 @@ class FileChecker:
             )
             return
         first = versions[0]
-        number = first.number.replace("_", "")
-        if not number.isdigit() or int(number) not in SUPPORTED_VERSIONS:
+        number = read_number(first.number) if first.number.replace("_", "").isdigit() else None
+        if not isinstance(number, int) or number not in SUPPORTED_VERSIONS:
             supported = ", ".join(map(str, SUPPORTED_VERSIONS))
             self.rep.add(
-                "E004", first.span, f"unsupported language version {first.number}; supported: {supported}"
+                "E004",
+                first.span,
+                f"unsupported language version {shorten(first.number)}; supported: {supported}",
             )
         elif stmts[0] is not first:
             self.rep.add("E017", first.span, "'strat' must be the first statement of the file")
         else:
-            self.out.version = int(number)
+            self.out.version = number
         for extra in versions[1:]:
             self.rep.add(
                 "E012", extra.span, f"the language version is already declared at line {first.span.line}"

@@ -26,6 +26,27 @@ if TYPE_CHECKING:
 _CATEGORIES = frozenset({"sizing", "slippage", "method", "objective", "walk_forward"})
 
 
+# The largest magnitude of a number literal. Nothing a spec sets (lengths, prices, capital, durations) is
+# larger, and refusing bigger literals at the literal keeps every later conversion (int(), float(), warm-up
+# arithmetic, the version line) exact and finite, so none of them can overflow.
+MAX_LITERAL = 1e15
+
+
+def read_number(digits: str) -> float | int | None:
+    """The value of a literal's digits (`1_000`, `2.5`): an int without a point; None past MAX_LITERAL."""
+    clean = digits.replace("_", "")
+    # Cheap length guard first: int() of thousands of digits is slow (and refused past 4,300 digits).
+    if len(clean.split(".")[0]) > 16:
+        return None
+    value: float | int = float(clean) if "." in clean else int(clean)
+    return value if abs(value) <= MAX_LITERAL else None
+
+
+def shorten(text: str, width: int = 12) -> str:
+    """`text` cut to `width` characters with an ellipsis, so a diagnostic never echoes a huge token."""
+    return text if len(text) <= width else text[:width] + "…"
+
+
 class Expressions:
     """Type-checks expressions into IR nodes under an environment."""
 
@@ -218,14 +239,18 @@ class Expressions:
         """Numbers, quantities with units, amounts, dates, strings, booleans and na."""
         text = node.text
         if node.kind == "number":
-            clean = text.replace("_", "")
-            value: float | int = float(clean) if "." in clean else int(clean)
+            value = self._number(node, text)
+            if value is None:
+                return ERROR
             return Expr.make("const", value, kind="number", integer=isinstance(value, int))
         if node.kind == "quantity":
             return self._quantity(node)
         if node.kind == "amount":
             number, currency = text.rsplit(" ", 1)
-            return Expr.make("const", float(number.replace("_", "")), kind="money", symbol=currency)
+            amount = self._number(node, number)
+            if amount is None:
+                return ERROR
+            return Expr.make("const", float(amount), kind="money", symbol=currency)
         if node.kind == "date":
             try:
                 when = datetime.fromisoformat(text).replace(tzinfo=UTC)
@@ -239,12 +264,27 @@ class Expressions:
             return Expr.make("const", text == "true", kind="bool")
         return Expr.make("const", None, kind="na")
 
+    def _number(self, node: s.Literal, digits: str) -> float | int | None:
+        """The value of a literal's digits; None (after E025 at the literal) when it is too large."""
+        value = read_number(digits)
+        if value is None:
+            self.rep.add(
+                "E025",
+                node.span,
+                f"the number {shorten(digits)} is too large",
+                f"numbers in a spec are at most {MAX_LITERAL:.0e}",
+            )
+        return value
+
     def _quantity(self, node: s.Literal) -> Expr:
         """`2.5%`, `5bps`, `2R`, `45m`: a number glued to its unit."""
         text = node.text
         digits = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%")
         suffix = text[len(digits) :]
-        number = float(digits.replace("_", ""))
+        value = self._number(node, digits)
+        if value is None:
+            return ERROR
+        number = float(value)
         if suffix == "%":
             return Expr.make("const", number / 100, kind="percent")
         if suffix == "bps":

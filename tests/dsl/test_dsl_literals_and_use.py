@@ -1,0 +1,123 @@
+"""Number literals past any sane magnitude, and `use` of paths outside the allowed folders (issue 9 §3, §4).
+
+Every number of a spec goes through one literal reader that refuses what cannot be a finite, exact
+value (E025 at the literal), so no later conversion (params, domains, sleeves, risk rules, warm-up, the
+version line) can overflow. `use` resolves only inside the root spec's folder tree, library/ and the
+folders listed in $STRAT_USE_PATH, reads only `.strat` files, and never quotes a file that is not a spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dsl_helpers import HEAD, diags
+
+from dsl.checker import check_file
+
+# A 400-digit integer and a float literal that overflows to inf.
+HUGE_INT = "9" * 400
+HUGE_FLOAT = "9" * 400 + ".5"
+
+
+@pytest.mark.parametrize(
+    ("line", "text"),
+    [
+        (f"    param n = {HUGE_INT} in 1..10\n", HUGE_INT),
+        (f"    param n = 5 in 1..{HUGE_INT}\n", HUGE_INT),
+        (f"    x = sma(close, {HUGE_INT})\n", HUGE_INT),
+        (f"    stop_loss: {HUGE_FLOAT}%\n", HUGE_FLOAT + "%"),
+        (f"    x = close > {HUGE_FLOAT}\n", HUGE_FLOAT),
+        (f"    cooldown: {HUGE_INT}h\n", HUGE_INT + "h"),
+    ],
+)
+def test_huge_number_literals_are_a_located_error(line: str, text: str) -> None:
+    found = [d for d in diags(HEAD + line) if d[0] == "E025"]
+    assert found, diags(HEAD + line)
+    _, row, col, message, _ = found[0]
+    assert (row, message) == (5, f"the number {text[:12]}… is too large")
+    assert col == line.index(text[:12]) + 1
+
+
+def test_huge_capital_and_risk_limits_are_located_errors() -> None:
+    spec = f'strat 1\nuse "ma_cross.strat"\nportfolio p:\n    capital: {HUGE_INT} USDT\n'
+    spec += "    sleeve a: ma_cross\n    risk:\n        cap gross_exposure at " + HUGE_INT + "%\n"
+    rows = sorted((d[1], d[0]) for d in diags(spec) if d[0] == "E025")
+    assert rows == [(4, "E025"), (7, "E025")]
+
+
+@pytest.mark.parametrize("number", [HUGE_INT, "9" * 5000, "1_" * 30 + "1"])
+def test_a_huge_version_number_is_unsupported_not_a_crash(number: str) -> None:
+    found = diags(f"strat {number}\n")
+    assert [d[0] for d in found] == ["E004"]
+    assert found[0][3].startswith("unsupported language version")
+    assert len(found[0][3]) < 200  # the number is shortened, not printed whole
+
+
+# --------------------------------------------------------------------------------------------- use
+
+
+def _spec(folder: Path, use: str) -> Path:
+    """Write a spec using `use` into `folder` and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "main.strat"
+    path.write_text(f'strat 1\nuse "{use}"\n')
+    return path
+
+
+def _codes(path: Path) -> list[tuple[str, int, str]]:
+    """(code, line, message) of every diagnostic of checking `path`."""
+    return [(d.code, d.line, d.message) for d in check_file(path).diagnostics]
+
+
+def test_use_of_a_system_file_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    result = check_file(_spec(tmp_path / "specs", "/etc/passwd"))
+    assert [(d.code, d.line) for d in result.diagnostics] == [("E015", 2)]
+    assert "only .strat files can be used" in result.diagnostics[0].message
+    assert all("root:" not in text for text in result.sources.values())
+
+
+def test_use_outside_the_spec_folder_tree_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside.strat").write_text("strat 1\nconst k = 1\n")
+    found = _codes(_spec(tmp_path / "specs", "../outside.strat"))
+    assert found == [("E015", 2, "'../outside.strat' is outside the folders a spec may use")]
+
+
+def test_use_inside_the_tree_and_the_library_still_works(tmp_path: Path) -> None:
+    (tmp_path / "specs" / "lib").mkdir(parents=True)
+    (tmp_path / "specs" / "lib" / "k.strat").write_text("strat 1\nconst k = 1\n")
+    assert _codes(_spec(tmp_path / "specs", "lib/k.strat")) == []
+    assert _codes(_spec(tmp_path / "other", "ma_cross.strat")) == []
+
+
+def test_use_path_lists_extra_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "k.strat").write_text("strat 1\nconst k = 1\n")
+    spec = _spec(tmp_path / "specs", str(shared / "k.strat"))
+    assert [c[0] for c in _codes(spec)] == ["E015"]
+    monkeypatch.setenv("STRAT_USE_PATH", str(shared))
+    assert _codes(spec) == []
+
+
+def test_a_symlink_out_of_the_tree_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.strat").write_text("strat 1\nconst k = 1\n")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "link.strat").symlink_to(tmp_path / "secret.strat")
+    found = _codes(_spec(tmp_path / "specs", "link.strat"))
+    assert found == [("E015", 2, "'link.strat' is outside the folders a spec may use")]
+
+
+def test_odd_use_paths_are_clear_errors(tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    (specs / "dir.strat").mkdir(parents=True)
+    (specs / "bad.strat").write_bytes(b"strat 1\n\xff\xfe\n")
+    cases = {
+        "x" * 5000 + ".strat": "cannot find",
+        "dir.strat": "is a folder, not a file",
+        "bad.strat": "not UTF-8",
+    }
+    for use, expected in cases.items():
+        found = _codes(_spec(specs, use))
+        assert found and found[0][0] in ("E015", "E001"), (use[:20], found)
+        assert any(expected in message for _, _, message in found), (use[:20], found)
