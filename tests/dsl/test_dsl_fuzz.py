@@ -105,16 +105,17 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"\s+|\w+|[^\w\s]", text)
 
 
+# The edits a mutant is made of: token and line deletions, duplications and swaps, a number token grown huge,
+# stray characters, truncation.
+MUTATIONS = ("del_tok", "dup_tok", "swap_tok", "num_tok", "del_line", "dup_line", "swap_line", "chars", "cut")
+
+
 @st.composite
 def _mutants(draw: st.DrawFn) -> str:
     """A valid spec with one to three random edits."""
     text = draw(st.sampled_from(SEEDS))
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(
-            st.sampled_from(
-                ["del_tok", "dup_tok", "swap_tok", "del_line", "dup_line", "swap_line", "chars", "cut"]
-            )
-        )
+        kind = draw(st.sampled_from(MUTATIONS))
         unit = _tokens(text) if kind.endswith("tok") else text.split("\n")
         if not unit:
             break
@@ -126,6 +127,11 @@ def _mutants(draw: st.DrawFn) -> str:
             unit.insert(i, unit[i])
         elif kind.startswith("swap"):
             unit[i], unit[j] = unit[j], unit[i]
+        elif kind == "num_tok":
+            # A number token grown past any sane size (the class behind overflow crashes).
+            digits = [n for n, tok in enumerate(unit) if tok.isdigit()]
+            if digits:
+                unit[draw(st.sampled_from(digits))] = draw(st.sampled_from(["9" * 400, "1" * 5000, "0" * 30]))
         if kind == "chars":
             pos = draw(st.integers(0, len(text)))
             text = text[:pos] + draw(st.text(st.characters(codec="utf-8"), max_size=5)) + text[pos:]
