@@ -109,9 +109,23 @@ class Reporter:
         return any(d.is_error for d in self._items.values())
 
 
+# Names longer than this get no 'did you mean' (difflib's work grows with the product of the lengths).
+_HINT_NAME_LIMIT = 64
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """A 'did you mean' hint naming the closest candidate, or None when nothing is close."""
-    match = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """A 'did you mean' hint naming the closest candidate, or None when nothing is close.
+
+    A candidate equal but for letter case (`RSI` for `rsi`) wins; otherwise difflib's closest match among
+    candidates of a similar length.
+    """
+    if len(name) > _HINT_NAME_LIMIT:
+        return None
+    pool = sorted(set(candidates))
+    folded = [c for c in pool if c.lower() == name.lower()]
+    match = folded or difflib.get_close_matches(
+        name, [c for c in pool if abs(len(c) - len(name)) <= max(3, len(name) // 2)], n=1, cutoff=0.6
+    )
     return f"did you mean '{match[0]}'?" if match else None
 
 

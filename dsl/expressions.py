@@ -47,6 +47,10 @@ def shorten(text: str, width: int = 12) -> str:
     return text if len(text) <= width else text[:width] + "…"
 
 
+# The comparison operators.
+_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+
+
 class Expressions:
     """Type-checks expressions into IR nodes under an environment."""
 
@@ -151,7 +155,9 @@ class Expressions:
             )
             return ERROR
         if high is not None and value > high:
-            self.rep.add("E025", st.value.span, f"{st.name} must be <= {format_value(high, node.kind)}")
+            # A bare number where a fraction is meant (`stop_loss: 3`) is almost always a missing %.
+            hint = f"write {value}% for a percentage" if node.kind == "number" and high <= 1 else None
+            self.rep.add("E025", st.value.span, f"{st.name} must be <= {format_value(high, node.kind)}", hint)
             return ERROR
         return node
 
@@ -642,9 +648,10 @@ class Expressions:
                 and value.kind != "na"
                 and not (op in ("==", "!=") and value.kind == "bool")
             ):
-                self.rep.add("E022", side.span, f"'{op}' needs numbers; got {type_text(value)}")
+                hint = self._chain_hint(node) if side is node.left else None
+                self.rep.add("E022", side.span, f"'{op}' needs numbers; got {type_text(value)}", hint)
                 return ERROR
-        if op in ("<", "<=", ">", ">=", "==", "!="):
+        if op in _COMPARISONS:
             if unify(_t(left), _t(right), compare=True) is None:
                 self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
                 return ERROR
@@ -653,7 +660,13 @@ class Expressions:
         if kind is None:
             verb = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}[op]
             joiner = {"+": "and", "-": "and", "*": "by", "/": "by"}[op]
-            self.rep.add("E023", node.span, f"cannot {verb} {left.kind} {joiner} {right.kind}")
+            hint = None
+            if op in "+-" and left.kind == "price" and right.kind == "percent":
+                # Taking a percentage off a price is a product: the most common slip of this kind.
+                sign = "-" if op == "-" else "+"
+                product = f"{self._text(node.left)} * (1 {sign} {self._text(node.right)})"
+                hint = f"to move a price by a percentage write {product}"
+            self.rep.add("E023", node.span, f"cannot {verb} {left.kind} {joiner} {right.kind}", hint)
             return ERROR
         if op == "/" and right.op == "const" and right.value == 0:
             # A fixed division by zero has no value: say so here rather than carry a NaN into a length.
@@ -661,6 +674,18 @@ class Expressions:
             return ERROR
         integer = op in "+-*" and left.integer and right.integer
         return Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
+
+    def _text(self, node: s.Expr) -> str:
+        """The source text of an expression as written (for hints)."""
+        return source_text(self.fc.session.sources.get(self.rep.file, ""), node.span)
+
+    def _chain_hint(self, node: s.BinOp) -> str | None:
+        """For `30 < r < 70` (a comparison of a comparison): the `and` form it means, else None."""
+        inner = node.left
+        if not (isinstance(inner, s.BinOp) and inner.op in _COMPARISONS and node.op in _COMPARISONS):
+            return None
+        first, middle, last = (self._text(n) for n in (inner.left, inner.right, node.right))
+        return f"write {first} {inner.op} {middle} and {middle} {node.op} {last}"
 
     def _cross(self, node: s.Cross, env: Env) -> Expr:
         """`a crosses above/below b`: a one-bar bool pulse on the faster clock."""
