@@ -260,6 +260,10 @@ class FileChecker:
         self.names: dict[str, Span] = {}  # top-level names and where they are defined
         self.templates: dict[str, StrategyIR] = {}  # visible strategy templates (imported and own)
         self.profiles: dict[str, RiskProfileIR] = {}  # visible risk profiles
+        # Inlined def calls by (def, argument digests, context): a def called twice with the same arguments
+        # is checked once, so nested defs cost linear, not exponential, work.
+        self.inlined: dict[tuple[object, ...], Expr] = {}
+        self.expanded: dict[str, int] = {}  # node digest → its size written out as a tree (capped)
 
     # ---------------------------------------------------------------- top level
 

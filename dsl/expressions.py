@@ -47,6 +47,8 @@ def shorten(text: str, width: int = 12) -> str:
     return text if len(text) <= width else text[:width] + "…"
 
 
+# The most operations one def call may expand to when written out as a tree (E014 past it).
+MAX_EXPANSION = 100_000
 # The comparison operators.
 _COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -520,6 +522,20 @@ class Expressions:
         values = [self.check(a, env) for a in node.args]
         if any(v is ERROR for v in values):
             return ERROR
+        # The body's value depends only on the arguments and on the context it is checked in.
+        key = (
+            node.func,
+            id(home),
+            tuple(v.digest for v in values),
+            id(env.strategy),
+            env.inlining,
+            env.metric_scope,
+            env.fixed,
+            self.quiet_types,
+        )
+        done = self.fc.inlined.get(key)
+        if done is not None:
+            return done
         inner = Env(
             home,
             env.strategy,
@@ -529,7 +545,28 @@ class Expressions:
             env.metric_scope,
             env.fixed,
         )
-        return self.check(st.body, inner)
+        value = self.check(st.body, inner)
+        if value is not ERROR and self._expanded_size(value) > MAX_EXPANSION:
+            # Shared nodes keep the check linear, but written out as a tree (an IR dump, a rendering)
+            # the expression would be exponential: refuse it where the def is called.
+            self.rep.add(
+                "E014",
+                node.span,
+                f"{node.func}() expands to more than {MAX_EXPANSION:,} operations",
+                "compute the repeated part once as a binding and use its name",
+            )
+            value = ERROR
+        self.fc.inlined[key] = value
+        return value
+
+    def _expanded_size(self, node: Expr) -> int:
+        """The number of nodes of `node` written out as a tree (memoised by digest, capped)."""
+        sizes = self.fc.expanded
+        size = sizes.get(node.digest)
+        if size is None:
+            size = min(1 + sum(self._expanded_size(a) for a in node.args), MAX_EXPANSION + 1)
+            sizes[node.digest] = size
+        return size
 
     def _bars(self, node: s.Call, env: Env) -> Expr:
         """`bars(tf)` or `bars("EXCHANGE:BASE/QUOTE", tf)`: the last closed candles of another clock."""

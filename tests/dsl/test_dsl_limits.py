@@ -1,9 +1,11 @@
-"""Number literals past any sane magnitude, and `use` of paths outside the allowed folders (issue 9 §3, §4).
+"""Limits: huge number literals, `use` of paths outside the allowed folders, exponential def expansion.
 
 Every number of a spec goes through one literal reader that refuses what cannot be a finite, exact
 value (E025 at the literal), so no later conversion (params, domains, sleeves, risk rules, warm-up, the
 version line) can overflow. `use` resolves only inside the root spec's folder tree, library/ and the
 folders listed in $STRAT_USE_PATH, reads only `.strat` files, and never quotes a file that is not a spec.
+A def called twice with the same arguments is checked once (shared nodes), and an expansion that would be
+exponential written out is E014 at the call.
 """
 
 from __future__ import annotations
@@ -121,3 +123,31 @@ def test_odd_use_paths_are_clear_errors(tmp_path: Path) -> None:
         found = _codes(_spec(specs, use))
         assert found and found[0][0] in ("E015", "E001"), (use[:20], found)
         assert any(expected in message for _, _, message in found), (use[:20], found)
+
+
+# ------------------------------------------------------------------------------------------ nested defs
+
+
+def _nested_defs(levels: int) -> str:
+    """A spec whose def f{n} calls f{n-1} twice, `levels` deep: 2**levels operations written out."""
+    lines = ["strat 1", "def f0(x) = x + 1"]
+    lines += [f"def f{i}(x) = f{i - 1}(x) + f{i - 1}(x)" for i in range(1, levels + 1)]
+    lines += [
+        "strategy s:",
+        '    symbol: "BINANCE:BTC/USDT"',
+        "    timeframe: 1h",
+        f"    y = f{levels}(close)",
+        "    entry long when y > 0",
+        "    exit long when y < 0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_nested_defs_are_checked_in_linear_time_with_shared_nodes() -> None:
+    assert diags(_nested_defs(10)) == []  # 2,047 operations: fine
+
+
+def test_an_exponential_def_expansion_is_a_located_error() -> None:
+    found = diags(_nested_defs(20))
+    assert [(d[0], d[1], d[2]) for d in found] == [("E014", 18, 14)]
+    assert found[0][3] == "f15() expands to more than 100,000 operations"
