@@ -269,6 +269,8 @@ class FileChecker:
 
     def run(self) -> _FileDefs:
         """Check the whole file."""
+        if self.module.unread:
+            return self.out
         stmts = [st for st in self.module.stmts if not _is_placeholder(st)]
         self._version(stmts)
         for st in stmts:

@@ -34,6 +34,10 @@ from dsl.resources import grammar_path
 MAX_SYNTAX_ERRORS = 50
 # Deepest bracket nesting accepted; deeper input would exhaust the recursion of later passes.
 MAX_NESTING = 64
+# The largest spec read, characters: a bigger file is refused before anything parses it.
+MAX_FILE_CHARS = 2_000_000
+# The longest line read, characters: a longer one is refused (and skipped) where it stands.
+MAX_LINE_CHARS = 10_000
 # How terminals are named in messages.
 _DISPLAY = {
     "NAME": "a name",
@@ -200,6 +204,10 @@ def parse(text: str, path: str, reporter: Reporter) -> s.Module:
 
 def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
     """`parse` (with the garbage collector paused)."""
+    if len(text) > MAX_FILE_CHARS:
+        size = f"{len(text) / 1e6:.1f} million characters"
+        reporter.add("E001", Span.point(1, 1), f"the file has {size}; a spec may have at most 2 million")
+        return s.Module(path, (), unread=True)
     lines = _prescan(text.split("\n"), reporter)
     parser = _parser()
     for _ in range(MAX_SYNTAX_ERRORS):
@@ -211,7 +219,7 @@ def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
             pass
         except RecursionError:
             reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to read")
-            return s.Module(path, ())
+            return s.Module(path, (), unread=True)
         try:
             with parser.lock:
                 parser.lark.parse(source)
@@ -231,7 +239,7 @@ def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
         else:
             raise AssertionError(f"the fast parser rejects a text lark accepts:\n{source}")
     reporter.add("E001", Span.point(1, 1), f"more than {MAX_SYNTAX_ERRORS} syntax errors; stopped reading")
-    return s.Module(path, ())
+    return s.Module(path, (), unread=True)
 
 
 def _prescan(lines: list[str], reporter: Reporter) -> list[str]:
@@ -242,6 +250,14 @@ def _prescan(lines: list[str], reporter: Reporter) -> list[str]:
             col = line.index("\t") + 1
             reporter.add("E003", Span.point(number, col), "tab character; indent with spaces only")
             line = line.replace("\t", "    ")
+        if len(line) > MAX_LINE_CHARS:
+            reporter.add(
+                "E001",
+                Span.point(number, 1),
+                f"line of {len(line):,} characters; a line may have at most {MAX_LINE_CHARS:,}",
+            )
+            out.append(_placeholder(line[:MAX_LINE_CHARS], block=False))
+            continue
         code = line.split("#", 1)[0]
         # The depth never exceeds the number of opening brackets: count those first (cheap, and enough for
         # nearly every line), walk the characters only when there are too many.

@@ -300,3 +300,4 @@ class Module:
 
     path: str  # file path as given
     stmts: tuple[Stmt, ...]  # top-level statements
+    unread: bool = False  # the parser gave up on the file (its diagnostics say why); nothing else to check

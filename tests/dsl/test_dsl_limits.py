@@ -151,3 +151,30 @@ def test_an_exponential_def_expansion_is_a_located_error() -> None:
     found = diags(_nested_defs(20))
     assert [(d[0], d[1], d[2]) for d in found] == [("E014", 18, 14)]
     assert found[0][3] == "f15() expands to more than 100,000 operations"
+
+
+# ------------------------------------------------------------------------------------------ sizes
+
+
+def test_a_file_past_two_million_characters_is_refused_up_front() -> None:
+    text = HEAD + "".join(f"    x{i} = sma(close, 20)\n" for i in range(120_000))
+    assert diags(text) == [
+        (
+            "E001",
+            1,
+            1,
+            f"the file has {len(text) / 1e6:.1f} million characters; a spec may have at most 2 million",
+            None,
+        )
+    ]
+
+
+def test_a_line_past_ten_thousand_characters_is_refused_where_it_stands() -> None:
+    text = HEAD + "    x = " + " + ".join(["close"] * 3_000) + "\n    y = clsoe\n"
+    found = [(d[0], d[1], d[3]) for d in diags(text)]
+    assert found[0] == (
+        "E001",
+        5,
+        f"line of {len(text.splitlines()[4]):,} characters; a line may have at most 10,000",
+    )
+    assert ("E010", 6) in [(d[0], d[1]) for d in diags(text)]  # the lines after it are still checked
