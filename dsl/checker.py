@@ -35,7 +35,7 @@ from dsl.ir import (
     StrategyIR,
     evaluate,
 )
-from dsl.parser import is_placeholder, parse
+from dsl.parser import ERROR_NAME, is_placeholder, parse
 from dsl.render import explain, format_value, render_expr
 from dsl.resources import library_dir
 from dsl.scopes import ERROR, Env, Globals, StrategyScope, resolve_once, timeframe_literal
@@ -340,7 +340,12 @@ class FileChecker:
     def _declare(
         self, name: str, span: Span, table: dict[str, Span], *, imported: bool = False, value: bool = True
     ) -> bool:
-        """Register a name in a scope; E013 for a value named like a built-in, E012 for duplicates."""
+        """Register a name in a scope; E013 for a value named like a built-in, E012 for duplicates.
+
+        The parser's placeholder name (an unreadable line) is never registered: it is no name of the user's.
+        """
+        if name == ERROR_NAME:
+            return False
         builtin = _builtin_kind(name) if value else None
         if builtin and not imported:
             self.rep.add("E013", span, f"'{name}' is a {builtin} and cannot be redefined")

@@ -3,9 +3,10 @@
 A valid text is read in one pass by `dsl.lalr` (lark's tables, our own tokenizer and node building); lark
 itself parses only a text with an error, for the exception its diagnostic is made from.
 
-Parsing never stops at the first error. Each syntax error is reported, the offending lines are replaced by
-a placeholder of the same indentation (or the indentation is repaired), and the text is parsed again, so
-that one run reports every syntax error of a file and the checker still sees everything else.
+Parsing never stops at the first error. A text with errors is read one top-level statement at a time: each
+syntax error is reported, the offending lines are replaced by a placeholder of the same indentation (or the
+indentation is repaired), and only that statement is parsed again, so that one run reports every syntax
+error of a file in time linear in its size, and the checker still sees everything else.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ MAX_NESTING = 64
 MAX_FILE_CHARS = 2_000_000
 # The longest line read, characters: a longer one is refused (and skipped) where it stands.
 MAX_LINE_CHARS = 10_000
+# String literals, blanked when statements are split (a bracket or '#' inside a string is text).
+_STRINGS = re.compile(r'"[^"\n]*"')
 # How terminals are named in messages.
 _DISPLAY = {
     "NAME": "a name",
@@ -210,36 +213,107 @@ def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
         return s.Module(path, (), unread=True)
     lines = _prescan(text.split("\n"), reporter)
     parser = _parser()
-    for _ in range(MAX_SYNTAX_ERRORS):
-        source = "\n".join(lines) + "\n"
-        # The fast path reads a valid text; on any error lark parses it again to say what is wrong.
+    # The fast path reads a valid text in one pass.
+    try:
+        return s.Module(path, tuple(lalr.parse("\n".join(lines) + "\n", parser.tables)))
+    except lalr.ParseFailed:
+        pass
+    except RecursionError:
+        reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to read")
+        return s.Module(path, (), unread=True)
+    # A text with errors: every top-level statement is read on its own, so a repair re-reads only the
+    # statement it mends (linear in the file, not a re-parse of the whole file per error).
+    budget = [MAX_SYNTAX_ERRORS]  # syntax errors that may still be reported
+    for first, last in _statements(lines):
+        # A statement that reads on its own (at line 1: cheap) needs no repair.
         try:
-            return s.Module(path, tuple(lalr.parse(source, parser.tables)))
+            lalr.parse("\n".join(lines[first:last]) + "\n", parser.tables)
+            continue
+        except (lalr.ParseFailed, RecursionError):
+            pass
+        if not _recover(lines, first, last, parser, reporter, budget):
+            reporter.add(
+                "E001", Span.point(1, 1), f"more than {MAX_SYNTAX_ERRORS} syntax errors; stopped reading"
+            )
+            return s.Module(path, (), unread=True)
+    # Every statement reads now: one more pass builds them all at their real lines.
+    return s.Module(path, tuple(lalr.parse("\n".join(lines) + "\n", parser.tables)))
+
+
+def _statements(lines: list[str]) -> Iterator[tuple[int, int]]:
+    """The line ranges [first, last) of the top-level statements (a block with its body is one).
+
+    A statement starts at a line with no indentation outside brackets; comments, blank lines and string
+    contents are not looked at for that.
+    """
+    first, depth = 0, 0
+    for i, line in enumerate(lines):
+        code = _STRINGS.sub('""', line).split("#", 1)[0]
+        if i > first and depth == 0 and code.strip() and not code[0].isspace():
+            yield first, i
+            first = i
+        depth = max(depth + sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}"), 0)
+    yield first, len(lines)
+
+
+def _recover(
+    lines: list[str], first: int, last: int, parser: _Parser, reporter: Reporter, budget: list[int]
+) -> bool:
+    """Mend lines [first, last) until they read as statements, reporting each error; False past the budget.
+
+    `lines` is mended in place. The statement is parsed at its real line numbers (the lines before it are
+    given as empty lines, which the tokenizer skips as one run). Every repair changes the text, so the loop
+    ends; an error on a line that already holds a repair's placeholder is that repair's echo, not the
+    user's mistake, and is not reported.
+    """
+    lead = "\n" * first
+    while True:
+        source = lead + "\n".join(lines[first:last]) + "\n"
+        try:
+            lalr.parse(source, parser.tables)
+            return True
         except lalr.ParseFailed:
             pass
         except RecursionError:
-            reporter.add("E001", Span.point(1, 1), "the file is nested too deeply to read")
-            return s.Module(path, (), unread=True)
+            reporter.add("E001", Span.point(first + 1, 1), "the statement is nested too deeply to read")
+            lines[first:last] = [""] * (last - first)
+            return True
+        scratch = Reporter(reporter.file)
         try:
             with parser.lock:
                 parser.lark.parse(source)
         except SyntaxProblem as problem:
+            line = min(max(problem.line, first + 1), last)
             # A bad indentation is underlined over the indentation itself.
-            width = _indent(lines[problem.line - 1]) if problem.indent is not None else 1
-            reporter.add(
-                problem.code, Span.point(problem.line, problem.col, width), problem.message, problem.hint
-            )
+            width = _indent(lines[line - 1]) if problem.indent is not None else 1
+            scratch.add(problem.code, Span.point(line, problem.col, width), problem.message, problem.hint)
+            code = problem.code
             if problem.indent is not None:
-                lines[problem.line - 1] = " " * problem.indent + lines[problem.line - 1].lstrip(" ")
+                mended = list(lines)
+                mended[line - 1] = " " * problem.indent + lines[line - 1].lstrip(" ")
             else:
-                lines = _repair(lines, problem.line, problem.code, parser.indenter.open_brackets)
+                mended = _repair(lines, line, code, parser.indenter.open_brackets)
         except UnexpectedInput as error:
-            line, code = _report(error, lines, parser, reporter)
-            lines = _repair(lines, line, code, parser.indenter.open_brackets)
+            line, code = _report(error, lines, parser, scratch)
+            line = min(max(line, first + 1), last)
+            mended = _repair(lines, line, code, parser.indenter.open_brackets)
         else:
             raise AssertionError(f"the fast parser rejects a text lark accepts:\n{source}")
-    reporter.add("E001", Span.point(1, 1), f"more than {MAX_SYNTAX_ERRORS} syntax errors; stopped reading")
-    return s.Module(path, (), unread=True)
+        echo = ERROR_NAME in lines[line - 1]
+        if not echo:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return False
+            reporter.extend(scratch.diagnostics)
+        if mended[first:last] == lines[first:last]:
+            # The repair changed nothing: blank the line (or the last non-blank one above it in the
+            # statement), so that every pass makes progress.
+            index = next((i for i in range(line - 1, first - 1, -1) if mended[i].strip()), None)
+            if index is None:
+                lines[first:last] = [""] * (last - first)
+                return True
+            mended[index] = ""
+        lines[first:last] = mended[first:last]
 
 
 def _prescan(lines: list[str], reporter: Reporter) -> list[str]:
