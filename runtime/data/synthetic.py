@@ -1,28 +1,48 @@
 """A seeded synthetic market for tests and offline demos; its output is always flagged synthetic.
 
-Log returns follow a GARCH(1,1) process (volatility clustering) plus a slowly switching trend regime
-and rare jumps; bars get wicks from the bar's volatility, and volume rises with volatility and with the
-size of the move, around a daily cycle. The same seed, market and range give the same candles.
+Each (symbol, seed) is ONE market: a path of 1-minute candles on the UTC grid, the same whatever range or
+timeframe is asked for, and every timeframe is that path resampled (so the 5m and 1h candles of a coin
+agree exactly, and multi-timeframe specs mean something on it). The path is addressable by day: the day
+level (volatility, trend regime, jumps, daily return) is generated from a fixed origin day, which costs a
+few thousand draws, and each UTC day's minutes come from their own seeded generator, tied by a bridge to
+exactly the day's return. So a range costs work in proportion to its length, not to its distance from
+the origin.
+
+Stylised facts: the daily variance follows GARCH(1,1) (volatility clustering), a slowly switching trend
+regime adds drift, rare jumps give fat tails; within a day, volatility and volume follow a daily activity
+cycle and an hourly random intensity, bars get wicks from their volatility, and volume rises with the size
+of the move. The same seed and market always give the same candles.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import zlib
 
 import numpy as np
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import Candles
+from runtime.data.resample import period_start, resample
 
-# GARCH(1,1) persistence parameters: weight of the last squared shock and of the last variance.
+# GARCH(1,1) persistence of the daily variance: weight of the last squared shock and of the last variance.
 _ALPHA, _BETA = 0.08, 0.90
-# Long-run volatility per square root of a day, as a fraction (3% daily, crypto-like).
+# Long-run volatility of a day, as a fraction (3% daily, crypto-like).
 _DAILY_VOL = 0.03
-# Mean bars between trend regime switches, and the trend's drift in long-run sigmas per bar.
-_REGIME_BARS, _TREND_SIGMAS = 500.0, 0.05
-# Jump probability per bar and jump size in long-run sigmas.
-_JUMP_PROB, _JUMP_SIGMAS = 0.002, 8.0
+# Mean days between trend regime switches, and the trend's drift in long-run daily sigmas per day.
+_REGIME_DAYS, _TREND_SIGMAS = 20.0, 0.25
+# Jump probability per minute and jump size in minute sigmas (fat tails at every timeframe).
+_JUMP_PROB, _JUMP_SIGMAS = 0.0005, 12.0
+# Spread of the hourly volatility intensity (lognormal sigma) and its persistence from hour to hour.
+_HOUR_SPREAD, _HOUR_PERSIST = 0.5, 0.7
+# Daily pull of the log price back to the starting price (a half-life of about a year).
+_PULL = math.log(2) / 365
 _DAY_MS = 86_400_000  # one day, ms
+_MINUTE_MS = 60_000  # the base grid, ms
+_MINUTES = 1_440  # minutes per day
+# The days every market spans (2000-01-01 to 2100-01-01 as UTC day numbers); a range outside extends it.
+_ORIGIN_DAY, _HORIZON_DAY = 10_957, 47_482
 
 
 def seed_for(symbol: str, seed: int = 0) -> int:
@@ -39,53 +59,105 @@ def generate(
     seed: int = 0,
     price: float = 100.0,
 ) -> Candles:
-    """Generate `bars` closed candles starting at `start_ms` (rounded up to the timeframe), seeded."""
+    """`bars` closed candles from `start_ms` (rounded up to the timeframe's grid) of the market's path."""
     step = timeframe_ms(timeframe)
-    rng = np.random.default_rng(seed_for(symbol, seed))
-    sigma = _DAILY_VOL * np.sqrt(step / _DAY_MS)  # long-run per-bar volatility
-    shocks = rng.standard_normal(bars)
-    # GARCH variance recursion: today's variance from yesterday's shock and variance.
-    omega = sigma**2 * (1 - _ALPHA - _BETA)
-    var = np.empty(bars)
-    ret = np.empty(bars)
-    v = sigma**2
-    for i in range(bars):
-        var[i] = v
-        ret[i] = np.sqrt(v) * shocks[i]
-        v = omega + _ALPHA * ret[i] ** 2 + _BETA * v
-    # Trend regimes: a sign (+1 up, -1 down, 0 flat) that switches at random, adding a drift.
-    switches = np.cumsum(rng.random(bars) < 1 / _REGIME_BARS)
-    regime = rng.choice([-1.0, 0.0, 1.0], size=int(switches[-1]) + 1 if bars else 1)[switches]
-    jumps = (rng.random(bars) < _JUMP_PROB) * rng.standard_normal(bars) * _JUMP_SIGMAS * sigma
-    ret = ret + regime * _TREND_SIGMAS * sigma + jumps
-    close = price * np.exp(np.cumsum(ret))
-    open_ = np.r_[price, close[:-1]]
-    # Wicks: each side extends beyond the body by a half-normal multiple of the bar's volatility.
-    vol_bar = np.sqrt(var)
-    high = np.maximum(open_, close) * np.exp(np.abs(rng.standard_normal(bars)) * 0.5 * vol_bar)
-    low = np.minimum(open_, close) * np.exp(-np.abs(rng.standard_normal(bars)) * 0.5 * vol_bar)
-    time = (-(-start_ms // step) + np.arange(bars, dtype=np.int64)) * step
-    # Volume: lognormal noise scaled by relative volatility, move size and a daily activity cycle.
-    hour = (time % _DAY_MS) / _DAY_MS * 2 * np.pi
-    activity = 1 + 0.3 * np.sin(hour - np.pi / 2)
-    volume = (
-        1_000.0
-        * np.sqrt(step / 60_000)
-        * activity
-        * (vol_bar / sigma)
-        * (1 + np.abs(ret) / sigma)
-        * rng.lognormal(0, 0.4, bars)
-    )
-    return Candles.from_arrays(
-        "synthetic", symbol, timeframe, time, [open_, high, low, close, volume], synthetic=True
-    )
+    first = _grid_start(start_ms, timeframe)
+    return generate_range(symbol, timeframe, first, first + bars * step, seed=seed, price=price)
 
 
 def generate_range(
     symbol: str, timeframe: str, start_ms: int, end_ms: int, *, seed: int = 0, price: float = 100.0
 ) -> Candles:
-    """Generate the closed candles whose open time lies in [start_ms, end_ms)."""
+    """The market's closed `timeframe` candles whose open time lies in [start_ms, end_ms)."""
     step = timeframe_ms(timeframe)
-    first = -(-start_ms // step) * step
-    bars = max(0, -(-(end_ms - first) // step))
-    return generate(symbol, timeframe, first, bars, seed=seed, price=price)
+    first = _grid_start(start_ms, timeframe)
+    if end_ms <= first:
+        return Candles.empty("synthetic", symbol, timeframe, synthetic=True)
+    # Whole days covering every period of the range (a week or 3 days may start before `first`'s day).
+    d0 = first // _DAY_MS
+    d1 = -(-(first + -(-(end_ms - first) // step) * step) // _DAY_MS)
+    minutes = _minutes(symbol, seed, price, d0, d1)
+    series = resample(minutes, timeframe) if timeframe != "1m" else minutes
+    keep = (series.time >= first) & (series.time < end_ms)
+    return series.take(keep)
+
+
+def _grid_start(start_ms: int, timeframe: str) -> int:
+    """The first period start of `timeframe` at or after `start_ms`, UTC ms."""
+    step = timeframe_ms(timeframe)
+    begin = int(period_start(np.array([start_ms], dtype=np.int64), timeframe)[0])
+    return begin if begin == start_ms else begin + step
+
+
+@functools.lru_cache(maxsize=16)
+def _days(symbol: str, seed: int, origin: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Day level of the market for days origin..horizon-1: (log level at each day's open, each day's sigma).
+
+    The level has one more entry (the close of the last day). The draws depend only on the market and
+    the span, never on the range asked for, so every range reads the same path (cached per market).
+    """
+    n = horizon - origin
+    rng = np.random.default_rng([seed_for(symbol, seed), 0])
+    shocks = rng.standard_normal(n).tolist()
+    # Trend regimes: a sign (+1 up, -1 down, 0 flat) that switches at random, adding a drift.
+    switches = np.cumsum(rng.random(n) < 1 / _REGIME_DAYS)
+    regime = rng.choice([-1.0, 0.0, 1.0], size=int(switches[-1]) + 1)[switches]
+    drift = (regime * _TREND_SIGMAS * _DAILY_VOL).tolist()
+    # GARCH variance recursion over days (today's variance from yesterday's shock and variance), and the
+    # log level, pulled slowly back to the starting price so that decades of drift stay in a sane range.
+    omega = _DAILY_VOL**2 * (1 - _ALPHA - _BETA)
+    var = [0.0] * n
+    level = [0.0] * (n + 1)
+    v, x = _DAILY_VOL**2, 0.0
+    for i in range(n):
+        var[i], level[i] = v, x
+        x += math.sqrt(v) * shocks[i] + drift[i] - _PULL * x
+        v = omega + _ALPHA * v * shocks[i] ** 2 + _BETA * v
+    level[n] = x
+    return np.array(level), np.sqrt(np.array(var))
+
+
+def _minutes(symbol: str, seed: int, price: float, d0: int, d1: int) -> Candles:
+    """The 1-minute candles of days d0..d1-1 (each day bridged to the day level's return)."""
+    origin = min(_ORIGIN_DAY, d0)
+    level, sigma = _days(symbol, seed, origin, max(_HORIZON_DAY, d1))
+    days = d1 - d0
+    # Each day's draws come from its own generator (the path is addressable by day): rows are the return
+    # shock, jump size, two wick sizes and the volume noise; then the jump coin and the hourly intensity.
+    normal = np.empty((5, days, _MINUTES))
+    coin = np.empty((days, _MINUTES))
+    hourly = np.empty((days, 24))
+    base = seed_for(symbol, seed)
+    for k, day in enumerate(range(d0, d1)):
+        rng = np.random.default_rng([base, 1, day])
+        normal[:, k] = rng.standard_normal((5, _MINUTES))
+        coin[k] = rng.random(_MINUTES)
+        hourly[k] = rng.standard_normal(24)
+    # Hourly intensity: a persistent lognormal factor (AR(1) over the hours), so volatility clusters
+    # within a day too; times the daily activity cycle, normalised to the day's variance.
+    for j in range(1, 24):
+        hourly[:, j] = _HOUR_PERSIST * hourly[:, j - 1] + np.sqrt(1 - _HOUR_PERSIST**2) * hourly[:, j]
+    cycle = 1 + 0.3 * np.sin(np.arange(_MINUTES) / _MINUTES * 2 * np.pi - np.pi / 2)
+    weight = cycle * np.repeat(np.exp(_HOUR_SPREAD * hourly), 60, axis=1)
+    weight /= np.sqrt(np.mean(weight**2, axis=1, keepdims=True))
+    day_sigma = sigma[d0 - origin : d1 - origin, None]
+    scale = day_sigma / np.sqrt(_MINUTES) * weight  # each minute's sigma
+    ret = scale * normal[0] + (coin < _JUMP_PROB) * normal[1] * _JUMP_SIGMAS * scale
+    # The bridge: spread the difference to the day's return over the minutes by their variance.
+    target = np.diff(level[d0 - origin : d1 - origin + 1])[:, None]
+    share = scale**2 / np.sum(scale**2, axis=1, keepdims=True)
+    ret -= share * (np.sum(ret, axis=1, keepdims=True) - target)
+    log_close = (level[d0 - origin : d1 - origin, None] + np.cumsum(ret, axis=1)).ravel()
+    log_open = np.r_[level[d0 - origin], log_close[:-1]]
+    open_, close = price * np.exp(log_open), price * np.exp(log_close)
+    high = np.maximum(open_, close) * np.exp((np.abs(normal[2]) * 0.5 * scale).ravel())
+    low = np.minimum(open_, close) * np.exp((-np.abs(normal[3]) * 0.5 * scale).ravel())
+    # Volume: busier minutes (higher intensity, bigger moves) trade more. Rounded to whole thousandths like
+    # an exchange's lot sizes: sums over any grouping of minutes are then exact, so a 1h candle's volume is
+    # the same resampled from 1m or from 5m.
+    noise = np.exp(0.4 * normal[4])
+    volume = np.round((20.0 * weight * noise * (1 + np.abs(ret) / scale)).ravel(), 3)
+    time = (d0 * _MINUTES + np.arange(days * _MINUTES, dtype=np.int64)) * _MINUTE_MS
+    return Candles.from_arrays(
+        "synthetic", symbol, "1m", time, [open_, high, low, close, volume], synthetic=True
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.data.resample import resample
 from runtime.data.synthetic import generate, generate_range
 from runtime.data.validate import check
 
@@ -41,3 +42,20 @@ def test_volatility_clusters_and_volume_follows_it() -> None:
     assert np.corrcoef(size, bars.volume[1:])[0, 1] > 0.3
     # Fat tails from jumps: excess kurtosis well above a normal's 0.
     assert ((ret - ret.mean()) ** 4).mean() / ret.var() ** 2 - 3 > 1.0
+
+
+def test_one_market_per_symbol_whatever_the_timeframe_or_range() -> None:
+    # The 1h candles are the 5m candles resampled, bit for bit, and two overlapping ranges agree.
+    m5 = generate_range("ETH/USDT", "5m", T0, T0 + 20 * 86_400_000)
+    h1 = generate_range("ETH/USDT", "1h", T0 + 7 * 3_600_000, T0 + 30 * 86_400_000)
+    again = resample(m5, "1h")
+    shared = np.isin(again.time, h1.time)
+    assert shared.sum() == 20 * 24 - 7
+    for column in ("open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(again, column)[shared], getattr(h1, column)[: shared.sum()]), column
+    later = generate_range("ETH/USDT", "1h", T0 + 10 * 86_400_000, T0 + 12 * 86_400_000)
+    assert np.array_equal(later.close, h1.close[np.isin(h1.time, later.time)])
+    # Weeks start on Monday (2024-01-01 was one); days and weeks come from the same path.
+    weeks = generate_range("ETH/USDT", "1w", T0, T0 + 28 * 86_400_000)
+    days = generate_range("ETH/USDT", "1d", T0, T0 + 28 * 86_400_000)
+    assert len(weeks) == 4 and np.array_equal(weeks.close, days.close[6::7])
