@@ -25,7 +25,6 @@ from dsl import lalr
 from dsl import syntax as s
 from dsl.builtins import KEYWORDS
 from dsl.diagnostics import Reporter, Span
-from dsl.gcpause import paused_gc
 from dsl.lalr import BRACKETS as _BRACKETS
 from dsl.lalr import ERROR_NAME
 from dsl.resources import grammar_path
@@ -194,12 +193,6 @@ def grammar() -> Lark:
 
 def parse(text: str, path: str, reporter: Reporter) -> s.Module:
     """Parse `text` into a module, reporting every syntax error to `reporter`."""
-    with paused_gc():
-        return _parse(text, path, reporter)
-
-
-def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
-    """`parse` (with the garbage collector paused)."""
     lines = _prescan(text.split("\n"), reporter)
     parser = _parser()
     for _ in range(MAX_SYNTAX_ERRORS):
