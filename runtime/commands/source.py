@@ -63,22 +63,20 @@ class Source:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Source:
-        """Decode the options of `add_data_arguments` (and --from/--to where the command has them).
+        """Decode the options of `add_data_arguments` and the command's --from (`start`) and --to (`end`).
 
         Raises ValueError for a date that does not parse.
         """
-        data = getattr(args, "data", None)
-        kind = {None: SourceKind.STORE, SYNTHETIC: SourceKind.SYNTHETIC}.get(data, SourceKind.CSV)
-        start, end = getattr(args, "start", None), getattr(args, "end", None)
+        kind = {None: SourceKind.STORE, SYNTHETIC: SourceKind.SYNTHETIC}.get(args.data, SourceKind.CSV)
         return cls(
             kind=kind,
-            path=Path(data) if data is not None and kind is SourceKind.CSV else None,
-            exchange=getattr(args, "exchange", None) or "binance",
-            api_url=getattr(args, "exchange_url", None),
-            db_url=getattr(args, "db", None),
-            fill_gaps=bool(getattr(args, "fill_gaps", False)),
-            start=parse_time(start) if start else None,
-            end=parse_time(end) if end else None,
+            path=Path(args.data) if kind is SourceKind.CSV else None,
+            exchange=args.exchange,
+            api_url=args.exchange_url,
+            db_url=args.db,
+            fill_gaps=args.fill_gaps,
+            start=parse_time(args.start) if args.start else None,
+            end=parse_time(args.end) if args.end else None,
         )
 
     def span(self, first: int | None, last: int | None, now: int) -> tuple[int, int]:

@@ -77,10 +77,17 @@ def test_download_through_the_cli(
     )
 
 
-def _source(*argv: str) -> Source:
+def _parser() -> argparse.ArgumentParser:
+    """A parser with the data options and --from/--to, as `strat run` and `strat series` have them."""
     parser = argparse.ArgumentParser()
     add_data_arguments(parser)
-    return Source.from_args(parser.parse_args(list(argv)))
+    parser.add_argument("--from", dest="start")
+    parser.add_argument("--to", dest="end")
+    return parser
+
+
+def _source(*argv: str) -> Source:
+    return Source.from_args(_parser().parse_args(list(argv)))
 
 
 def test_source_candles_a_csv_directory_resamples_and_reports(
@@ -120,10 +127,7 @@ def test_missing_csv_is_a_clear_error(shared_data: Path) -> None:
 
 
 def test_options_are_decoded_once_into_a_source() -> None:
-    parser = argparse.ArgumentParser()
-    add_data_arguments(parser)
-    parser.add_argument("--from", dest="start")
-    parser.add_argument("--to", dest="end")
+    parser = _parser()
     argv = ["--data", "d/BTCUSDT-1h.csv", "--fill-gaps", "--db", "sqlite:///x.db", "--from", "2024-01-01"]
     assert Source.from_args(parser.parse_args(argv)) == Source(
         kind=SourceKind.CSV,
