@@ -20,7 +20,6 @@ from dsl import builtins as b
 from dsl import syntax as s
 from dsl.diagnostics import Diagnostic, Reporter, Span, did_you_mean
 from dsl.expressions import Expressions, read_number, shorten, source_text, type_text
-from dsl.gcpause import paused_gc
 from dsl.ir import (
     AlertIR,
     Expr,
@@ -72,16 +71,14 @@ class CheckResult:
 
 def check_file(path: str | Path, *, overrides: Mapping[str, str] | None = None) -> CheckResult:
     """Check a .strat file and what it imports. `overrides` are `--set name=value` texts (checked)."""
-    with paused_gc():
-        return _Session().run(Path(path), None, overrides or {})
+    return _Session().run(Path(path), None, overrides or {})
 
 
 def check_source(
     text: str, file: str = "<input>", *, overrides: Mapping[str, str] | None = None
 ) -> CheckResult:
     """Check source text as if it were the file `file` (imports resolve next to it, then in library/)."""
-    with paused_gc():
-        return _Session().run(Path(file), text, overrides or {})
+    return _Session().run(Path(file), text, overrides or {})
 
 
 # ====================================================================== files and imports

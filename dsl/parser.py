@@ -26,7 +26,6 @@ from dsl import lalr
 from dsl import syntax as s
 from dsl.builtins import KEYWORDS
 from dsl.diagnostics import Reporter, Span
-from dsl.gcpause import paused_gc
 from dsl.lalr import BRACKETS as _BRACKETS
 from dsl.lalr import ERROR_NAME
 from dsl.resources import grammar_path
@@ -201,12 +200,6 @@ def grammar() -> Lark:
 
 def parse(text: str, path: str, reporter: Reporter) -> s.Module:
     """Parse `text` into a module, reporting every syntax error to `reporter`."""
-    with paused_gc():
-        return _parse(text, path, reporter)
-
-
-def _parse(text: str, path: str, reporter: Reporter) -> s.Module:
-    """`parse` (with the garbage collector paused)."""
     if len(text) > MAX_FILE_CHARS:
         size = f"{len(text) / 1e6:.1f} million characters"
         reporter.add("E001", Span.point(1, 1), f"the file has {size}; a spec may have at most 2 million")

@@ -1,7 +1,7 @@
 """The single `strat` command.
 
-Each area of the runtime contributes its sub-commands through a small `register(subparsers)` function in
-its own module; this module only assembles them and dispatches. Heavy imports (pandas, numba, ccxt,
+Every sub-command lives in a module of `runtime.commands` with a small `register(subparsers)` function;
+this module only assembles them and dispatches. Heavy imports (pandas, numba, ccxt,
 SQLAlchemy) stay inside the command handlers so that `strat check` starts quickly.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "runtime.commands.check",
     "runtime.commands.run",
-    "runtime.backtest.commands",
+    "runtime.commands.runs",
     "runtime.commands.series",
-    "runtime.data.commands",
+    "runtime.commands.data",
 )
 
 

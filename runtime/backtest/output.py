@@ -1,4 +1,7 @@
-"""The files of a backtest run (summary.json, the CSVs, report.html) and its console summary.
+"""The data files of a backtest run (summary.json, the CSVs), its console summary and the shared formatting.
+
+report.html is written by `runtime.backtest.report`, which reads the table helpers here (never the other
+way round).
 
 Files are deterministic: no run id or wall-clock time inside, times as ISO-8601 UTC, floats in a fixed
 format (shortest round-trip `repr` in trades.csv, orders.csv and risk_events.csv; eight decimals in the
@@ -9,11 +12,10 @@ byte-identical files.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from rich.console import Console
@@ -34,16 +36,6 @@ ORDER_COLUMNS = (
     "time", "sleeve", "symbol", "side", "intent", "reason", "requested_qty", "filled_qty", "price", "fee",
 )  # fmt: skip
 RISK_COLUMNS = ("time", "scope", "rule", "action", "values")
-
-
-class CandleArrays(Protocol):
-    """Candles of one symbol as the report reads them."""
-
-    time: np.ndarray  # int64 candle open times, UTC ms
-    open: np.ndarray  # float64 open prices
-    high: np.ndarray  # float64 high prices
-    low: np.ndarray  # float64 low prices
-    close: np.ndarray  # float64 close prices
 
 
 def default_out_dir(spec_path: str | Path, now: datetime | None = None) -> Path:
@@ -193,25 +185,11 @@ def write_risk_events(result: BacktestResult, path: Path) -> None:
     _write_csv(path, RISK_COLUMNS, rows)
 
 
-def write_outputs(
-    result: BacktestResult,
-    summary: Summary,
-    out_dir: str | Path,
-    *,
-    spec_name: str,
-    report: bool = True,
-    candles_by_symbol: Mapping[str, CandleArrays] | None = None,
-) -> Path:
-    """Write every output file of a run into `out_dir` (created if needed) and return the folder.
+def write_outputs(result: BacktestResult, summary: Summary, out_dir: str | Path) -> Path:
+    """Write every data file of a run into `out_dir` (created if needed) and return the folder.
 
-    Args:
-        result: the simulation's output.
-        summary: its metrics.
-        out_dir: destination folder.
-        spec_name: name of the spec, the report's title.
-        report: write report.html too (plotly is imported only then).
-        candles_by_symbol: candles for the report's price charts; without them the charts show only the
-            trades' entries and exits.
+    summary.json, trades.csv, orders.csv, risk_events.csv and equity.csv; report.html is written by
+    `runtime.backtest.report.write_report`, which reads this module's table helpers.
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -225,10 +203,6 @@ def write_outputs(
         write_orders(result, folder / "orders.csv", memo)
         write_risk_events(result, folder / "risk_events.csv")
         equity.result()
-    if report:
-        from runtime.backtest.report import write_report
-
-        write_report(result, summary, candles_by_symbol or {}, folder / "report.html", title=spec_name)
     return folder
 
 

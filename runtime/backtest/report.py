@@ -13,6 +13,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import plotly.graph_objects as go
@@ -24,7 +25,6 @@ from runtime.backtest.metrics import Summary, drawdown, equity_curve, iso_times
 from runtime.backtest.output import (
     SLEEVE_HEADER,
     TRADE_COLUMNS,
-    CandleArrays,
     fmt_num,
     fmt_pct,
     sleeve_rows,
@@ -41,6 +41,17 @@ MAX_CANDLES = 3_000
 MAX_TRADE_ROWS = 5_000
 # Month labels of the heatmap.
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class CandleArrays(Protocol):
+    """Candles of one symbol as the report reads them."""
+
+    time: np.ndarray  # int64 candle open times, UTC ms
+    open: np.ndarray  # float64 open prices
+    high: np.ndarray  # float64 high prices
+    low: np.ndarray  # float64 low prices
+    close: np.ndarray  # float64 close prices
+
 
 # Page styling, kept small and inline.
 _CSS = """

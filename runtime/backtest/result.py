@@ -9,7 +9,6 @@ and the metrics and CSV writers work on whole columns; `BacktestResult.trades` /
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -88,18 +87,10 @@ def _objects(cls: type[_Row], columns: dict[str, list[Any]]) -> tuple[_Row, ...]
     names = tuple(columns)
     new = object.__new__
     out = []
-    # Tens of thousands of small objects would trigger the cyclic garbage collector over and over (none of
-    # them can form a cycle), which costs more than building them: pause it meanwhile.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for values in zip(*columns.values(), strict=True):
-            obj = new(cls)
-            obj.__dict__.update(zip(names, values, strict=True))
-            out.append(obj)
-    finally:
-        if collecting:
-            gc.enable()
+    for values in zip(*columns.values(), strict=True):
+        obj = new(cls)
+        obj.__dict__.update(zip(names, values, strict=True))
+        out.append(obj)
     return tuple(out)
 
 

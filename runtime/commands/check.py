@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dsl.checker import check_file, explain
 from dsl.diagnostics import Diagnostic, to_json
+from runtime.commands.tuning import batch_process
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
         for path in missing:
             print(f"strat check: no such file: {path}", file=sys.stderr)
         return 2
+    with batch_process():
+        return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Check and report each file of the command line (all of them exist)."""
     everything: list[Diagnostic] = []
     failed = False
     for path in args.files:

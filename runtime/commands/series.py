@@ -10,8 +10,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtime.data.commands import add_data_arguments, load_for, parse_time
+from runtime.commands.run import check_spec, parse_overrides
+from runtime.commands.source import Source, add_data_arguments
+from runtime.commands.tuning import batch_process
+
+if TYPE_CHECKING:
+    from dsl.ir import Program
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,32 +36,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """Check the spec, compile the strategy, evaluate it and write the CSV."""
-    import numpy as np
-
-    from runtime import runner
-    from runtime.commands.run import check_spec, parse_overrides
-    from runtime.graph.compiler import compile_strategy
-    from runtime.graph.drivers import Feeds, run_batch, run_stream
-
     overrides = parse_overrides(args.set, "series")
     if overrides is None:
         return 2
     if not Path(args.spec).is_file():
         print(f"strat series: {args.spec}: no such file", file=sys.stderr)
         return 2
-    program = check_spec(args.spec, overrides)
-    if program is None:
-        return 1
+    with batch_process() as settle:
+        program = check_spec(args.spec, overrides)
+        if program is None:
+            return 1
+        settle()
+        return _evaluate(args, program)
+
+
+def _evaluate(args: argparse.Namespace, program: Program) -> int:
+    """Compile the chosen strategy of a checked program, evaluate its named series and write the CSV."""
+    import numpy as np
+
+    from runtime import runner
+    from runtime.graph.compiler import compile_strategy
+    from runtime.graph.drivers import Feeds, run_batch, run_stream
+
     try:
-        start = parse_time(args.start) if args.start else (0 if args.data != "synthetic" else None)
-        end = parse_time(args.end) if args.end else None
+        source = Source.from_args(args)
         portfolio = runner.select(program, args.strategy, None)
         sleeve = portfolio.sleeves[0]
         template = program.strategy(sleeve.strategy)
         graph = compile_strategy(
             template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
         )
-        feeds = Feeds(graph, {c: load_for(args, c.symbol, c.timeframe, start, end) for c in graph.clocks})
+        candles = {c: source.candles(c.symbol, c.timeframe, source.start, source.end) for c in graph.clocks}
+        feeds = Feeds(graph, candles)
     except runner.RUN_ERRORS as error:
         print(f"strat series: {error}", file=sys.stderr)
         return 1

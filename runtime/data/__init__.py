@@ -1,5 +1,5 @@
-"""Market data: candles from the exchange, CSV files or a synthetic market, validated and resampled.
+"""Market data: candle value objects, CSV files, the synthetic market, validation and resampling.
 
-The exchange adapter (`exchange.py`) is the only module that imports ccxt; the store it caches into lives
-in `runtime.store`. Commands read candles through `commands.load_for`, which picks the source.
+This package reads no store and no exchange (those sit above it: `runtime.exchange` fetches candles,
+`runtime.store` caches them); commands pick the source through `runtime.commands.source.Source`.
 """

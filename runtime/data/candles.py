@@ -21,14 +21,6 @@ class DataError(RuntimeError):
     """A data problem a command reports as a plain message (never a traceback)."""
 
 
-class ExchangeUnavailable(DataError):
-    """The exchange could not be reached or kept failing after every retry."""
-
-
-class ExchangeRejected(DataError):
-    """The exchange answered with an error that retrying cannot fix (unknown symbol, bad request)."""
-
-
 @dataclass(frozen=True)
 class Candle:
     """One closed bar, as the live stream yields them."""

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import PRICE_COLUMNS, Candles
-from runtime.store.db import Base, engine_for, session_scope
+from runtime.store.db import Base, session_scope
 
 # Bar slots per block: a block covers BLOCK_BARS * bar length of time, aligned to the epoch.
 BLOCK_BARS = 4096
@@ -86,11 +86,11 @@ class StoredSeries:
 
 
 class CandleStore:
-    """Read and write candles in the database at a URL (see `runtime.store.db.resolve_url`)."""
+    """Read and write candles in a store (an engine from `runtime.store.schema.open_store`)."""
 
-    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
-        """Open the store at `url` (or on an existing engine)."""
-        self.engine = engine or engine_for(url)  # SQLAlchemy engine of the database
+    def __init__(self, engine: Engine) -> None:
+        """Use the store behind `engine`."""
+        self.engine = engine  # SQLAlchemy engine of the database
 
     def write(
         self, candles: Candles, *, exchange: str | None = None, covered: tuple[int, int] | None = None

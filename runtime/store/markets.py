@@ -6,7 +6,7 @@ from sqlalchemy import Engine, Float, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from runtime.data.markets import MarketRules
-from runtime.store.db import Base, engine_for, session_scope
+from runtime.store.db import Base, session_scope
 
 
 class MarketRow(Base):
@@ -21,28 +21,32 @@ class MarketRow(Base):
     min_notional: Mapped[float] = mapped_column(Float)  # smallest order value, quote currency
 
 
-def save_rules(rules: MarketRules, *, url: str | None = None, engine: Engine | None = None) -> None:
-    """Insert or replace the rules of a market."""
-    with session_scope(engine or engine_for(url)) as session:
-        session.merge(
-            MarketRow(
-                exchange=rules.exchange,
-                symbol=rules.symbol,
-                amount_step=rules.amount_step,
-                min_qty=rules.min_qty,
-                min_notional=rules.min_notional,
+class MarketStore:
+    """Read and write the trading rules of markets in a store (an engine from `schema.open_store`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Use the store behind `engine`."""
+        self.engine = engine  # SQLAlchemy engine of the database
+
+    def save(self, rules: MarketRules) -> None:
+        """Insert or replace the rules of a market."""
+        with session_scope(self.engine) as session:
+            session.merge(
+                MarketRow(
+                    exchange=rules.exchange,
+                    symbol=rules.symbol,
+                    amount_step=rules.amount_step,
+                    min_qty=rules.min_qty,
+                    min_notional=rules.min_notional,
+                )
             )
-        )
 
-
-def load_rules(
-    exchange: str, symbol: str, *, url: str | None = None, engine: Engine | None = None
-) -> MarketRules | None:
-    """The stored rules of a market, or None when it was never downloaded."""
-    with session_scope(engine or engine_for(url)) as session:
-        row = session.scalars(
-            select(MarketRow).where(MarketRow.exchange == exchange, MarketRow.symbol == symbol)
-        ).first()
-        if row is None:
-            return None
-        return MarketRules(row.exchange, row.symbol, row.amount_step, row.min_qty, row.min_notional)
+    def get(self, exchange: str, symbol: str) -> MarketRules | None:
+        """The stored rules of a market, or None when it was never downloaded."""
+        with session_scope(self.engine) as session:
+            row = session.scalars(
+                select(MarketRow).where(MarketRow.exchange == exchange, MarketRow.symbol == symbol)
+            ).first()
+            if row is None:
+                return None
+            return MarketRules(row.exchange, row.symbol, row.amount_step, row.min_qty, row.min_notional)

@@ -30,10 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from runtime.backtest.metrics import Summary
 from runtime.backtest.result import BacktestResult, Trade
-from runtime.store.db import Base, engine_for, session_scope
-
-# Engines whose run tables are known to exist (db.engine_for only creates the tables it imports).
-_READY: set[int] = set()
+from runtime.store.db import Base, session_scope
 
 
 class RunRow(Base):
@@ -162,15 +159,6 @@ class StoredRun:
     record: RunRecord  # what was saved
 
 
-def _engine(engine_or_url: Engine | str | None) -> Engine:
-    """The engine to use, with the run tables created on first use."""
-    engine = engine_or_url if isinstance(engine_or_url, Engine) else engine_for(engine_or_url)
-    if id(engine) not in _READY:
-        Base.metadata.create_all(engine, tables=[RunRow.__table__, RunTradeRow.__table__])  # type: ignore[list-item]
-        _READY.add(id(engine))
-    return engine
-
-
 def _pack(values: np.ndarray, dtype: str) -> bytes:
     """Compress an array as little-endian values of `dtype`."""
     return zlib.compress(np.ascontiguousarray(values, dtype=dtype).tobytes(), level=1)
@@ -181,88 +169,90 @@ def _unpack(blob: bytes, dtype: str) -> np.ndarray:
     return np.frombuffer(zlib.decompress(blob), dtype=dtype).copy()
 
 
-def save_run(engine_or_url: Engine | str | None, record: RunRecord) -> int:
-    """Save a run and return its id (None as the first argument means the default database)."""
-    engine = _engine(engine_or_url)
-    summary = record.summary
-    with session_scope(engine) as session:
-        row = RunRow(
-            created_at=record.created_at,
-            spec_name=record.spec_name,
-            spec_path=record.spec_path,
-            spec_hash=record.spec_hash,
-            spec_text=record.spec_text,
-            mode=record.mode,
-            params_json=json.dumps([list(p) for p in record.params]),
-            data_start=record.data_start,
-            data_end=record.data_end,
-            total_return=summary.total_return,
-            max_drawdown=summary.max_drawdown,
-            sharpe=summary.sharpe,
-            summary_json=summary.model_dump_json(),
-            equity_time=_pack(record.equity_time, "<i8"),
-            equity=_pack(record.equity, "<f8"),
-        )
-        session.add(row)
-        session.flush()
-        run_id = row.id
-        # One executemany for all trades (runs can hold tens of thousands).
-        if record.trades:
-            session.execute(
-                insert(RunTradeRow),
-                [
-                    {"run_id": run_id, "seq": i, **{f: getattr(t, f) for f in _TRADE_FIELDS}}
-                    for i, t in enumerate(record.trades)
-                ],
-            )
-    return run_id
-
-
 # Trade fields stored as columns of the same name.
 _TRADE_FIELDS = tuple(Trade.__dataclass_fields__)
 
 
-def list_runs(engine_or_url: Engine | str | None = None, *, limit: int = 50) -> tuple[RunListing, ...]:
-    """The newest saved runs first, at most `limit` of them."""
-    engine = _engine(engine_or_url)
-    columns = (
-        RunRow.id,
-        RunRow.created_at,
-        RunRow.spec_name,
-        RunRow.mode,
-        RunRow.data_start,
-        RunRow.data_end,
-        RunRow.total_return,
-        RunRow.max_drawdown,
-        RunRow.sharpe,
-    )
-    with session_scope(engine) as session:
-        rows = session.execute(select(*columns).order_by(RunRow.id.desc()).limit(limit)).all()
-    return tuple(RunListing(*row) for row in rows)
+class RunStore:
+    """Save and read back backtest runs in a store (an engine from `runtime.store.schema.open_store`)."""
 
+    def __init__(self, engine: Engine) -> None:
+        """Use the store behind `engine`."""
+        self.engine = engine  # SQLAlchemy engine of the database
 
-def get_run(engine_or_url: Engine | str | None, run_id: int) -> StoredRun | None:
-    """One saved run with its trades and equity curve; None when no run has that id."""
-    engine = _engine(engine_or_url)
-    with session_scope(engine) as session:
-        row = session.get(RunRow, run_id)
-        if row is None:
-            return None
-        trades = session.scalars(
-            select(RunTradeRow).where(RunTradeRow.run_id == run_id).order_by(RunTradeRow.seq)
-        ).all()
-        record = RunRecord(
-            spec_name=row.spec_name,
-            spec_path=row.spec_path,
-            spec_text=row.spec_text,
-            params=tuple((str(k), str(v)) for k, v in json.loads(row.params_json)),
-            data_start=row.data_start,
-            data_end=row.data_end,
-            summary=Summary.model_validate_json(row.summary_json),
-            trades=tuple(Trade(**{f: getattr(t, f) for f in _TRADE_FIELDS}) for t in trades),
-            equity_time=_unpack(row.equity_time, "<i8"),
-            equity=_unpack(row.equity, "<f8"),
-            mode=row.mode,
-            created_at=row.created_at,
+    def save(self, record: RunRecord) -> int:
+        """Save a run and return its id."""
+        summary = record.summary
+        with session_scope(self.engine) as session:
+            row = RunRow(
+                created_at=record.created_at,
+                spec_name=record.spec_name,
+                spec_path=record.spec_path,
+                spec_hash=record.spec_hash,
+                spec_text=record.spec_text,
+                mode=record.mode,
+                params_json=json.dumps([list(p) for p in record.params]),
+                data_start=record.data_start,
+                data_end=record.data_end,
+                total_return=summary.total_return,
+                max_drawdown=summary.max_drawdown,
+                sharpe=summary.sharpe,
+                summary_json=summary.model_dump_json(),
+                equity_time=_pack(record.equity_time, "<i8"),
+                equity=_pack(record.equity, "<f8"),
+            )
+            session.add(row)
+            session.flush()
+            run_id = row.id
+            # One executemany for all trades (runs can hold tens of thousands).
+            if record.trades:
+                session.execute(
+                    insert(RunTradeRow),
+                    [
+                        {"run_id": run_id, "seq": i, **{f: getattr(t, f) for f in _TRADE_FIELDS}}
+                        for i, t in enumerate(record.trades)
+                    ],
+                )
+        return run_id
+
+    def latest(self, limit: int = 50) -> tuple[RunListing, ...]:
+        """The newest saved runs first, at most `limit` of them."""
+        columns = (
+            RunRow.id,
+            RunRow.created_at,
+            RunRow.spec_name,
+            RunRow.mode,
+            RunRow.data_start,
+            RunRow.data_end,
+            RunRow.total_return,
+            RunRow.max_drawdown,
+            RunRow.sharpe,
         )
-    return StoredRun(id=run_id, record=record)
+        with session_scope(self.engine) as session:
+            rows = session.execute(select(*columns).order_by(RunRow.id.desc()).limit(limit)).all()
+        return tuple(RunListing(*row) for row in rows)
+
+    def get(self, run_id: int) -> StoredRun | None:
+        """One saved run with its trades and equity curve; None when no run has that id."""
+        with session_scope(self.engine) as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                return None
+            trades = session.scalars(
+                select(RunTradeRow).where(RunTradeRow.run_id == run_id).order_by(RunTradeRow.seq)
+            ).all()
+            record = RunRecord(
+                spec_name=row.spec_name,
+                spec_path=row.spec_path,
+                spec_text=row.spec_text,
+                params=tuple((str(k), str(v)) for k, v in json.loads(row.params_json)),
+                data_start=row.data_start,
+                data_end=row.data_end,
+                summary=Summary.model_validate_json(row.summary_json),
+                trades=tuple(Trade(**{f: getattr(t, f) for f in _TRADE_FIELDS}) for t in trades),
+                equity_time=_unpack(row.equity_time, "<i8"),
+                equity=_unpack(row.equity, "<f8"),
+                mode=row.mode,
+                created_at=row.created_at,
+            )
+        return StoredRun(id=run_id, record=record)

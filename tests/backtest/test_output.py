@@ -18,9 +18,7 @@ from runtime.backtest.output import default_out_dir, print_summary, write_output
 def _write(tmp_path: Path, name: str = "out", synthetic: bool = False) -> Path:
     """Write the small result's files (without the report) into tmp_path/name."""
     result = small_result(synthetic)
-    return write_outputs(
-        result, compute_metrics(result, HOUR), tmp_path / name, spec_name="demo", report=False
-    )
+    return write_outputs(result, compute_metrics(result, HOUR), tmp_path / name)
 
 
 def test_trades_csv_exact(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 from conftest_report import HOUR, T0, Candles, load_candles, s1_result, small_result
 
 from runtime.backtest.metrics import compute_metrics
-from runtime.backtest.output import write_outputs
 from runtime.backtest.report import MAX_POINTS, decimate, write_report
 
 # Debian's Chromium, driven by playwright (never `playwright install`).
@@ -102,11 +101,10 @@ def test_decimate_keeps_extremes_and_ends() -> None:
 
 def test_small_report_renders_in_chromium(tmp_path: Path) -> None:
     result = small_result(synthetic=True)
-    out = write_outputs(
-        result, compute_metrics(result, HOUR), tmp_path / "run", spec_name="demo",
-        candles_by_symbol=_small_candles(),
-    )  # fmt: skip
-    charts, rows, errors, failed, remote = _open(out / "report.html", tmp_path / "small.png")
+    report = write_report(
+        result, compute_metrics(result, HOUR), _small_candles(), tmp_path / "report.html", title="demo"
+    )
+    charts, rows, errors, failed, remote = _open(report, tmp_path / "small.png")
     # Equity and drawdown, one price chart per symbol (BTC with candles, ETH markers only), monthly heatmap.
     assert (charts, rows) == (4, 2)
     assert (errors, failed, remote) == ([], [], [])
@@ -115,11 +113,8 @@ def test_small_report_renders_in_chromium(tmp_path: Path) -> None:
 def test_s1_report_renders_in_chromium(tmp_path: Path, shared_data: Path) -> None:
     candles = load_candles(shared_data / "BTCUSDT-1h.csv")
     result = s1_result(candles)
-    out = write_outputs(
-        result, compute_metrics(result, HOUR), tmp_path / "s1", spec_name="s1",
-        candles_by_symbol={"BTC/USDT": candles},
-    )  # fmt: skip
-    report = out / "report.html"
+    summary = compute_metrics(result, HOUR)
+    report = write_report(result, summary, {"BTC/USDT": candles}, tmp_path / "report.html", title="s1")
     # The embedded library is about 4.8 MB; the thinned charts and 1,180-row table stay well under 3 MB.
     assert report.stat().st_size < 8_000_000
     charts, rows, errors, failed, remote = _open(report, tmp_path / "s1.png")

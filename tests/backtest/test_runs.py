@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest_report import HOUR, load_candles, s1_result, small_result
 
-from runtime.backtest import commands
 from runtime.backtest.metrics import compute_metrics
-from runtime.store import db
-from runtime.store.runs import RunRecord, get_run, list_runs, save_run
+from runtime.commands import runs as commands
+from runtime.store.runs import RunRecord, RunStore
+from runtime.store.schema import close_store, open_store
 
 # The spec text saved with the test runs.
 SPEC = "strategy s1 {\n    entry long when sma(close, 10) crosses above sma(close, 30)\n}\n"
@@ -32,7 +32,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         if not url:
             pytest.skip("STRAT_TEST_PG_URL is not set")
     yield url
-    db.dispose(url)
+    close_store(url)
 
 
 def _record(created_at: int = 1_714_000_000_000, **changes: object) -> RunRecord:
@@ -58,8 +58,9 @@ def test_record_from_result() -> None:
 
 def test_save_and_read_back(db_url: str) -> None:
     record = _record()
-    run_id = save_run(db_url, record)
-    stored = get_run(db_url, run_id)
+    runs = RunStore(open_store(db_url))
+    run_id = runs.save(record)
+    stored = runs.get(run_id)
     assert stored is not None and stored.id == run_id
     back = stored.record
     assert (back.spec_name, back.spec_path, back.spec_text, back.spec_hash) == (
@@ -78,16 +79,17 @@ def test_save_and_read_back(db_url: str) -> None:
 
 
 def test_list_newest_first_and_unknown_id(db_url: str) -> None:
-    first = save_run(db_url, _record())
-    second = save_run(db_url, _record(created_at=1_714_000_100_000, mode="replay"))
+    store = RunStore(open_store(db_url))
+    first = store.save(_record())
+    second = store.save(_record(created_at=1_714_000_100_000, mode="replay"))
     assert second > first
-    runs = list_runs(db_url, limit=2)
+    runs = store.latest(limit=2)
     assert [r.id for r in runs] == [second, first]
     newest = runs[0]
     assert (newest.spec_name, newest.mode, newest.created_at) == ("portfolio", "replay", 1_714_000_100_000)
     assert (newest.total_return, newest.max_drawdown) == (pytest.approx(0.2), pytest.approx(0.1))
     assert newest.sharpe == pytest.approx(37.0839, rel=1e-4)
-    assert get_run(db_url, second + 1000) is None
+    assert store.get(second + 1000) is None
 
 
 def test_s1_run_round_trips_every_trade(db_url: str, shared_data: Path) -> None:
@@ -95,7 +97,8 @@ def test_s1_run_round_trips_every_trade(db_url: str, shared_data: Path) -> None:
     record = RunRecord.from_result(
         result, compute_metrics(result, HOUR), spec_path="s1.strat", spec_text=SPEC
     )
-    stored = get_run(db_url, save_run(db_url, record))
+    runs = RunStore(open_store(db_url))
+    stored = runs.get(runs.save(record))
     assert stored is not None
     assert len(stored.record.trades) == 1180 and stored.record.trades == result.trades
     assert np.array_equal(stored.record.equity, result.equity)
@@ -118,7 +121,7 @@ def test_runs_commands(
     try:
         assert _cli(["runs", "--db", url]) == 0
         assert capsys.readouterr().out == "no saved runs\n"
-        run_id = save_run(url, _record())
+        run_id = RunStore(open_store(url)).save(_record())
         assert _cli(["runs", "--db", url]) == 0
         listing = capsys.readouterr().out
         assert "  1  2024-04-24 23:06  portfolio  2024-01-01 → 2024-01-01  20.00%  10.00%   37.08" in listing
@@ -131,4 +134,4 @@ def test_runs_commands(
         assert _cli(["runs", "show", "99", "--db", url]) == 1
         assert capsys.readouterr().out == "no saved run with id 99\n"
     finally:
-        db.dispose(url)
+        close_store(url)

@@ -26,6 +26,7 @@ from runtime.data.candles import Candles  # noqa: E402
 from runtime.data.csvfiles import read_csv  # noqa: E402
 from runtime.data.loader import prepare  # noqa: E402
 from runtime.store.candles import CandleStore  # noqa: E402
+from runtime.store.schema import open_store  # noqa: E402
 
 BARS = 1_000_000  # candles in the benchmark series
 START = 1_577_836_800_000  # 2020-01-01 00:00 UTC, ms
@@ -84,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "BTCUSDT-1m.csv"
         series.to_frame().drop(columns="filled").to_csv(csv, index=False)
-        store = CandleStore(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        store = CandleStore(open_store(f"sqlite:///{Path(tmp) / 'bench.db'}"))
         start = time.perf_counter()
         store.write(series)
         write_s = time.perf_counter() - start

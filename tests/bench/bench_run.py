@@ -43,8 +43,8 @@ from test_run import S1  # noqa: E402
 
 from runtime import runner  # noqa: E402
 from runtime.backtest.metrics import Summary, compute_metrics  # noqa: E402
+from runtime.commands.source import Source, SourceKind  # noqa: E402
 from runtime.data.candles import Candles  # noqa: E402
-from runtime.data.loader import Source, load  # noqa: E402
 
 # The bare whole-process baseline: read the CSV with pandas, compute S1 with numpy, print the result.
 BARE_SCRIPT = """
@@ -107,7 +107,7 @@ class MemoryLoader:
         """Candles of one clock, from memory after the first request."""
         key = (symbol, timeframe, first, last)
         if key not in self.cache:
-            self.cache[key] = load(self.source, symbol, timeframe, max(first or 0, 0), last).candles
+            self.cache[key] = self.source.load(symbol, timeframe, first, last).candles
         return self.cache[key]
 
 
@@ -170,7 +170,7 @@ def main() -> None:
             return bare_s1(o, c, *s1_signals(c), 0.001, 10_000.0)
 
         entries, final, _ = bare()
-        loader = MemoryLoader(Source(data=str(csv)))
+        loader = MemoryLoader(Source(kind=SourceKind.CSV, path=csv))
         t = time.perf_counter()
         summary, _ = in_process(spec, loader)  # warm-up: reads the CSV once, loads numba's cache
         first = time.perf_counter() - t
@@ -208,7 +208,7 @@ def main() -> None:
 
     # ---- The demo portfolio over the shared data.
     demo = ROOT / "specs" / "portfolio.strat"
-    demo_loader = MemoryLoader(Source(data=str(data)))
+    demo_loader = MemoryLoader(Source(kind=SourceKind.CSV, path=data))
     t = time.perf_counter()
     summary, sleeve_bars = in_process(demo, demo_loader)
     first = time.perf_counter() - t

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fake_binance import HOUR, JAN_1_2024, FakeBinance
 
-from runtime.data.exchange import ExchangeFeed, RetryPolicy
+from runtime.exchange.client import RetryPolicy
+from runtime.exchange.feed import ExchangeFeed
 
 
 @pytest.fixture
@@ -49,12 +50,12 @@ def _postgres_url() -> str | None:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: an SQLite file, and a PostgreSQL schema when a server is available."""
-    from runtime.store.db import dispose
+    from runtime.store.schema import close_store
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'strat.db'}"
         yield url
-        dispose(url)
+        close_store(url)
         return
     base = _postgres_url()
     if base is None:
@@ -68,7 +69,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         connection.exec_driver_sql(f"CREATE DATABASE {name}")
     url = base.rsplit("/", 1)[0] + f"/{name}"
     yield url
-    dispose(url)
+    close_store(url)
     with admin.connect() as connection:
         connection.exec_driver_sql(f"DROP DATABASE {name}")
     admin.dispose()
@@ -77,7 +78,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def strat() -> Callable[..., int]:
     """Run `strat <argv>` through the data commands' parser and return the exit code."""
-    from runtime.data import commands
+    from runtime.commands import data as commands
 
     def run(*argv: str) -> int:
         """Parse and dispatch like runtime.cli.main, with only the data commands registered."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fake_binance import FakeBinance
 
-from runtime.data.commands import add_data_arguments, load_for, parse_time
+from runtime.commands.source import DEFAULT_HISTORY_MS, Source, SourceKind, add_data_arguments, parse_time
 from runtime.data.csvfiles import read_csv
 
 Strat = Callable[..., int]
@@ -77,28 +77,35 @@ def test_download_through_the_cli(
     )
 
 
-def _args(*argv: str) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
+    """A parser with the data options and --from/--to, as `strat run` and `strat series` have them."""
     parser = argparse.ArgumentParser()
     add_data_arguments(parser)
-    return parser.parse_args(list(argv))
+    parser.add_argument("--from", dest="start")
+    parser.add_argument("--to", dest="end")
+    return parser
 
 
-def test_load_for_a_csv_directory_resamples_and_reports(
+def _source(*argv: str) -> Source:
+    return Source.from_args(_parser().parse_args(list(argv)))
+
+
+def test_source_candles_a_csv_directory_resamples_and_reports(
     shared_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     start, end = parse_time("2024-02-01"), parse_time("2024-02-03")
-    candles = load_for(_args("--data", str(shared_data)), "BINANCE:ETH/USDT", "4h", start, end)
+    candles = _source("--data", str(shared_data)).candles("BINANCE:ETH/USDT", "4h", start, end)
     hourly = read_csv(shared_data / "ETHUSDT-1h.csv").slice(start, end)
     assert len(candles) == 12 and candles.timeframe == "4h"
     assert candles.high[0] == hourly.high[:4].max() and candles.close[-1] == hourly.close[-1]
     assert capsys.readouterr().err == ""
 
 
-def test_load_for_fills_gaps_when_asked(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_source_candles_fills_gaps_when_asked(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     start, end = parse_time("2018-02-07"), parse_time("2018-02-10")
     path = str(shared_data / "BTCUSDT-1h.csv")
-    plain = load_for(_args("--data", path), "BTC/USDT", "1h", start, end)
-    filled = load_for(_args("--data", path, "--fill-gaps"), "BTC/USDT", "1h", start, end)
+    plain = _source("--data", path).candles("BTC/USDT", "1h", start, end)
+    filled = _source("--data", path, "--fill-gaps").candles("BTC/USDT", "1h", start, end)
     assert (len(plain), len(filled), int(filled.filled.sum())) == (39, 72, 33)
     assert capsys.readouterr().err == (
         "csv BTC/USDT 1h: 1 gaps (33 missing bars, longest 33)\n"
@@ -106,8 +113,8 @@ def test_load_for_fills_gaps_when_asked(shared_data: Path, capsys: pytest.Captur
     )
 
 
-def test_load_for_synthetic_is_labelled(capsys: pytest.CaptureFixture[str]) -> None:
-    candles = load_for(_args("--data", "synthetic"), "BTC/USDT", "1h", 0, 100 * 3_600_000)
+def test_source_candles_synthetic_is_labelled(capsys: pytest.CaptureFixture[str]) -> None:
+    candles = _source("--data", "synthetic").candles("BTC/USDT", "1h", 0, 100 * 3_600_000)
     assert len(candles) == 100 and candles.synthetic and np.all(candles.volume > 0)
     assert capsys.readouterr().err == "synthetic BTC/USDT 1h [SYNTHETIC]: SYNTHETIC data\n"
 
@@ -116,4 +123,37 @@ def test_missing_csv_is_a_clear_error(shared_data: Path) -> None:
     with pytest.raises(
         FileNotFoundError, match=r"no DOGE/USDT file at 1h or finer \(found: BTC/USDT 1h, BTC/USDT 1m"
     ):
-        load_for(_args("--data", str(shared_data)), "DOGE/USDT", "1h", 0, 1)
+        _source("--data", str(shared_data)).candles("DOGE/USDT", "1h", 0, 1)
+
+
+def test_options_are_decoded_once_into_a_source() -> None:
+    parser = _parser()
+    argv = ["--data", "d/BTCUSDT-1h.csv", "--fill-gaps", "--db", "sqlite:///x.db", "--from", "2024-01-01"]
+    assert Source.from_args(parser.parse_args(argv)) == Source(
+        kind=SourceKind.CSV,
+        path=Path("d/BTCUSDT-1h.csv"),
+        db_url="sqlite:///x.db",
+        fill_gaps=True,
+        start=1_704_067_200_000,
+    )
+    synthetic = Source.from_args(parser.parse_args(["--data", "synthetic", "--to", "1000"]))
+    assert (synthetic.kind, synthetic.path, synthetic.end) == (SourceKind.SYNTHETIC, None, 1000)
+    store = Source.from_args(parser.parse_args(["--exchange", "kraken", "--exchange-url", "http://h"]))
+    assert (store.kind, store.exchange, store.api_url) == (SourceKind.STORE, "kraken", "http://h")
+    with pytest.raises(ValueError, match="not a date: 'soon'"):
+        Source.from_args(parser.parse_args(["--from", "soon"]))
+
+
+def test_one_range_policy_for_every_source() -> None:
+    now = 2 * DEFAULT_HISTORY_MS
+    csv = Source(kind=SourceKind.CSV, path=Path("x.csv"))
+    # No start: a CSV file is read whole, the synthetic market and the exchange give a year before the end.
+    assert csv.span(None, None, now) == (0, now)
+    for kind in (SourceKind.SYNTHETIC, SourceKind.STORE):
+        assert Source(kind=kind).span(None, None, now) == (now - DEFAULT_HISTORY_MS, now)
+        # --to without --from: the year before that end.
+        assert Source(kind=kind).span(None, now // 2 + 5, now) == (5, now // 2 + 5)
+    # A start asked for (--from, less a run's warm-up) is kept, but never before the epoch.
+    assert csv.span(-7, 100, now) == (0, 100)
+    assert Source(kind=SourceKind.STORE).span(None, 1_000, now) == (0, 1_000)
+    assert Source(kind=SourceKind.STORE).span(42, None, now) == (42, now)

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 from fake_binance import HOUR, JAN_1_2024, FakeBinance
 
+from runtime.commands.source import Source
 from runtime.data.candles import PRICE_COLUMNS, Candle
 from runtime.data.csvfiles import read_csv
-from runtime.data.exchange import ExchangeFeed, ExchangeRejected, ExchangeUnavailable, RetryPolicy
-from runtime.data.loader import Source, download, load
+from runtime.exchange.client import ExchangeRejected, ExchangeUnavailable, RetryPolicy
+from runtime.exchange.feed import ExchangeFeed
 from runtime.store.candles import CandleStore
+from runtime.store.feed import CachedFeed
+from runtime.store.schema import open_store
 
 T0, H = JAN_1_2024, HOUR
 MakeFeed = Callable[..., ExchangeFeed]
@@ -86,38 +89,38 @@ def test_unclosed_last_candle_is_neither_returned_nor_stored(
     fake_binance: FakeBinance, make_feed: MakeFeed, tmp_path: Path
 ) -> None:
     # The fake's now is 100.5 h after T0: the 100 h candle exists but is still open.
-    store = CandleStore(f"sqlite:///{tmp_path / 's.db'}")
-    added = download(store, make_feed(), "binance", "ETH/USDT", "1h", T0, T0 + 200 * H)
+    engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    added = CachedFeed(engine, make_feed()).download("ETH/USDT", "1h", T0, T0 + 200 * H)
     assert added == 100
-    assert int(store.read("binance", "ETH/USDT", "1h").time[-1]) == T0 + 99 * H
-    assert store.coverage("binance", "ETH/USDT", "1h") == [(T0, T0 + 100 * H)]
+    assert int(CandleStore(engine).read("binance", "ETH/USDT", "1h").time[-1]) == T0 + 99 * H
+    assert CandleStore(engine).coverage("binance", "ETH/USDT", "1h") == [(T0, T0 + 100 * H)]
 
 
 def test_gap_at_the_exchange_is_stored_as_a_gap_and_not_refetched(
     fake_binance: FakeBinance, make_feed: MakeFeed, tmp_path: Path
 ) -> None:
     fake_binance.holes = [(T0 + 20 * H, T0 + 30 * H)]
-    store = CandleStore(f"sqlite:///{tmp_path / 's.db'}")
-    assert download(store, make_feed(page_limit=15), "binance", "ETH/USDT", "1h", T0, T0 + 100 * H) == 90
-    stored = store.read("binance", "ETH/USDT", "1h")
+    engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    assert CachedFeed(engine, make_feed(page_limit=15)).download("ETH/USDT", "1h", T0, T0 + 100 * H) == 90
+    stored = CandleStore(engine).read("binance", "ETH/USDT", "1h")
     assert np.flatnonzero(np.diff(stored.time) != H).tolist() == [19]
     before = len(fake_binance.klines_requests())
-    assert download(store, make_feed(), "binance", "ETH/USDT", "1h", T0, T0 + 100 * H) == 0
+    assert CachedFeed(engine, make_feed()).download("ETH/USDT", "1h", T0, T0 + 100 * H) == 0
     assert len(fake_binance.klines_requests()) == before
 
 
 def test_second_download_only_asks_for_the_new_range(
     fake_binance: FakeBinance, make_feed: MakeFeed, tmp_path: Path, shared_data: Path
 ) -> None:
-    store = CandleStore(f"sqlite:///{tmp_path / 's.db'}")
-    download(store, make_feed(page_limit=40), "binance", "ETH/USDT", "1h", T0, fake_binance.now_ms)
+    engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    CachedFeed(engine, make_feed(page_limit=40)).download("ETH/USDT", "1h", T0, fake_binance.now_ms)
     assert _starts(fake_binance) == [T0, T0 + 40 * H, T0 + 80 * H]
     fake_binance.requests.clear()
     fake_binance.now_ms += 50 * H  # time passes: 50 more hourly candles have closed
-    added = download(store, make_feed(page_limit=40), "binance", "ETH/USDT", "1h", T0, fake_binance.now_ms)
+    added = CachedFeed(engine, make_feed(page_limit=40)).download("ETH/USDT", "1h", T0, fake_binance.now_ms)
     assert added == 50
     assert _starts(fake_binance) == [T0 + 100 * H, T0 + 140 * H]
-    stored = store.read("binance", "ETH/USDT", "1h")
+    stored = CandleStore(engine).read("binance", "ETH/USDT", "1h")
     assert np.array_equal(stored.close, _eth(shared_data, T0, T0 + 150 * H).close)
 
 
@@ -125,13 +128,13 @@ def test_loader_reads_the_store_then_the_exchange(
     fake_binance: FakeBinance, make_feed: MakeFeed, tmp_path: Path, shared_data: Path
 ) -> None:
     source = Source(db_url=f"sqlite:///{tmp_path / 's.db'}")
-    first = load(source, "BINANCE:ETH/USDT", "1h", T0 + 10 * H, T0 + 60 * H, feed=make_feed())
+    first = source.load("BINANCE:ETH/USDT", "1h", T0 + 10 * H, T0 + 60 * H, feed=make_feed())
     assert np.array_equal(first.candles.close, _eth(shared_data, T0 + 10 * H, T0 + 60 * H).close)
     asked = len(fake_binance.klines_requests())
-    again = load(source, "ETH/USDT", "1h", T0 + 20 * H, T0 + 30 * H, feed=make_feed())
+    again = source.load("ETH/USDT", "1h", T0 + 20 * H, T0 + 30 * H, feed=make_feed())
     assert len(again.candles) == 10 and len(fake_binance.klines_requests()) == asked
     # Open end: up to the fake's now, closed bars only.
-    recent = load(source, "ETH/USDT", "1h", T0 + 90 * H, None, feed=make_feed())
+    recent = source.load("ETH/USDT", "1h", T0 + 90 * H, None, feed=make_feed())
     assert recent.candles.time.tolist() == [T0 + k * H for k in range(90, 100)]
 
 
@@ -140,8 +143,8 @@ def test_loader_resamples_a_finer_stored_timeframe(
 ) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     five = read_csv(shared_data / "ETHUSDT-5m.csv").slice(T0, T0 + 48 * H)
-    CandleStore(url).write(five, exchange="binance", covered=(T0, T0 + 48 * H))
-    hourly = load(Source(db_url=url), "ETH/USDT", "1h", T0, T0 + 48 * H, feed=make_feed()).candles
+    CandleStore(open_store(url)).write(five, exchange="binance", covered=(T0, T0 + 48 * H))
+    hourly = Source(db_url=url).load("ETH/USDT", "1h", T0, T0 + 48 * H, feed=make_feed()).candles
     assert np.array_equal(hourly.volume, _eth(shared_data, T0, T0 + 48 * H).volume)
     assert fake_binance.requests == []
 

@@ -10,6 +10,7 @@ from runtime.data.candles import PRICE_COLUMNS, Candles
 from runtime.data.csvfiles import read_csv
 from runtime.data.synthetic import generate
 from runtime.store.candles import BLOCK_BARS, CandleStore, StoredSeries, merge_ranges, subtract
+from runtime.store.schema import open_store
 
 H = 3_600_000  # one hour, ms
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -20,7 +21,7 @@ def _same(a: Candles, b: Candles) -> bool:
 
 
 def test_real_series_round_trips_bit_for_bit(db_url: str, shared_data: Path) -> None:
-    store = CandleStore(db_url)
+    store = CandleStore(open_store(db_url))
     btc = read_csv(shared_data / "BTCUSDT-1h.csv")
     store.write(btc, exchange="binance")
     back = store.read("binance", "BTC/USDT", "1h")
@@ -33,7 +34,7 @@ def test_real_series_round_trips_bit_for_bit(db_url: str, shared_data: Path) -> 
 
 
 def test_upsert_replaces_and_extends_across_blocks(db_url: str) -> None:
-    store = CandleStore(db_url)
+    store = CandleStore(open_store(db_url))
     first = generate("ETH/USDT", "1h", T0, BLOCK_BARS + 100, seed=1)
     store.write(first, exchange="binance")
     # Rewrite 50 bars that straddle a block boundary with new prices, and append 10 new bars.
@@ -47,7 +48,7 @@ def test_upsert_replaces_and_extends_across_blocks(db_url: str) -> None:
 
 
 def test_coverage_and_missing_ranges(db_url: str) -> None:
-    store = CandleStore(db_url)
+    store = CandleStore(open_store(db_url))
     bars = generate("SOL/USDT", "1h", T0, 10)
     store.write(bars.take(np.array([0, 1, 2, 7, 8, 9])), exchange="kraken", covered=(T0, T0 + 10 * H))
     # The gap 3..6 was fetched (the exchange had nothing): it is not missing.

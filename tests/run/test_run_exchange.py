@@ -81,7 +81,8 @@ def test_unreachable_exchange_is_a_clear_error(
 
 
 def test_download_keeps_the_market_rules(shared_data: Path, tmp_path: Path) -> None:
-    from runtime.store.markets import load_rules
+    from runtime.store.markets import MarketStore
+    from runtime.store.schema import open_store
 
     fake = FakeBinance(shared_data, now_ms=time.time_ns() // 1_000_000).start()
     try:
@@ -90,6 +91,6 @@ def test_download_keeps_the_market_rules(shared_data: Path, tmp_path: Path) -> N
         assert main([*argv, "--exchange-url", fake.url, "--db", db]) == 0
     finally:
         fake.stop()
-    rules = load_rules("binance", "BTC/USDT", url=db)
+    rules = MarketStore(open_store(db)).get("binance", "BTC/USDT")
     assert rules is not None
     assert (rules.amount_step, rules.min_qty, rules.min_notional) == (0.00001, 0.00001, 5.0)

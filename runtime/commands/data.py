@@ -1,8 +1,4 @@
-"""`strat data download|import|list|check`, and the data options every candle-reading command shares.
-
-Other commands call `add_data_arguments(parser)` when building their parser and `load_for(args, ...)` in
-their handler; heavy imports (pandas, ccxt, SQLAlchemy) happen only inside handlers.
-"""
+"""`strat data download|import|list|check`: fill the store with candles, show it, validate CSV files."""
 
 from __future__ import annotations
 
@@ -14,95 +10,19 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime.commands.source import (
+    Source,
+    SourceKind,
+    add_db_argument,
+    add_exchange_arguments,
+    parse_time,
+    report_note,
+)
+
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from runtime.data.candles import Candles
-    from runtime.data.loader import Source
-    from runtime.data.validate import CheckReport
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --data, --exchange, --exchange-url, --fill-gaps and --db to a command that reads candles."""
-    group = parser.add_argument_group("market data")
-    group.add_argument(
-        "--data",
-        metavar="PATH|synthetic",
-        help="a CSV file or a directory of SYMBOL-TIMEFRAME.csv files, or 'synthetic' for the seeded "
-        "synthetic market; default: the store, then the exchange",
-    )
-    _add_exchange_arguments(group)
-    group.add_argument(
-        "--fill-gaps",
-        action="store_true",
-        help="forward-fill missing bars at the previous close with zero volume (marked as filled)",
-    )
-    _add_db_argument(group)
-
-
-def _add_exchange_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
-    """Add --exchange and --exchange-url."""
-    group.add_argument("--exchange", default="binance", help="ccxt exchange id (default: binance)")
-    group.add_argument(
-        "--exchange-url",
-        metavar="URL",
-        help="send the exchange's REST calls to this base URL (a proxy, or a local test server)",
-    )
-
-
-def _add_db_argument(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
-    """Add --db."""
-    group.add_argument(
-        "--db", metavar="URL", help="database URL (default: $STRAT_DB_URL, else sqlite .strat/strat.db)"
-    )
-
-
-def source_of(args: argparse.Namespace) -> Source:
-    """The data source selected by the options of `add_data_arguments`."""
-    from runtime.data.loader import Source
-
-    return Source(
-        data=getattr(args, "data", None),
-        exchange=getattr(args, "exchange", None) or "binance",
-        fill_gaps=bool(getattr(args, "fill_gaps", False)),
-        db_url=getattr(args, "db", None),
-        api_url=getattr(args, "exchange_url", None),
-    )
-
-
-def load_for(
-    args: argparse.Namespace, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None
-) -> Candles:
-    """Load candles for a command as its data options say; print what validation found to stderr."""
-    from runtime.data.loader import load
-
-    loaded = load(source_of(args), symbol, timeframe, start_ms, end_ms)
-    note = report_note(loaded.report)
-    if note:
-        print(f"{loaded.candles.label}: {note}", file=sys.stderr)
-    return loaded.candles
-
-
-def report_note(report: CheckReport) -> str:
-    """One line listing the defects, repairs and flags of a report ('' when there is nothing to say)."""
-    parts = [
-        f"{count} {what}"
-        for count, what in (
-            (report.unsorted, "rows out of order (sorted)"),
-            (report.duplicates, "duplicate timestamps (kept once)"),
-            (report.nonpositive, "rows with non-positive prices (dropped)"),
-            (report.ohlc_errors, "OHLC inconsistencies (high/low widened)"),
-            (report.misaligned, "timestamps not aligned to the timeframe"),
-            (report.gaps, f"gaps ({report.missing_bars} missing bars, longest {report.longest_gap_bars})"),
-            (report.filled, "bars filled (zero volume)"),
-            (report.zero_volume, "zero-volume bars"),
-            (report.spikes, "spikes (flagged)"),
-        )
-        if count
-    ]
-    if report.synthetic:
-        parts.insert(0, "SYNTHETIC data")
-    return "; ".join(parts)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -117,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--since", required=True, help="first bar, UTC: 2024-01-01, 2024-01-01T12:00, or ms"
     )
     download.add_argument("--until", help="end (exclusive), UTC; default: now")
-    _add_exchange_arguments(download)
-    _add_db_argument(download)
+    add_exchange_arguments(download)
+    add_db_argument(download)
     download.set_defaults(handler=_download)
 
     imp = commands.add_parser("import", help="import CSV files (or directories of them) into the store")
@@ -128,11 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     imp.add_argument("--symbol", help="market symbol, when the file name does not say (BTCUSDT-1h.csv)")
     imp.add_argument("--timeframe", help="bar length, when the file name does not say")
-    _add_db_argument(imp)
+    add_db_argument(imp)
     imp.set_defaults(handler=_import)
 
     listing = commands.add_parser("list", help="show what the store holds")
-    _add_db_argument(listing)
+    add_db_argument(listing)
     listing.set_defaults(handler=_list)
 
     chk = commands.add_parser("check", help="validate a CSV file or directory; exit 1 if rows need repair")
@@ -140,19 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.add_argument("--timeframe", help="bar length, when the file name does not say")
     chk.set_defaults(handler=_check)
-
-
-def parse_time(text: str) -> int:
-    """Parse a UTC date/time (`2024-01-01`, `2024-01-01T12:00`, `...Z`) or integer ms into UTC ms."""
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise ValueError(f"not a date: {text!r} (use 2024-01-01 or 2024-01-01T12:00)") from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def format_time(ms: int | None) -> str:
@@ -169,13 +76,21 @@ def _download(args: argparse.Namespace) -> int:
 
     from dsl.units import timeframe_ms
     from runtime.data.candles import market_symbol
-    from runtime.data.exchange import ExchangeFeed, ExchangeRejected, ExchangeUnavailable
-    from runtime.data.loader import download
-    from runtime.store.candles import CandleStore
+    from runtime.exchange.client import ExchangeRejected, ExchangeUnavailable
+    from runtime.exchange.feed import ExchangeFeed
+    from runtime.store.feed import CachedFeed
+    from runtime.store.schema import open_store
 
     timeframe_ms(args.timeframe)  # reject an unknown timeframe before any network call
-    store = CandleStore(args.db)
-    start = parse_time(args.since)
+    source = Source(
+        kind=SourceKind.STORE,
+        exchange=args.exchange,
+        api_url=args.exchange_url,
+        db_url=args.db,
+        start=parse_time(args.since),
+        end=parse_time(args.until) if args.until else None,
+    )
+    engine = open_store(source.db_url)
     status = 0
     # One progress bar per symbol, on stderr, only when that is a terminal (logs and pipes stay clean).
     console = Console(stderr=True)
@@ -190,26 +105,17 @@ def _download(args: argparse.Namespace) -> int:
     ) as bar:
         for text in args.symbols:
             named, symbol = market_symbol(text)
-            exchange = named or args.exchange
-            feed = ExchangeFeed(exchange, api_url=args.exchange_url)
-            end = parse_time(args.until) if args.until else feed.clock()
+            exchange = named or source.exchange
+            cache = CachedFeed(engine, ExchangeFeed(exchange, api_url=source.api_url))
+            start, end = source.span(source.start, source.end, cache.feed.clock())
             task = bar.add_task(f"{exchange} {symbol} {args.timeframe}", total=None)
             try:
-                added = download(
-                    store,
-                    feed,
-                    exchange,
-                    symbol,
-                    args.timeframe,
-                    start,
-                    end,
-                    partial(_advance, bar, task),
-                )
+                added = cache.download(symbol, args.timeframe, start, end, partial(_advance, bar, task))
             except (ExchangeUnavailable, ExchangeRejected) as error:
                 print(f"error: {exchange} {symbol}: {error}", file=sys.stderr)
                 status = 1
                 continue
-            stored = store.read(exchange, symbol, args.timeframe, start, end)
+            stored = cache.candles.read(exchange, symbol, args.timeframe, start, end)
             print(
                 f"{exchange} {symbol} {args.timeframe}: {added} new candles; {len(stored)} stored from "
                 f"{format_time(_first(stored))} to {format_time(_last(stored))}"
@@ -250,8 +156,9 @@ def _import(args: argparse.Namespace) -> int:
     from runtime.data.csvfiles import read_csv
     from runtime.data.validate import clean
     from runtime.store.candles import CandleStore
+    from runtime.store.schema import open_store
 
-    store = CandleStore(args.db)
+    store = CandleStore(open_store(args.db))
     for path in _csv_paths(args.files):
         candles, report = clean(read_csv(path, symbol=args.symbol, timeframe=args.timeframe))
         covered = (
@@ -273,9 +180,10 @@ def _list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from runtime.store.candles import CandleStore
+    from runtime.store.schema import open_store
 
     table = Table("exchange", "symbol", "timeframe", "first", "last", "rows")
-    for series in CandleStore(args.db).list_series():
+    for series in CandleStore(open_store(args.db)).list_series():
         table.add_row(
             series.exchange,
             series.symbol,

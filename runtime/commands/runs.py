@@ -32,9 +32,10 @@ def list_command(args: argparse.Namespace) -> int:
 
     from runtime.backtest.metrics import iso_time
     from runtime.backtest.output import fmt_num, fmt_pct
-    from runtime.store.runs import list_runs
+    from runtime.store.runs import RunStore
+    from runtime.store.schema import open_store
 
-    runs = list_runs(args.db, limit=args.limit)
+    runs = RunStore(open_store(args.db)).latest(args.limit)
     console = Console()
     if not runs:
         console.print("no saved runs")
@@ -65,10 +66,11 @@ def show_command(args: argparse.Namespace) -> int:
 
     from runtime.backtest.metrics import iso_time
     from runtime.backtest.output import TRADE_COLUMNS, print_summary, trade_cells
-    from runtime.store.runs import get_run
+    from runtime.store.runs import RunStore
+    from runtime.store.schema import open_store
 
     console = Console()
-    stored = get_run(args.db, args.id)
+    stored = RunStore(open_store(args.db)).get(args.id)
     if stored is None:
         console.print(f"no saved run with id {args.id}", style="red")
         return 1

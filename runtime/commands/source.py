@@ -1,0 +1,229 @@
+"""Where a command's candles come from: the market-data options decoded once into a `Source`.
+
+`--data`, `--exchange`, `--exchange-url`, `--fill-gaps`, `--db`, `--from` and `--to` become one typed
+`Source` (`Source.from_args`); nothing below the commands sees the argparse namespace. A source is a CSV
+file or folder, the seeded synthetic market, or the store backed by the exchange (the default), and it
+carries the one range policy of every command that reads candles (run, series, data download):
+
+- the range ends at `--to` (exclusive), else now: the exchange's clock when candles come from the
+  exchange, the wall clock otherwise;
+- it starts at `--from` (a run asks for its warm-up bars before that), else a CSV source is read from
+  its first row (the whole file) and the synthetic market and the exchange give `DEFAULT_HISTORY_MS`
+  (one year) before the end;
+- it never starts before the epoch.
+
+Only argparse and the standard library are imported at module level, so that `strat check` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.data.candles import Candles
+    from runtime.data.loader import Loaded
+    from runtime.data.markets import MarketRules
+    from runtime.data.validate import CheckReport
+    from runtime.exchange.feed import ExchangeFeed
+
+# The `--data` value that selects the synthetic market.
+SYNTHETIC = "synthetic"
+# History given when a synthetic or exchange source is asked for no start: one year before the end, ms.
+DEFAULT_HISTORY_MS = 365 * 86_400_000
+
+
+class SourceKind(enum.Enum):
+    """The three places candles come from."""
+
+    CSV = "csv"  # a CSV file, or a folder of SYMBOL-TIMEFRAME.csv files
+    SYNTHETIC = "synthetic"  # the seeded synthetic market (always labelled synthetic)
+    STORE = "store"  # the store, downloading from the exchange what it lacks
+
+
+@dataclass(frozen=True)
+class Source:
+    """The market data a command reads, and the range it reads by default."""
+
+    kind: SourceKind = SourceKind.STORE  # where candles come from
+    path: Path | None = None  # the CSV file or folder (kind CSV only)
+    exchange: str = "binance"  # ccxt exchange id when a symbol names none (and the store's name for it)
+    api_url: str | None = None  # exchange REST base URL override (a proxy or a local test server)
+    db_url: str | None = None  # store URL (None: $STRAT_DB_URL or the default SQLite file)
+    fill_gaps: bool = False  # forward-fill missing bars with zero volume (marked filled)
+    start: int | None = None  # first open time asked for (--from), UTC ms; None: the policy's default
+    end: int | None = None  # end of the range asked for (--to, exclusive), UTC ms; None: now
+    seed: int = 0  # seed of the synthetic market
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Source:
+        """Decode the options of `add_data_arguments` and the command's --from (`start`) and --to (`end`).
+
+        Raises ValueError for a date that does not parse.
+        """
+        kind = {None: SourceKind.STORE, SYNTHETIC: SourceKind.SYNTHETIC}.get(args.data, SourceKind.CSV)
+        return cls(
+            kind=kind,
+            path=Path(args.data) if kind is SourceKind.CSV else None,
+            exchange=args.exchange,
+            api_url=args.exchange_url,
+            db_url=args.db,
+            fill_gaps=args.fill_gaps,
+            start=parse_time(args.start) if args.start else None,
+            end=parse_time(args.end) if args.end else None,
+        )
+
+    def span(self, first: int | None, last: int | None, now: int) -> tuple[int, int]:
+        """The range [start, end) to read, UTC ms, by the range policy (see the module's docstring).
+
+        `first` and `last` are what the caller asks for (None: the policy's default); `now` is the
+        current time of the source's clock.
+        """
+        end = now if last is None else last
+        if first is None:
+            first = 0 if self.kind is SourceKind.CSV else end - DEFAULT_HISTORY_MS
+        return max(first, 0), end
+
+    def load(
+        self,
+        symbol: str,
+        timeframe: str,
+        first: int | None = None,
+        last: int | None = None,
+        *,
+        feed: ExchangeFeed | None = None,
+    ) -> Loaded:
+        """Closed candles of `symbol` (which may name its exchange, `BINANCE:BTC/USDT`) over `span`.
+
+        `feed` is an `ExchangeFeed` to use instead of creating one (tests pass one with a fake clock).
+        """
+        from runtime.data.candles import market_symbol
+        from runtime.data.loader import from_csv, prepare
+
+        named_exchange, pair = market_symbol(symbol)
+        exchange = named_exchange or self.exchange
+        if self.kind is SourceKind.STORE:
+            from runtime.exchange.feed import ExchangeFeed
+            from runtime.store.feed import CachedFeed
+            from runtime.store.schema import open_store
+
+            feed = feed or ExchangeFeed(exchange, api_url=self.api_url)
+            now = feed.clock()
+            start, end = self.span(first, last, now)
+            raw = CachedFeed(open_store(self.db_url), feed).read(pair, timeframe, start, min(end, now))
+        elif self.kind is SourceKind.SYNTHETIC:
+            from runtime.data.synthetic import generate_range
+
+            start, end = self.span(first, last, _wall_clock_ms())
+            raw = generate_range(pair, timeframe, start, end, seed=self.seed)
+        else:
+            assert self.path is not None  # a CSV source always has its path
+            start, end = self.span(first, last, _wall_clock_ms())
+            raw = from_csv(self.path, pair, timeframe)
+        return prepare(raw, timeframe, start, end, fill_gaps=self.fill_gaps)
+
+    def candles(self, symbol: str, timeframe: str, first: int | None, last: int | None) -> Candles:
+        """`load` for a command: the candles, with what validation found printed to stderr."""
+        loaded = self.load(symbol, timeframe, first, last)
+        note = report_note(loaded.report)
+        if note:
+            print(f"{loaded.candles.label}: {note}", file=sys.stderr)
+        return loaded.candles
+
+    def rules(self, symbol: str) -> MarketRules | None:
+        """The stored trading rules of `symbol` (`EXCHANGE:BASE/QUOTE`), or None.
+
+        Rules are looked up after the candles were loaded (a download has just stored them); no database
+        is created just to look.
+        """
+        from runtime.store import store_exists
+
+        if not store_exists(self.db_url):
+            return None
+        from runtime.data.candles import market_symbol
+        from runtime.store.markets import MarketStore
+        from runtime.store.schema import open_store
+
+        exchange, pair = market_symbol(symbol)
+        return MarketStore(open_store(self.db_url)).get(exchange or self.exchange, pair)
+
+
+def _wall_clock_ms() -> int:
+    """The current UTC time in ms (the clock of the sources that have no exchange clock)."""
+    return time.time_ns() // 1_000_000
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --data, --exchange, --exchange-url, --fill-gaps and --db to a command that reads candles."""
+    group = parser.add_argument_group("market data")
+    group.add_argument(
+        "--data",
+        metavar="PATH|synthetic",
+        help="a CSV file or a directory of SYMBOL-TIMEFRAME.csv files, or 'synthetic' for the seeded "
+        "synthetic market; default: the store, then the exchange",
+    )
+    add_exchange_arguments(group)
+    group.add_argument(
+        "--fill-gaps",
+        action="store_true",
+        help="forward-fill missing bars at the previous close with zero volume (marked as filled)",
+    )
+    add_db_argument(group)
+
+
+def add_exchange_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """Add --exchange and --exchange-url."""
+    group.add_argument("--exchange", default="binance", help="ccxt exchange id (default: binance)")
+    group.add_argument(
+        "--exchange-url",
+        metavar="URL",
+        help="send the exchange's REST calls to this base URL (a proxy, or a local test server)",
+    )
+
+
+def add_db_argument(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """Add --db."""
+    group.add_argument(
+        "--db", metavar="URL", help="database URL (default: $STRAT_DB_URL, else sqlite .strat/strat.db)"
+    )
+
+
+def parse_time(text: str) -> int:
+    """Parse a UTC date/time (`2024-01-01`, `2024-01-01T12:00`, `...Z`) or integer ms into UTC ms."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise ValueError(f"not a date: {text!r} (use 2024-01-01 or 2024-01-01T12:00)") from error
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def report_note(report: CheckReport) -> str:
+    """One line listing the defects, repairs and flags of a report ('' when there is nothing to say)."""
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (report.unsorted, "rows out of order (sorted)"),
+            (report.duplicates, "duplicate timestamps (kept once)"),
+            (report.nonpositive, "rows with non-positive prices (dropped)"),
+            (report.ohlc_errors, "OHLC inconsistencies (high/low widened)"),
+            (report.misaligned, "timestamps not aligned to the timeframe"),
+            (report.gaps, f"gaps ({report.missing_bars} missing bars, longest {report.longest_gap_bars})"),
+            (report.filled, "bars filled (zero volume)"),
+            (report.zero_volume, "zero-volume bars"),
+            (report.spikes, "spikes (flagged)"),
+        )
+        if count
+    ]
+    if report.synthetic:
+        parts.insert(0, "SYNTHETIC data")
+    return "; ".join(parts)
