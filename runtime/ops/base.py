@@ -116,7 +116,7 @@ class Operator:
         """
         return self.signature.recursive
 
-    def warmup(self, *params: float) -> int:
+    def first_valid(self, *params: float) -> int:
         """Index of the first bar whose outputs are all valid on clean input (bars of the inputs' clock).
 
         The parameter values are given in order; for barssince/valuewhen, the input's condition always holds.

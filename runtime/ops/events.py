@@ -1,4 +1,4 @@
-"""Event operators: crosses (graph-internal), barssince and valuewhen.
+"""Event operators: crosses (syntax operators), barssince and valuewhen.
 
 A condition holds on a bar when its value is non-zero and not na (na counts as false). `a crosses above b`
 is `a > b and a[1] <= b[1]`, false when any of the four is na (and on the first bar). barssince is na before

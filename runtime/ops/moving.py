@@ -186,7 +186,7 @@ class Lowest(Extreme):
 
 
 def offset_batch(x: FloatArray, n: float) -> tuple[FloatArray]:
-    """`x[n]`: the value n bars ago on the series' clock (graph-internal)."""
+    """`x[n]`: the value n bars ago on the series' clock (a syntax operator)."""
     return (lagged(series(x), int_param("n", n, 0)),)
 
 

@@ -190,7 +190,7 @@ def test_first_valid_bar_of_the_signature_is_the_kernels(name: str) -> None:
         update = op.stream(*params).update
         stream = np.array([update(*(x[i] for x in inputs_of(op, bars))) for i in range(SIZE)]).T
         expected = sig.first_valid(values)
-        assert op.warmup(*params) == expected
+        assert op.first_valid(*params) == expected
         for outputs in (batch, stream):
             valid = ~np.any([np.isnan(out) for out in outputs], axis=0)
             if name.startswith("crosses_"):
