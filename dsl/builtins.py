@@ -1,8 +1,10 @@
 """The one registry of built-in names: series functions, sources, trade state, settings, rules and metrics.
 
-Every series function has exactly one signature here (arguments, result unit, implicit bar inputs and
-warm-up) and exactly one operator with a batch and a streaming kernel in `runtime.ops`; a test checks
-that both name the same set.
+Every series function (and every operator the syntax makes: offset, crosses) has exactly one definition
+here: its arguments in order with their roles (units) and defaults, result unit and struct fields, the bar
+fields it reads implicitly, and its warm-up. `runtime.ops` registers a batch and a streaming kernel under
+each name and takes everything else from here; tests/ops/test_registry.py checks the kernels against these
+signatures by value (parameter names in order, outputs, parameter checks, first valid bar).
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from dataclasses import dataclass
 
 # Roles of arguments: "series" any numeric series; "cond" a bool series; "length" a fixed integer >= 1;
 # "count" a fixed integer >= 0; "number" a fixed plain number; the rest name the unit a fixed setting
-# argument must have ("percent", "qty", "duration", "metric").
+# argument must have ("percent", "qty", "duration", "metric"). The kernels check the fixed ones too: they
+# refuse a fraction for a length or count and a number that is not finite, and accept the role's floor.
 ARG_ROLES = frozenset({"series", "cond", "length", "count", "number", "percent", "qty", "duration", "metric"})
+# Roles of a series function's arguments that are series inputs, and of those fixed for a run (each
+# argument has one or the other).
+SERIES_ROLES = frozenset({"series", "cond"})
+FIXED_ROLES = frozenset({"length", "count", "number"})
 
 
 @dataclass(frozen=True)
@@ -25,16 +32,36 @@ class Arg:
     default: float | int | str | None = None  # value when omitted; None = required
 
 
+# A formula over a built-in's fixed arguments (evaluated, by name) giving a number of bars.
+Formula = Callable[[Mapping[str, float]], int]
+
+
+def _no_bars(p: Mapping[str, float]) -> int:
+    """A formula of 0 bars: the first bar can already have a value."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Signature:
-    """The signature of one built-in function."""
+    """The signature of one built-in function: the one definition both the checker and the kernels read.
+
+    `runtime.ops` registers a batch and a streaming kernel under the name of each series function and syntax
+    operator, and takes its inputs, parameters (order, defaults), outputs and warm-up from here.
+    """
 
     name: str  # function name
     args: tuple[Arg, ...]  # parameters in positional order
     result: str  # result kind; "same" = kind of the first series argument; or a struct kind
     category: str = "series"  # "series", "sizing", "slippage", "method", "objective", "walk_forward"
-    implicit: tuple[str, ...] = ()  # bar fields read implicitly (atr reads high, low, close)
-    warmup: Callable[[Mapping[str, float]], int] = lambda p: 0  # bars before the first value
+    implicit: tuple[str, ...] = ()  # bar fields read implicitly, in the kernels' input order (atr: h, l, c)
+    fields: tuple[tuple[str, str], ...] = ()  # a struct result's fields in output order: (name, kind or "@")
+    integer: bool = False  # the result is a whole number (barssince)
+    # Index of the first bar where every output is valid on clean input whose conditions always hold: what
+    # the kernels produce (tests/ops/test_registry.py checks it against them).
+    first_valid: Formula = _no_bars
+    # Bars before the value can be trusted, when not `first_valid`: a recursive filter adds a convergence
+    # allowance; valuewhen counts none (how long its condition takes to hold is unknown).
+    trusted: Formula | None = None
     recursive: bool = False  # a recursive filter (its warm-up includes a convergence allowance)
 
     def describe(self) -> str:
@@ -46,12 +73,29 @@ class Signature:
         """How many leading arguments have no default."""
         return sum(1 for a in self.args if a.default is None)
 
+    def warmup(self, p: Mapping[str, float]) -> int:
+        """Bars before the value can be trusted, given the fixed arguments' values by name."""
+        return (self.trusted or self.first_valid)(p)
+
+    @property
+    def series_args(self) -> tuple[Arg, ...]:
+        """The series inputs passed by the caller (roles series and cond), in order."""
+        return tuple(a for a in self.args if a.role in SERIES_ROLES)
+
+    @property
+    def fixed_args(self) -> tuple[Arg, ...]:
+        """The parameters fixed for a run (roles length, count, number), in order."""
+        return tuple(a for a in self.args if a.role in FIXED_ROLES)
+
 
 # Extra bars a recursive filter needs after its seed before its value is trusted: the seed's weight has
 # then decayed below e^-4 (about 2%): EMA (alpha 2/(n+1)) after 2n bars, Wilder (alpha 1/n) after 4n.
 EMA_CONVERGENCE = 2
 WILDER_CONVERGENCE = 4
+# The bar fields an implicit function of the bars' range reads, in its kernels' input order.
 _HLC = ("high", "low", "close")
+# Fields of a channel (bbands "@": in the source's unit; donchian and keltner: prices).
+_BANDS = ("upper", "mid", "lower")
 
 
 def _n(p: Mapping[str, float], key: str = "length") -> int:
@@ -59,11 +103,19 @@ def _n(p: Mapping[str, float], key: str = "length") -> int:
     return int(p[key])
 
 
-def _window(name: str) -> Signature:
+def _full(p: Mapping[str, float], key: str = "length") -> int:
+    """First valid bar of a window of `key` bars (or a filter seeded with their mean): the window's last."""
+    return _n(p, key) - 1
+
+
+def _lag(p: Mapping[str, float]) -> int:
+    """First valid bar of a difference with the value `length` bars ago."""
+    return _n(p)
+
+
+def _rolling(name: str) -> Signature:
     """A plain rolling-window function of (source, length) keeping the source's unit."""
-    return Signature(
-        name, (Arg("source", "series"), Arg("length", "length")), "same", warmup=lambda p: _n(p) - 1
-    )
+    return Signature(name, (Arg("source", "series"), Arg("length", "length")), "same", first_valid=_full)
 
 
 def _sig(*items: Signature) -> dict[str, Signature]:
@@ -71,39 +123,46 @@ def _sig(*items: Signature) -> dict[str, Signature]:
     return {s.name: s for s in items}
 
 
+def _macd_first(p: Mapping[str, float]) -> int:
+    """First bar where line, signal and hist are valid: the slower EMA seeds the signal's EMA."""
+    return max(_n(p, "fast"), _n(p, "slow")) - 1 + _n(p, "signal") - 1
+
+
 SERIES_FUNCTIONS: dict[str, Signature] = _sig(
-    _window("sma"),
-    _window("wma"),
-    _window("highest"),
-    _window("lowest"),
-    _window("sum"),
-    _window("stdev"),
-    Signature(
-        "variance", (Arg("source", "series"), Arg("length", "length")), "number", warmup=lambda p: _n(p) - 1
-    ),
+    _rolling("sma"),
+    _rolling("wma"),
+    _rolling("highest"),
+    _rolling("lowest"),
+    _rolling("sum"),
+    _rolling("stdev"),
+    Signature("variance", (Arg("source", "series"), Arg("length", "length")), "number", first_valid=_full),
     Signature(
         "ema",
         (Arg("source", "series"), Arg("length", "length")),
         "same",
         recursive=True,
-        warmup=lambda p: _n(p) - 1 + EMA_CONVERGENCE * _n(p),
+        first_valid=_full,
+        trusted=lambda p: _full(p) + EMA_CONVERGENCE * _n(p),
     ),
     Signature(
         "rma",
         (Arg("source", "series"), Arg("length", "length")),
         "same",
         recursive=True,
-        warmup=lambda p: _n(p) - 1 + WILDER_CONVERGENCE * _n(p),
+        first_valid=_full,
+        trusted=lambda p: _full(p) + WILDER_CONVERGENCE * _n(p),
     ),
-    Signature("change", (Arg("source", "series"), Arg("length", "length", 1)), "same", warmup=_n),
-    Signature("momentum", (Arg("source", "series"), Arg("length", "length")), "same", warmup=_n),
-    Signature("roc", (Arg("source", "series"), Arg("length", "length")), "number", warmup=_n),
+    Signature("change", (Arg("source", "series"), Arg("length", "length", 1)), "same", first_valid=_lag),
+    Signature("momentum", (Arg("source", "series"), Arg("length", "length")), "same", first_valid=_lag),
+    Signature("roc", (Arg("source", "series"), Arg("length", "length")), "number", first_valid=_lag),
     Signature(
         "rsi",
         (Arg("source", "series"), Arg("length", "length", 14)),
         "number",
         recursive=True,
-        warmup=lambda p: _n(p) + WILDER_CONVERGENCE * _n(p),
+        # `length` changes are needed, the first one on bar 1.
+        first_valid=_lag,
+        trusted=lambda p: _lag(p) + WILDER_CONVERGENCE * _n(p),
     ),
     Signature(
         "macd",
@@ -114,20 +173,19 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
             Arg("signal", "length", 9),
         ),
         "macd",
+        fields=(("line", "@"), ("signal", "@"), ("hist", "@")),
         recursive=True,
-        warmup=lambda p: (
-            max(_n(p, "fast"), _n(p, "slow"))
-            - 1
-            + _n(p, "signal")
-            - 1
-            + EMA_CONVERGENCE * (max(_n(p, "fast"), _n(p, "slow")) + _n(p, "signal"))
+        first_valid=_macd_first,
+        trusted=lambda p: (
+            _macd_first(p) + EMA_CONVERGENCE * (max(_n(p, "fast"), _n(p, "slow")) + _n(p, "signal"))
         ),
     ),
     Signature(
         "bbands",
         (Arg("source", "series"), Arg("length", "length", 20), Arg("mult", "number", 2.0)),
         "bbands",
-        warmup=lambda p: _n(p) - 1,
+        fields=tuple((f, "@") for f in _BANDS),
+        first_valid=_full,
     ),
     Signature(
         "atr",
@@ -135,7 +193,8 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
         "price",
         implicit=_HLC,
         recursive=True,
-        warmup=lambda p: _n(p) - 1 + WILDER_CONVERGENCE * _n(p),
+        first_valid=_full,
+        trusted=lambda p: _full(p) + WILDER_CONVERGENCE * _n(p),
     ),
     Signature("tr", (), "price", implicit=_HLC),
     Signature(
@@ -144,40 +203,47 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
         "number",
         implicit=_HLC,
         recursive=True,
-        warmup=lambda p: 2 * _n(p) - 1 + WILDER_CONVERGENCE * _n(p),
+        # DM starts on bar 1, DI is seeded after `length` bars more, ADX after `length` DX values.
+        first_valid=lambda p: 2 * _n(p) - 1,
+        trusted=lambda p: 2 * _n(p) - 1 + WILDER_CONVERGENCE * _n(p),
     ),
     Signature(
         "stoch",
         (Arg("k", "length", 14), Arg("d", "length", 3)),
         "stoch",
         implicit=_HLC,
-        warmup=lambda p: _n(p, "k") - 1 + _n(p, "d") - 1,
+        fields=(("k", "number"), ("d", "number")),
+        first_valid=lambda p: _full(p, "k") + _full(p, "d"),
     ),
-    Signature("cci", (Arg("length", "length", 20),), "number", implicit=_HLC, warmup=lambda p: _n(p) - 1),
+    Signature("cci", (Arg("length", "length", 20),), "number", implicit=_HLC, first_valid=_full),
     Signature("obv", (), "qty", implicit=("close", "volume")),
     Signature(
         "vwap",
         (Arg("length", "length", 14),),
         "price",
         implicit=("high", "low", "close", "volume"),
-        warmup=lambda p: _n(p) - 1,
+        first_valid=_full,
     ),
     Signature(
         "donchian",
         (Arg("length", "length", 20),),
         "donchian",
         implicit=("high", "low"),
-        warmup=lambda p: _n(p) - 1,
+        fields=tuple((f, "price") for f in _BANDS),
+        first_valid=_full,
     ),
     Signature(
         "keltner",
         (Arg("length", "length", 20), Arg("mult", "number", 2.0), Arg("atr_length", "length", 10)),
         "keltner",
         implicit=_HLC,
+        fields=tuple((f, "price") for f in _BANDS),
         recursive=True,
-        warmup=lambda p: max(
-            _n(p) - 1 + EMA_CONVERGENCE * _n(p),
-            _n(p, "atr_length") - 1 + WILDER_CONVERGENCE * _n(p, "atr_length"),
+        # Both the EMA of the close and the ATR must be seeded, then converged.
+        first_valid=lambda p: max(_full(p), _full(p, "atr_length")),
+        trusted=lambda p: max(
+            _full(p) + EMA_CONVERGENCE * _n(p),
+            _full(p, "atr_length") + WILDER_CONVERGENCE * _n(p, "atr_length"),
         ),
     ),
     Signature(
@@ -185,12 +251,18 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
         (Arg("factor", "number", 3.0), Arg("atr_length", "length", 10)),
         "supertrend",
         implicit=_HLC,
+        fields=(("line", "price"), ("direction", "number")),
         recursive=True,
-        warmup=lambda p: _n(p, "atr_length") - 1 + WILDER_CONVERGENCE * _n(p, "atr_length"),
+        first_valid=lambda p: _full(p, "atr_length"),
+        trusted=lambda p: _full(p, "atr_length") + WILDER_CONVERGENCE * _n(p, "atr_length"),
     ),
-    Signature("barssince", (Arg("cond", "cond"),), "number"),
+    Signature("barssince", (Arg("cond", "cond"),), "number", integer=True),
     Signature(
-        "valuewhen", (Arg("cond", "cond"), Arg("source", "series"), Arg("occurrence", "count", 0)), "same"
+        "valuewhen",
+        (Arg("cond", "cond"), Arg("source", "series"), Arg("occurrence", "count", 0)),
+        "same",
+        first_valid=lambda p: _n(p, "occurrence"),
+        trusted=_no_bars,
     ),
     Signature("abs", (Arg("x", "series"),), "same"),
     Signature("log", (Arg("x", "series"),), "number"),
@@ -198,7 +270,16 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
     Signature("min", (Arg("a", "series"), Arg("b", "series")), "same"),
     Signature("max", (Arg("a", "series"), Arg("b", "series")), "same"),
     Signature("round", (Arg("x", "series"), Arg("digits", "count", 0)), "same"),
-    Signature("nz", (Arg("x", "series"), Arg("default", "series", 0.0)), "same"),
+    Signature("nz", (Arg("x", "series"), Arg("default", "number", 0.0)), "same"),
+)
+
+# Operators the syntax makes rather than a call names (`x[n]`, `a crosses above b`): graph nodes with
+# kernels and a warm-up like the series functions, never callable by name.
+SYNTAX_OPERATORS: dict[str, Signature] = _sig(
+    Signature("offset", (Arg("x", "series"), Arg("n", "count")), "same", first_valid=lambda p: _n(p, "n")),
+    # A cross compares with the previous bar, so bar 0 is never one.
+    Signature("crosses_above", (Arg("a", "series"), Arg("b", "series")), "bool", first_valid=lambda p: 1),
+    Signature("crosses_below", (Arg("a", "series"), Arg("b", "series")), "bool", first_valid=lambda p: 1),
 )
 
 # Functions that only make sense as the value of a setting (sizing rules, slippage models, search
@@ -238,6 +319,13 @@ SOURCES: dict[str, str] = {
     "hl2": "price",
     "hlc3": "price",
     "ohlc4": "price",
+}
+
+# Struct kinds and their fields in order (field → kind; "@": the kind of the function's source input): the
+# candle struct of bars() and the result of each struct-valued series function.
+STRUCTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "bars": tuple(SOURCES.items()),
+    **{sig.result: sig.fields for sig in SERIES_FUNCTIONS.values() if sig.fields},
 }
 
 # Trade-state series: they depend on the simulated position, so they are evaluated inside the simulation.

@@ -426,7 +426,7 @@ class Expressions:
         if kind == "same":
             kind = first.kind if first is not None and first.kind != "na" else "number"
         clock = _clock(series) if not sig.implicit else None
-        if kind in ("macd", "bbands", "stoch", "donchian", "keltner", "supertrend"):
+        if sig.fields:
             t = struct(kind, Qual.SERIES, first.kind if first is not None else "price")
             return Expr.make(
                 "call", name, tuple(args), kind=kind, qual=Qual.SERIES, clock=clock, symbol=_fields_key(t)
@@ -438,7 +438,7 @@ class Expressions:
             kind=kind,
             qual=Qual.SERIES,
             clock=clock,
-            integer=name in ("barssince",),
+            integer=sig.integer,
         )
 
     def _series_arg(self, sig: b.Signature, arg: b.Arg, value: Expr, given: s.Expr) -> bool:

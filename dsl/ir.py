@@ -5,6 +5,15 @@ qualifier and clock, and a content digest computed from its own fields and its c
 identical sub-expressions have identical digests (the graph shares them, the reload diff compares them).
 Numeric values are stored in base units: percentages and bps as fractions (2.5% → 0.025), durations in ms,
 dates as UTC ms.
+
+Process-global state: the node memo, and nothing else. `Expr.make` remembers every node it builds by its
+content, so that a spec repeating itself, or checked again (a hot reload in a long-lived process), gets the
+same immutable node objects back instead of new copies. The memo is bounded: it holds at most
+`NODE_MEMO_LIMIT` nodes (about 1.4 KB each, so about 70 MB when full; the whole standard library and the
+example specs make a few hundred) and starts over, emptied at once, when full. Emptying it never changes a
+result, only which equal objects are shared. `forget_nodes()` is the one way to empty it by hand: a
+long-lived process may call it to give the memory back, a benchmark to measure a cold check. Concurrent
+checks may share it: a race only builds an equal node twice.
 """
 
 from __future__ import annotations
@@ -89,21 +98,26 @@ class Expr(Frozen):
         _set(node, "__pydantic_fields_set__", set(_EXPR_FIELDS))
         _set(node, "__pydantic_extra__", None)
         _set(node, "__pydantic_private__", None)
-        if len(_MADE) >= _MADE_LIMIT:
-            _MADE.clear()  # a bound on memory in a long-lived process (hot reload), not an eviction policy
+        # The memo's bound (see the module docstring): start over when full, rather than track ages.
+        if len(_MADE) >= NODE_MEMO_LIMIT:
+            _MADE.clear()
         _MADE[text] = node
         return node
 
 
-# Nodes built by `Expr.make`, by their digest text (a spec re-checked on reload, or repeating itself,
-# rebuilds the same nodes).
+# The node memo: nodes built by `Expr.make`, by their digest text (the process-global state of this module;
+# see the module docstring).
 _MADE: dict[str, Expr] = {}
-# Most nodes remembered before the memo starts over.
-_MADE_LIMIT = 200_000
+# Most nodes the memo holds (about 1.4 KB each); when full, it is emptied and fills again.
+NODE_MEMO_LIMIT = 50_000
 
 
 def forget_nodes() -> None:
-    """Drop the nodes `Expr.make` remembers (benchmarks measure a cold check with it)."""
+    """Empty the node memo of `Expr.make`: the one way to give its memory back by hand.
+
+    Safe at any time (results never depend on it; later checks just build their nodes afresh). A long-lived
+    process may call it after dropping the programs it checked; benchmarks call it to measure a cold check.
+    """
     _MADE.clear()
 
 

@@ -9,8 +9,10 @@ spans its rule's first to last symbol, keywords and newlines included.
 Only valid text is handled: any lexical, indentation or grammar error raises `ParseFailed`, and the caller
 parses again with lark, whose exceptions carry everything the diagnostics need.
 
-`tables` reads lark's internals (the basic lexer's compiled scanner, the LALR parse table) as of lark 1.3;
-a lark whose internals differ makes it fail at the first parse, never silently.
+`tables` reads lark's internals (the basic lexer's compiled scanner, its ignored terminals, the LALR parse
+table with its Shift/Reduce actions, the rules) as of lark 1.3, the minor version pinned in pyproject.toml.
+tests/dsl/test_lark_internals.py touches each of them and names the one that moved; a lark whose internals
+differ also makes this module fail at the first parse, never silently.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from dsl.builtins import STRUCTS
+
 
 class Qual(IntEnum):
     """How often a value may change: fixed in the text, fixed per run, or every bar."""
@@ -27,25 +29,6 @@ class Qual(IntEnum):
 NUMERIC = frozenset({"number", "price", "qty", "money", "percent", "bps", "R", "duration"})
 # Kinds a plain number literal may stand for.
 ADAPTABLE = frozenset({"number", "price", "qty", "money"})
-# Struct kinds and their fields (field name → kind; "@" means: the kind of the operator's source input).
-STRUCTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "bars": (
-        ("open", "price"),
-        ("high", "price"),
-        ("low", "price"),
-        ("close", "price"),
-        ("volume", "qty"),
-        ("hl2", "price"),
-        ("hlc3", "price"),
-        ("ohlc4", "price"),
-    ),
-    "macd": (("line", "@"), ("signal", "@"), ("hist", "@")),
-    "bbands": (("upper", "@"), ("mid", "@"), ("lower", "@")),
-    "stoch": (("k", "number"), ("d", "number")),
-    "donchian": (("upper", "price"), ("mid", "price"), ("lower", "price")),
-    "keltner": (("upper", "price"), ("mid", "price"), ("lower", "price")),
-    "supertrend": (("line", "price"), ("direction", "number")),
-}
 
 
 @dataclass(frozen=True)

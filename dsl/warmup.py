@@ -12,9 +12,6 @@ from dsl.ir import (
 from dsl.types import Qual
 from dsl.units import TIMEFRAMES
 
-# Functions whose arguments are all fixed numbers besides the series inputs (by role).
-_FIXED_ROLES = frozenset({"length", "count", "number"})
-
 
 def warmup(node: Expr, params: Mapping[str, float], base_ms: int) -> int:
     """Bars of the base clock before `node` has a trustworthy value (the longest lookback path)."""
@@ -43,15 +40,15 @@ def _warmup(node: Expr, params: Mapping[str, float], base_ms: int, memo: dict[st
         values = {
             a.name: evaluate(v, params)
             for a, v in zip(sig.args, node.args, strict=False)
-            if a.role in _FIXED_ROLES
+            if a.role in b.FIXED_ROLES
         }
         known = {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
         if len(known) == len(values):
             own = sig.warmup(known) * ratio
     elif node.op == "offset":
         n = evaluate(node.args[1], params)
-        own = int(n) * ratio if isinstance(n, int | float) else 0
+        own = b.SYNTAX_OPERATORS["offset"].warmup({"n": n}) * ratio if isinstance(n, int | float) else 0
     elif node.op == "cross":
-        own = ratio
+        own = b.SYNTAX_OPERATORS[f"crosses_{node.value}"].warmup({}) * ratio
     memo[node.digest] = below + own
     return below + own

@@ -305,17 +305,16 @@ class _Builder:
         return self.node("op", name, inputs, params=params, outputs=len(OPERATORS[name].outputs))
 
     def _call(self, expr: Expr) -> int:
-        """A built-in series function: series inputs by name, fixed params evaluated, implicit bars."""
+        """A built-in series function: series inputs by name, fixed params evaluated, implicit bars.
+
+        The checker gives every argument of the signature (defaults filled in), in the signature's order.
+        """
         name = str(expr.value)
         sig = b.SERIES_FUNCTIONS[name]
-        operator = OPERATORS[name]
-        by_name = {arg.name: value for arg, value in zip(sig.args, expr.args, strict=False)}
-        if operator.implicit:
-            inputs = [self.source(field_name, 0) for field_name in operator.inputs]
+        by_name = {arg.name: value for arg, value in zip(sig.args, expr.args, strict=True)}
+        if sig.implicit:
+            inputs = [self.source(field_name, 0) for field_name in sig.implicit]
         else:
-            inputs = [self.build(by_name[input_name]) for input_name in operator.inputs]
-        params = tuple(
-            self._fixed(by_name[p], f"{p} of {name}()") if p in by_name else float(d or 0)
-            for p, d in operator.params
-        )
+            inputs = [self.build(by_name[arg.name]) for arg in sig.series_args]
+        params = tuple(self._fixed(by_name[arg.name], f"{arg.name} of {name}()") for arg in sig.fixed_args)
         return self._op(name, inputs, params)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from runtime.ops.base import NAN, FloatArray, Operator, float_param, int_param, series
+from runtime.ops.base import NAN, FloatArray, Kernels, float_param, int_param, series
 
 # Above this magnitude (2**52) every float is already a whole number, so scaled rounding leaves it as is.
 _WHOLE = 4503599627370496.0
@@ -159,13 +159,13 @@ class Nz:
         return (self.default if x != x else x,)
 
 
-# Operators of this module, in the language's order.
-OPS: tuple[Operator, ...] = (
-    Operator("abs", ("x",), False, (), ("value",), abs_batch, Abs),
-    Operator("log", ("x",), False, (), ("value",), log_batch, Log),
-    Operator("sqrt", ("x",), False, (), ("value",), sqrt_batch, Sqrt),
-    Operator("min", ("a", "b"), False, (), ("value",), min_batch, Min),
-    Operator("max", ("a", "b"), False, (), ("value",), max_batch, Max),
-    Operator("round", ("x",), False, (("digits", 0),), ("value",), round_batch, Round),
-    Operator("nz", ("x",), False, (("default", 0.0),), ("value",), nz_batch, Nz),
+# Kernels of this module, by built-in name (signatures in `dsl.builtins`), in the language's order.
+KERNELS: tuple[Kernels, ...] = (
+    Kernels("abs", abs_batch, Abs),
+    Kernels("log", log_batch, Log),
+    Kernels("sqrt", sqrt_batch, Sqrt),
+    Kernels("min", min_batch, Min),
+    Kernels("max", max_batch, Max),
+    Kernels("round", round_batch, Round),
+    Kernels("nz", nz_batch, Nz),
 )

@@ -16,6 +16,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from dsl.builtins import Signature
+
 # A float64 series; NaN is na.
 FloatArray = npt.NDArray[np.float64]
 # The na value of one bar.
@@ -38,16 +40,30 @@ class StreamKernel(Protocol):
         ...
 
 
-def _starts_at_zero(*params: float) -> int:
-    """Warm-up of an operator whose first bar can already be valid."""
-    return 0
+@dataclass(frozen=True)
+class Kernels:
+    """What an ops module registers for one built-in: its two kernels, under the built-in's name.
+
+    The signature (inputs, parameters with their defaults, outputs, warm-up) is the built-in's in
+    `dsl.builtins`; the kernels take the inputs, then the parameters, in its order.
+    """
+
+    # Name of the series function or syntax operator in `dsl.builtins`, e.g. "sma" or "offset".
+    name: str
+    # batch(*input_arrays, *param_values) -> one float64 array per output, each of the inputs' length.
+    batch: Callable[..., tuple[FloatArray, ...]]
+    # stream(*param_values) -> a fresh streaming kernel.
+    stream: Callable[..., StreamKernel]
 
 
 @dataclass(frozen=True)
 class Operator:
-    """One built-in series function (or graph-internal operator) with its batch and streaming kernels."""
+    """One built-in series function (or syntax operator): its signature's runtime view and its kernels.
 
-    # Language name, e.g. "sma" (graph-internal ones such as "offset" are not language names).
+    Everything but the kernels is derived from the `dsl.builtins.Signature` by `Operator.of`.
+    """
+
+    # Language name, e.g. "sma" (syntax operators such as "offset" are not callable by name).
     name: str
     # Series input names in order, e.g. ("source",) or ("high", "low", "close").
     inputs: tuple[str, ...]
@@ -61,14 +77,51 @@ class Operator:
     batch: Callable[..., tuple[FloatArray, ...]]
     # stream(*param_values) -> a fresh streaming kernel.
     stream: Callable[..., StreamKernel]
-    # True for a graph-internal operator that is not a language built-in (offset, crosses_above, ...).
+    # The built-in's signature in the language, which all the fields above but the kernels come from.
+    signature: Signature
+    # True for a syntax operator that is not callable by name (offset, crosses_above, ...).
     internal: bool = False
-    # warmup(*param_values) -> index of the first bar whose outputs are all valid on clean input (bars of
-    # the inputs' clock); for barssince/valuewhen, on input whose condition is always true.
-    warmup: Callable[..., int] = _starts_at_zero
-    # True for a recursive filter (ema, rma, rsi, atr, ...): its values depend on the whole history and
-    # converge after the warm-up, so the compiler adds a convergence allowance.
-    recursive: bool = False
+
+    @classmethod
+    def of(cls, signature: Signature, kernels: Kernels, *, internal: bool) -> Operator:
+        """The operator of a built-in's signature with its kernels.
+
+        Raises:
+            TypeError: when a fixed parameter's default is not a number (only setting functions, which
+                have no kernels, have defaults such as "50%").
+        """
+        params: list[tuple[str, float | int | None]] = []
+        for arg in signature.fixed_args:
+            if isinstance(arg.default, str):
+                raise TypeError(f"{signature.name}() parameter '{arg.name}' has a default that is no number")
+            params.append((arg.name, arg.default))
+        return cls(
+            name=signature.name,
+            inputs=signature.implicit or tuple(a.name for a in signature.series_args),
+            implicit=bool(signature.implicit),
+            params=tuple(params),
+            outputs=tuple(name for name, _ in signature.fields) or ("value",),
+            batch=kernels.batch,
+            stream=kernels.stream,
+            signature=signature,
+            internal=internal,
+        )
+
+    @property
+    def recursive(self) -> bool:
+        """Whether this is a recursive filter (ema, rma, rsi, atr, ...).
+
+        Its values depend on the whole history and converge after its first valid bar, so its warm-up in
+        the language adds a convergence allowance.
+        """
+        return self.signature.recursive
+
+    def first_valid(self, *params: float) -> int:
+        """Index of the first bar whose outputs are all valid on clean input (bars of the inputs' clock).
+
+        The parameter values are given in order; for barssince/valuewhen, the input's condition always holds.
+        """
+        return self.signature.first_valid(dict(zip([name for name, _ in self.params], params, strict=True)))
 
     def bind(self, *args: float, **kwargs: float) -> tuple[float, ...]:
         """Parameter values in order, from positional and keyword values plus the defaults.

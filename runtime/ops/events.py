@@ -1,4 +1,4 @@
-"""Event operators: crosses (graph-internal), barssince and valuewhen.
+"""Event operators: crosses (syntax operators), barssince and valuewhen.
 
 A condition holds on a bar when its value is non-zero and not na (na counts as false). `a crosses above b`
 is `a > b and a[1] <= b[1]`, false when any of the four is na (and on the first bar). barssince is na before
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from runtime.ops.base import NA1, NAN, FloatArray, Operator, int_param, series
+from runtime.ops.base import NA1, NAN, FloatArray, Kernels, int_param, series
 
 # Boolean results of a streaming kernel.
 _TRUE = (1.0,)
@@ -180,49 +180,10 @@ class Valuewhen:
         return (self.ring[self.pos],) if self.seen == self.size else NA1
 
 
-def _occurrence_warmup(occurrence: float) -> int:
-    """First valid bar of valuewhen when the condition always holds: `occurrence`."""
-    return _occurrence(occurrence)
-
-
-def _one_bar(*_: float) -> int:
-    """First bar where a cross can happen: bar 1."""
-    return 1
-
-
-# Operators of this module, in the language's order.
-OPS: tuple[Operator, ...] = (
-    Operator("barssince", ("cond",), False, (), ("value",), barssince_batch, Barssince),
-    Operator(
-        "valuewhen",
-        ("cond", "source"),
-        False,
-        (("occurrence", 0),),
-        ("value",),
-        valuewhen_batch,
-        Valuewhen,
-        warmup=_occurrence_warmup,
-    ),
-    Operator(
-        "crosses_above",
-        ("a", "b"),
-        False,
-        (),
-        ("value",),
-        crosses_above_batch,
-        CrossesAbove,
-        internal=True,
-        warmup=_one_bar,
-    ),
-    Operator(
-        "crosses_below",
-        ("a", "b"),
-        False,
-        (),
-        ("value",),
-        crosses_below_batch,
-        CrossesBelow,
-        internal=True,
-        warmup=_one_bar,
-    ),
+# Kernels of this module, by built-in name (signatures in `dsl.builtins`), in the language's order.
+KERNELS: tuple[Kernels, ...] = (
+    Kernels("barssince", barssince_batch, Barssince),
+    Kernels("valuewhen", valuewhen_batch, Valuewhen),
+    Kernels("crosses_above", crosses_above_batch, CrossesAbove),
+    Kernels("crosses_below", crosses_below_batch, CrossesBelow),
 )

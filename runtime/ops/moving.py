@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.ops.base import NA1, NAN, FloatArray, Operator, int_param, lagged, series
+from runtime.ops.base import NA1, NAN, FloatArray, Kernels, int_param, lagged, series
 from runtime.ops.primitives import (
     Extreme,
     Lag,
@@ -186,7 +186,7 @@ class Lowest(Extreme):
 
 
 def offset_batch(x: FloatArray, n: float) -> tuple[FloatArray]:
-    """`x[n]`: the value n bars ago on the series' clock (graph-internal)."""
+    """`x[n]`: the value n bars ago on the series' clock (a syntax operator)."""
     return (lagged(series(x), int_param("n", n, 0)),)
 
 
@@ -248,67 +248,17 @@ class Roc(Lag):
         return NA1 if prev == 0.0 else (100.0 * (source / prev - 1.0),)
 
 
-def _window_warmup(length: float) -> int:
-    """First valid bar of a window operator: `length - 1`."""
-    return _window_length(length) - 1
-
-
-def _lag_warmup(length: float) -> int:
-    """First valid bar of a lag operator: `length`."""
-    return _lag_length(length)
-
-
-# Operators of this module, in the language's order.
-OPS: tuple[Operator, ...] = (
-    *(
-        Operator(
-            name, ("source",), False, (("length", None),), ("value",), batch, stream, warmup=_window_warmup
-        )
-        for name, batch, stream in (
-            ("sma", sma_batch, Sma),
-            ("wma", wma_batch, Wma),
-            ("highest", highest_batch, Highest),
-            ("lowest", lowest_batch, Lowest),
-            ("sum", sum_batch, Sum),
-        )
-    ),
-    *(
-        Operator(
-            name,
-            ("source",),
-            False,
-            (("length", None),),
-            ("value",),
-            batch,
-            stream,
-            warmup=_window_warmup,
-            recursive=True,
-        )
-        for name, batch, stream in (("ema", ema_batch, Ema), ("rma", rma_batch, Rma))
-    ),
-    Operator("roc", ("source",), False, (("length", None),), ("value",), roc_batch, Roc, warmup=_lag_warmup),
-    Operator(
-        "momentum",
-        ("source",),
-        False,
-        (("length", None),),
-        ("value",),
-        change_batch,
-        Change,
-        warmup=_lag_warmup,
-    ),
-    Operator(
-        "change", ("source",), False, (("length", 1),), ("value",), change_batch, Change, warmup=_lag_warmup
-    ),
-    Operator(
-        "offset",
-        ("x",),
-        False,
-        (("n", None),),
-        ("value",),
-        offset_batch,
-        Offset,
-        internal=True,
-        warmup=_lag_warmup,
-    ),
+# Kernels of this module, by built-in name (signatures in `dsl.builtins`), in the language's order.
+KERNELS: tuple[Kernels, ...] = (
+    Kernels("sma", sma_batch, Sma),
+    Kernels("wma", wma_batch, Wma),
+    Kernels("highest", highest_batch, Highest),
+    Kernels("lowest", lowest_batch, Lowest),
+    Kernels("sum", sum_batch, Sum),
+    Kernels("ema", ema_batch, Ema),
+    Kernels("rma", rma_batch, Rma),
+    Kernels("roc", roc_batch, Roc),
+    Kernels("momentum", change_batch, Change),
+    Kernels("change", change_batch, Change),
+    Kernels("offset", offset_batch, Offset),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.ops.base import NA1, NAN, FloatArray, Operator, int_param, lagged, series
+from runtime.ops.base import NA1, NAN, FloatArray, Kernels, int_param, lagged, series
 from runtime.ops.primitives import (
     Extreme,
     Smoother,
@@ -265,63 +265,11 @@ class Adx:
         return (self.adx.step(dx),)
 
 
-def _window_warmup(length: float) -> int:
-    """First valid bar of a window operator: `length - 1`."""
-    return _length("length", length) - 1
-
-
-def _rsi_warmup(length: float) -> int:
-    """First valid bar of rsi: `length` changes are needed, the first one on bar 1."""
-    return _length("length", length)
-
-
-def _macd_warmup(fast: float, slow: float, signal: float) -> int:
-    """First bar where line, signal and hist are valid."""
-    return max(_length("fast", fast), _length("slow", slow)) + _length("signal", signal) - 2
-
-
-def _stoch_warmup(k: float, d: float) -> int:
-    """First bar where %K and %D are valid (on a range that is not flat)."""
-    return _length("k", k) + _length("d", d) - 2
-
-
-def _adx_warmup(length: float) -> int:
-    """First valid bar of adx: DM starts on bar 1, DI after `length` bars, ADX after `length` DX values."""
-    return 2 * _length("length", length) - 1
-
-
-# The three price inputs of an implicit operator.
-_HLC = ("high", "low", "close")
-
-# Operators of this module, in the language's order.
-OPS: tuple[Operator, ...] = (
-    Operator(
-        "rsi",
-        ("source",),
-        False,
-        (("length", 14),),
-        ("value",),
-        rsi_batch,
-        Rsi,
-        warmup=_rsi_warmup,
-        recursive=True,
-    ),
-    Operator(
-        "macd",
-        ("source",),
-        False,
-        (("fast", 12), ("slow", 26), ("signal", 9)),
-        ("line", "signal", "hist"),
-        macd_batch,
-        Macd,
-        warmup=_macd_warmup,
-        recursive=True,
-    ),
-    Operator(
-        "adx", _HLC, True, (("length", 14),), ("value",), adx_batch, Adx, warmup=_adx_warmup, recursive=True
-    ),
-    Operator(
-        "stoch", _HLC, True, (("k", 14), ("d", 3)), ("k", "d"), stoch_batch, Stoch, warmup=_stoch_warmup
-    ),
-    Operator("cci", _HLC, True, (("length", 20),), ("value",), cci_batch, Cci, warmup=_window_warmup),
+# Kernels of this module, by built-in name (signatures in `dsl.builtins`), in the language's order.
+KERNELS: tuple[Kernels, ...] = (
+    Kernels("rsi", rsi_batch, Rsi),
+    Kernels("macd", macd_batch, Macd),
+    Kernels("adx", adx_batch, Adx),
+    Kernels("stoch", stoch_batch, Stoch),
+    Kernels("cci", cci_batch, Cci),
 )

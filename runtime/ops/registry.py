@@ -1,8 +1,10 @@
-"""The one operator registry: every built-in series function and graph-internal operator, by name.
+"""The one operator registry: every built-in series function and syntax operator, by name.
 
-Each `Operator` carries a batch kernel (`batch(*input_arrays, *param_values)`, one float64 array per output)
-and a streaming kernel factory (`stream(*param_values)`, a fresh kernel whose `update(*inputs)` takes one
-closed bar). Language built-ins are the operators with `internal=False`.
+The ops modules register only kernels (`Kernels`: a batch kernel `batch(*input_arrays, *param_values)`, one
+float64 array per output, and a streaming kernel factory `stream(*param_values)`, a fresh kernel whose
+`update(*inputs)` takes one closed bar) under a built-in's name; the signature (inputs, parameters with
+their defaults, outputs, warm-up) comes from `dsl.builtins`. Every series function there must have kernels
+and every kernel a signature. Language built-ins are the operators with `internal=False`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from functools import wraps
 
 import numpy as np
 
+from dsl import builtins as b
 from runtime.ops import arith, events, moving, oscillators, volatility, volume
-from runtime.ops.base import FloatArray, Operator, StreamKernel
+from runtime.ops.base import FloatArray, Kernels, Operator, StreamKernel
 
-__all__ = ["BUILTIN_NAMES", "OPERATORS", "Operator", "StreamKernel", "operator"]
+__all__ = ["BUILTIN_NAMES", "OPERATORS", "Kernels", "Operator", "StreamKernel", "operator"]
 
 
 def _quiet(batch: Callable[..., tuple[FloatArray, ...]]) -> Callable[..., tuple[FloatArray, ...]]:
@@ -35,27 +38,36 @@ def _quiet(batch: Callable[..., tuple[FloatArray, ...]]) -> Callable[..., tuple[
     return run
 
 
-def _collect(*groups: tuple[Operator, ...]) -> dict[str, Operator]:
-    """Index the operators of the kernel modules by name, refusing a name defined twice.
+def _collect(*groups: tuple[Kernels, ...]) -> dict[str, Operator]:
+    """The operators of the kernels registered by the ops modules, by name, with their signatures.
 
     Raises:
-        ValueError: when two operators share a name.
+        ValueError: when two kernels share a name, a kernel names no built-in, or a series function or
+            syntax operator of `dsl.builtins` has no kernels.
     """
     registry: dict[str, Operator] = {}
     for group in groups:
-        for op in group:
-            if op.name in registry:
-                raise ValueError(f"operator '{op.name}' is defined twice")
-            registry[op.name] = replace(op, batch=_quiet(op.batch))
+        for kernels in group:
+            if kernels.name in registry:
+                raise ValueError(f"operator '{kernels.name}' is defined twice")
+            internal = kernels.name in b.SYNTAX_OPERATORS
+            signature = b.SYNTAX_OPERATORS.get(kernels.name) or b.SERIES_FUNCTIONS.get(kernels.name)
+            if signature is None:
+                raise ValueError(f"kernels '{kernels.name}' name no built-in of dsl.builtins")
+            quiet = replace(kernels, batch=_quiet(kernels.batch))
+            registry[kernels.name] = Operator.of(signature, quiet, internal=internal)
+    missing = sorted({*b.SERIES_FUNCTIONS, *b.SYNTAX_OPERATORS} - set(registry))
+    if missing:
+        raise ValueError(f"built-ins without kernels: {', '.join(missing)}")
     return registry
 
 
-# Every operator by name: the language built-ins and the graph-internal ones.
+# Every operator by name: the language built-ins and the syntax operators.
 OPERATORS: dict[str, Operator] = _collect(
-    moving.OPS, volatility.OPS, oscillators.OPS, volume.OPS, events.OPS, arith.OPS
+    moving.KERNELS, volatility.KERNELS, oscillators.KERNELS, volume.KERNELS, events.KERNELS, arith.KERNELS
 )
 
-# Names of the language built-ins (the operators that are not graph-internal).
+# Names of the language built-ins (the operators that are not syntax operators).
 BUILTIN_NAMES: frozenset[str] = frozenset(name for name, op in OPERATORS.items() if not op.internal)
 
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from runtime.ops.base import NA1, NAN, FloatArray, Operator, float_param, int_param, series
+from runtime.ops.base import NA1, NAN, FloatArray, Kernels, float_param, int_param, series
 from runtime.ops.primitives import (
     Extreme,
     Smoother,
@@ -334,100 +334,14 @@ class Supertrend:
         return (lower if d > 0.0 else upper), d
 
 
-def _window_warmup(length: float, *_: float) -> int:
-    """First valid bar of a window operator: `length - 1`."""
-    return _length("length", length) - 1
-
-
-def _keltner_warmup(length: float, mult: float, atr_length: float) -> int:
-    """First valid bar of keltner: when both the EMA and the ATR are seeded."""
-    return max(_length("length", length), _length("atr_length", atr_length)) - 1
-
-
-def _supertrend_warmup(factor: float, atr_length: float) -> int:
-    """First valid bar of supertrend: when its ATR is seeded."""
-    return _length("atr_length", atr_length) - 1
-
-
-# The three price inputs of an implicit operator.
-_HLC = ("high", "low", "close")
-# Output names of a channel.
-_BANDS = ("upper", "mid", "lower")
-
-# Operators of this module, in the language's order.
-OPS: tuple[Operator, ...] = (
-    Operator(
-        "stdev",
-        ("source",),
-        False,
-        (("length", None),),
-        ("value",),
-        stdev_batch,
-        Stdev,
-        warmup=_window_warmup,
-    ),
-    Operator(
-        "variance",
-        ("source",),
-        False,
-        (("length", None),),
-        ("value",),
-        variance_batch,
-        Variance,
-        warmup=_window_warmup,
-    ),
-    Operator(
-        "bbands",
-        ("source",),
-        False,
-        (("length", 20), ("mult", 2.0)),
-        _BANDS,
-        bbands_batch,
-        Bbands,
-        warmup=_window_warmup,
-    ),
-    Operator(
-        "atr",
-        _HLC,
-        True,
-        (("length", 14),),
-        ("value",),
-        atr_batch,
-        Atr,
-        warmup=_window_warmup,
-        recursive=True,
-    ),
-    Operator("tr", _HLC, True, (), ("value",), tr_batch, Tr),
-    Operator(
-        "donchian",
-        ("high", "low"),
-        True,
-        (("length", 20),),
-        _BANDS,
-        donchian_batch,
-        Donchian,
-        warmup=_window_warmup,
-    ),
-    Operator(
-        "keltner",
-        _HLC,
-        True,
-        (("length", 20), ("mult", 2.0), ("atr_length", 10)),
-        _BANDS,
-        keltner_batch,
-        Keltner,
-        warmup=_keltner_warmup,
-        recursive=True,
-    ),
-    Operator(
-        "supertrend",
-        _HLC,
-        True,
-        (("factor", 3.0), ("atr_length", 10)),
-        ("line", "direction"),
-        supertrend_batch,
-        Supertrend,
-        warmup=_supertrend_warmup,
-        recursive=True,
-    ),
+# Kernels of this module, by built-in name (signatures in `dsl.builtins`), in the language's order.
+KERNELS: tuple[Kernels, ...] = (
+    Kernels("stdev", stdev_batch, Stdev),
+    Kernels("variance", variance_batch, Variance),
+    Kernels("bbands", bbands_batch, Bbands),
+    Kernels("atr", atr_batch, Atr),
+    Kernels("tr", tr_batch, Tr),
+    Kernels("donchian", donchian_batch, Donchian),
+    Kernels("keltner", keltner_batch, Keltner),
+    Kernels("supertrend", supertrend_batch, Supertrend),
 )

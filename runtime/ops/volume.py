@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.ops.base import NA1, NAN, FloatArray, Operator, int_param, lagged, series
+from runtime.ops.base import NA1, NAN, FloatArray, Kernels, int_param, lagged, series
 from runtime.ops.primitives import Window, window_sum
 
 
@@ -98,22 +98,8 @@ class Vwap:
         return (self.traded.total / total,)
 
 
-def _vwap_warmup(length: float) -> int:
-    """First valid bar of vwap: `length - 1`."""
-    return _length(length) - 1
-
-
-# Operators of this module, in the language's order.
-OPS: tuple[Operator, ...] = (
-    Operator("obv", ("close", "volume"), True, (), ("value",), obv_batch, Obv),
-    Operator(
-        "vwap",
-        ("high", "low", "close", "volume"),
-        True,
-        (("length", 14),),
-        ("value",),
-        vwap_batch,
-        Vwap,
-        warmup=_vwap_warmup,
-    ),
+# Kernels of this module, by built-in name (signatures in `dsl.builtins`), in the language's order.
+KERNELS: tuple[Kernels, ...] = (
+    Kernels("obv", obv_batch, Obv),
+    Kernels("vwap", vwap_batch, Vwap),
 )

@@ -260,14 +260,14 @@ def test_against_reference(
 ) -> None:  # type: ignore[type-arg]
     op = OPERATORS[name]
     ours = op.batch(*(bars[col].to_numpy() for col in (op.inputs if op.implicit else ("close",))), *params)
-    start = 500 if op.recursive else op.warmup(*params)
+    start = 500 if op.recursive else op.first_valid(*params)
     expected = reference(bars)
     assert len(ours) == len(expected)
     for mine, theirs in zip(ours, expected, strict=True):
         np.testing.assert_allclose(mine[start:-1], theirs.to_numpy()[start:-1], rtol=1e-9, atol=1e-9)
     # The warm-up is the first bar where every output is valid.
     all_valid = ~np.any([np.isnan(out) for out in ours], axis=0)
-    assert int(np.argmax(all_valid)) == op.warmup(*params)
+    assert int(np.argmax(all_valid)) == op.first_valid(*params)
 
 
 def test_obv_steps_match_reference_where_the_close_moves(bars: pd.DataFrame) -> None:
