@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     from runtime.data.candles import Candles
 
 
+def timeframe_arg(text: str) -> str:
+    """An argparse type: a supported timeframe (`1h`), refused with the list of supported ones."""
+    from dsl.units import TIMEFRAMES
+
+    if text not in TIMEFRAMES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not available; supported: {', '.join(TIMEFRAMES)}")
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `strat data` and its sub-commands."""
     data = subparsers.add_parser("data", help="download, import, list and check market data")
@@ -32,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     download = commands.add_parser("download", help="download candles from the exchange into the store")
     download.add_argument("symbols", nargs="+", metavar="SYMBOL", help="e.g. BTC/USDT or BINANCE:BTC/USDT")
-    download.add_argument("--timeframe", "-t", default="1h", help="bar length (default: 1h)")
+    download.add_argument(
+        "--timeframe", "-t", default="1h", type=timeframe_arg, help="bar length (default: 1h)"
+    )
     download.add_argument(
         "--since", required=True, help="first bar, UTC: 2024-01-01, 2024-01-01T12:00, or ms"
     )
@@ -47,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--exchange", default="binance", help="source name to store them under (default: binance)"
     )
     imp.add_argument("--symbol", help="market symbol, when the file name does not say (BTCUSDT-1h.csv)")
-    imp.add_argument("--timeframe", help="bar length, when the file name does not say")
+    imp.add_argument("--timeframe", type=timeframe_arg, help="bar length, when the file name does not say")
     add_db_argument(imp)
     imp.set_defaults(handler=_import)
 
@@ -58,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     chk = commands.add_parser("check", help="validate a CSV file or directory; exit 1 if rows need repair")
     chk.add_argument("path", type=Path, metavar="PATH")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
-    chk.add_argument("--timeframe", help="bar length, when the file name does not say")
+    chk.add_argument("--timeframe", type=timeframe_arg, help="bar length, when the file name does not say")
     chk.set_defaults(handler=_check)
 
 
@@ -180,10 +191,11 @@ def _list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from runtime.store.candles import CandleStore
-    from runtime.store.schema import open_store
+    from runtime.store.schema import find_store
 
     table = Table("exchange", "symbol", "timeframe", "first", "last", "rows")
-    for series in CandleStore(open_store(args.db)).list_series():
+    engine = find_store(args.db)
+    for series in CandleStore(engine).list_series() if engine is not None else []:
         table.add_row(
             series.exchange,
             series.symbol,

@@ -7,6 +7,7 @@ report.html into the output folder, and saves the run in the store (`strat runs`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from runtime.commands.source import Source, SourceKind, add_data_arguments
 from runtime.commands.tuning import batch_process
+from runtime.errors import StratError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("--strategy", metavar="NAME", help="run this strategy (or portfolio) of the file")
     parser.add_argument(
-        "--capital", type=float, help="starting capital of a single strategy (default 10,000)"
+        "--capital",
+        type=positive_amount,
+        help="starting capital of a single strategy (default 10,000)",
     )
     parser.add_argument(
         "--set",
@@ -56,6 +60,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--no-save", action="store_true", help="do not save the run in the store")
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def positive_amount(text: str) -> float:
+    """An argparse type: a finite amount above zero (capital), refused otherwise with a plain message."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the capital must be a finite amount above 0")
+    return value
+
+
+def out_problem(out: Path) -> str | None:
+    """Why outputs cannot be written to folder `out` (a file is in the way, no permission), or None."""
+    if out.exists() and not out.is_dir():
+        return "is a file, not a folder"
+    # The nearest existing ancestor must let us create what is missing below it.
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def parse_overrides(items: list[str], command: str) -> dict[str, str] | None:
@@ -90,11 +116,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         source = Source.from_args(args)
-    except ValueError as error:
+    except (ValueError, StratError) as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 2
     if not Path(args.spec).is_file():
         print(f"strat run: {args.spec}: no such file", file=sys.stderr)
+        return 2
+    # Where the outputs go is checked before anything is computed, so no finished run is lost.
+    problem = out_problem(Path(args.out)) if args.out else None
+    if problem:
+        print(f"strat run: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     began = time.perf_counter()
     with batch_process() as settle:

@@ -33,9 +33,10 @@ def list_command(args: argparse.Namespace) -> int:
     from runtime.backtest.metrics import iso_time
     from runtime.backtest.output import fmt_num, fmt_pct
     from runtime.store.runs import RunStore
-    from runtime.store.schema import open_store
+    from runtime.store.schema import find_store
 
-    runs = RunStore(open_store(args.db)).latest(args.limit)
+    engine = find_store(args.db)
+    runs = RunStore(engine).latest(args.limit) if engine is not None else []
     console = Console()
     if not runs:
         console.print("no saved runs")
@@ -67,10 +68,11 @@ def show_command(args: argparse.Namespace) -> int:
     from runtime.backtest.metrics import iso_time
     from runtime.backtest.output import TRADE_COLUMNS, print_summary, trade_cells
     from runtime.store.runs import RunStore
-    from runtime.store.schema import open_store
+    from runtime.store.schema import find_store
 
     console = Console()
-    stored = RunStore(open_store(args.db)).get(args.id)
+    engine = find_store(args.db)
+    stored = RunStore(engine).get(args.id) if engine is not None else None
     if stored is None:
         console.print(f"no saved run with id {args.id}", style="red")
         return 1

@@ -65,9 +65,13 @@ class Source:
     def from_args(cls, args: argparse.Namespace) -> Source:
         """Decode the options of `add_data_arguments` and the command's --from (`start`) and --to (`end`).
 
-        Raises ValueError for a date that does not parse.
+        Raises ValueError for a date that does not parse, StoreError for a --db that is no database URL.
         """
         kind = {None: SourceKind.STORE, SYNTHETIC: SourceKind.SYNTHETIC}.get(args.data, SourceKind.CSV)
+        if args.db is not None:
+            from runtime.store.schema import check_url
+
+            check_url(args.db)
         return cls(
             kind=kind,
             path=Path(args.data) if kind is SourceKind.CSV else None,
@@ -142,16 +146,15 @@ class Source:
         Rules are looked up after the candles were loaded (a download has just stored them); no database
         is created just to look.
         """
-        from runtime.store import store_exists
-
-        if not store_exists(self.db_url):
-            return None
         from runtime.data.candles import market_symbol
         from runtime.store.markets import MarketStore
-        from runtime.store.schema import open_store
+        from runtime.store.schema import find_store
 
+        engine = find_store(self.db_url)
+        if engine is None:
+            return None
         exchange, pair = market_symbol(symbol)
-        return MarketStore(open_store(self.db_url)).get(exchange or self.exchange, pair)
+        return MarketStore(engine).get(exchange or self.exchange, pair)
 
 
 def _wall_clock_ms() -> int:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dsl.units import parse_symbol, timeframe_ms
+from runtime.errors import StratError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 
 
-class DataError(RuntimeError):
+class DataError(StratError):
     """A data problem a command reports as a plain message (never a traceback)."""
 
 

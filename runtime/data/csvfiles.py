@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dsl.units import TIMEFRAMES
-from runtime.data.candles import PRICE_COLUMNS, Candles, split_pair
+from runtime.data.candles import PRICE_COLUMNS, Candles, DataError, split_pair
 
 # Open times above this are microseconds (1e14 ms would be the year 5138).
 _US_THRESHOLD = 100_000_000_000_000
@@ -46,24 +46,26 @@ def name_market(path: Path) -> tuple[str, str] | None:
 
 
 def sniff(path: Path) -> CsvLayout:
-    """Detect header and column layout from the first line; raise ValueError on an unknown format."""
+    """Detect header and column layout from the first line; raise DataError on an unknown format."""
     with path.open("r", encoding="utf-8") as handle:
         first = handle.readline().strip()
     if not first:
-        raise ValueError(f"{path}: empty file")
+        raise DataError(f"{path}: empty file")
     cells = [c.strip().strip('"').lower() for c in first.split(",")]
     header = not _is_number(cells[0])
     if len(cells) not in (6, 12):
-        raise ValueError(
+        separator = next((c for c in ";\t|" if c in first), None)
+        raise DataError(
             f"{path}: {len(cells)} columns; expected 6 (timestamp,open,high,low,close,volume) "
-            "or 12 (Binance kline)"
+            "or 12 (Binance kline), separated by commas"
+            + (f" (this file separates them by {separator!r})" if separator else "")
         )
     usecols: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     # A plain file with a header may order its columns freely: map them by name.
     if header and len(cells) == 6:
         time_col = next((cells.index(n) for n in _TIME_NAMES if n in cells), None)
         if time_col is None or not set(PRICE_COLUMNS) <= set(cells):
-            raise ValueError(f"{path}: header {first!r} lacks a time column or one of {PRICE_COLUMNS}")
+            raise DataError(f"{path}: header {first!r} lacks a time column or one of {PRICE_COLUMNS}")
         usecols = (time_col, *(cells.index(n) for n in PRICE_COLUMNS))
     return CsvLayout(header=header, columns=len(cells), usecols=usecols)
 
@@ -99,18 +101,41 @@ def _read_columns(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
 
     layout = sniff(path)
     # One pass of pandas' C parser over only the six needed columns, dtypes fixed up front.
-    frame = pd.read_csv(
-        path,
-        header=None,
-        skiprows=1 if layout.header else 0,
-        usecols=list(layout.usecols),
-        dtype={layout.usecols[0]: np.int64, **{c: np.float64 for c in layout.usecols[1:]}},
-        engine="c",
-    )
+    try:
+        frame = pd.read_csv(
+            path,
+            header=None,
+            skiprows=1 if layout.header else 0,
+            usecols=list(layout.usecols),
+            dtype={layout.usecols[0]: np.int64, **{c: np.float64 for c in layout.usecols[1:]}},
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError) as error:
+        raise DataError(_bad_cell(path, layout) or f"{path}: {error}") from None
     time = frame[layout.usecols[0]].to_numpy(np.int64)
     if len(time) and int(time.max()) > _US_THRESHOLD:
         time = time // 1000
     return time, [frame[c].to_numpy(np.float64) for c in layout.usecols[1:]]
+
+
+def _bad_cell(path: Path, layout: CsvLayout) -> str | None:
+    """Where a file the fast parser refused goes wrong: the first row with a missing or non-number cell.
+
+    Only read after a failure (a slow line-by-line pass), so that the message names the row and column.
+    """
+    names = ("time", *PRICE_COLUMNS)
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number == 1 and layout.header:
+                continue
+            cells = line.rstrip("\r\n").split(",")
+            if len(cells) != layout.columns:
+                return f"{path}, row {number}: {len(cells)} columns; the file has {layout.columns}"
+            for name, col in zip(names, layout.usecols, strict=True):
+                text = cells[col].strip().strip('"')
+                if not _is_number(text) or (name == "time" and not text.lstrip("-").isdigit()):
+                    return f"{path}, row {number}: {name} is {text!r}, not a number"
+    return None
 
 
 class _Pending:
@@ -173,13 +198,13 @@ def infer_timeframe(time: np.ndarray) -> str:
     """Return the timeframe whose length is the most common spacing between sorted open times."""
     steps = np.diff(np.unique(time))
     if len(steps) == 0:
-        raise ValueError("cannot infer the timeframe of fewer than two bars; name the file SYMBOL-TF.csv")
+        raise DataError("cannot infer the timeframe of fewer than two bars; name the file SYMBOL-TF.csv")
     values, counts = np.unique(steps, return_counts=True)
     step = int(values[np.argmax(counts)])
     for name, ms in TIMEFRAMES.items():
         if ms == step:
             return name
-    raise ValueError(f"bar spacing of {step} ms is not a supported timeframe")
+    raise DataError(f"bar spacing of {step} ms is not a supported timeframe")
 
 
 def find_file(directory: Path, symbol: str, timeframe: str) -> Path | None:

@@ -66,7 +66,9 @@ class ExchangeClient:
             retry: retry and timeout policy.
         """
         if exchange_id not in ccxt.exchanges:
-            raise ValueError(f"unknown exchange {exchange_id!r}; ccxt knows e.g. binance, bybit, kraken, okx")
+            raise ExchangeRejected(
+                f"unknown exchange {exchange_id!r}; ccxt knows e.g. binance, bybit, kraken, okx"
+            )
         self.exchange_id = exchange_id  # ccxt exchange id
         self.api_url = api_url  # REST base URL override, or None for the exchange's own
         self.rate_limit = rate_limit  # whether ccxt throttles calls

@@ -23,7 +23,9 @@ def new_engine(url: str) -> Engine:
     """A new engine for a resolved URL (an SQLite file's folder is created; SQLite runs in WAL mode)."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    # SQLite: a writer waits up to 30 s for another process's lock instead of failing at once.
+    sqlite = url.startswith("sqlite")
+    engine = create_engine(url, connect_args={"timeout": 30} if sqlite else {})
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -7,10 +7,12 @@ creates the engine of a URL once per process and all tables with it (`create_sch
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 # The model modules: importing them registers their tables on Base.
-from runtime.store import candles, markets, resolve_url, runs  # noqa: F401
+from runtime.errors import StratError
+from runtime.store import candles, markets, resolve_url, runs, store_exists  # noqa: F401
 from runtime.store.db import Base, new_engine
 
 # Open engines by resolved URL (one per database and process: creating one per call would leak pools).
@@ -22,15 +24,67 @@ def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
+class StoreError(StratError):
+    """The store at a URL cannot be opened (the message names the URL, never its password)."""
+
+
+def find_store(url: str | None = None) -> Engine | None:
+    """`open_store` for read-only commands: None for a store that does not exist yet, creating nothing.
+
+    Nothing (no file, no folder, no table) is created just to look.
+    """
+    return open_store(url) if store_exists(url) else None
+
+
 def open_store(url: str | None = None) -> Engine:
-    """The engine of the store at `url` (see `resolve_url`), its tables created on the first open."""
+    """The engine of the store at `url` (see `resolve_url`), its tables created on the first open.
+
+    Raises StoreError for a URL that is not a database URL or a database that cannot be reached.
+    """
     resolved = resolve_url(url)
     engine = _OPEN.get(resolved)
     if engine is None:
-        engine = new_engine(resolved)
-        create_schema(engine)
+        shown = _shown(resolved)
+        try:
+            engine = new_engine(resolved)
+            _create_schema_once(engine)
+        except ArgumentError as error:
+            raise StoreError(f"{shown} is not a database URL ({error})") from None
+        except (SQLAlchemyError, OSError) as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            raise StoreError(f"cannot open the store at {shown}: {reason}") from None
         _OPEN[resolved] = engine
     return engine
+
+
+def check_url(url: str | None) -> None:
+    """Refuse up front a `--db` value that is not a database URL SQLAlchemy can drive (StoreError)."""
+    if url is None:
+        return
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError) as error:
+        raise StoreError(f"--db {_shown(url)} is not a database URL ({error})") from None
+
+
+def _create_schema_once(engine: Engine) -> None:
+    """Create the tables, tolerating another process creating them at the same moment (first use)."""
+    try:
+        create_schema(engine)
+    except OperationalError as error:
+        # Two processes saw the table missing and both created it: the second create fails on "already
+        # exists". The schema is complete then; a second pass checks that.
+        if "already exists" not in str(error):
+            raise
+        create_schema(engine)
+
+
+def _shown(url: str) -> str:
+    """A URL as it may be printed: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def close_store(url: str | None = None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime.data.candles import DataError
 from runtime.data.csvfiles import find_file, infer_timeframe, name_market, read_csv
 
 ROWS = [
@@ -90,7 +91,7 @@ def test_timeframe_inferred_when_the_name_does_not_say(tmp_path: Path) -> None:
 def test_unknown_layout_is_a_clear_error(tmp_path: Path) -> None:
     path = _write(tmp_path / "BTCUSDT-1h.csv", ["1,2,3,4"])
     with pytest.raises(
-        ValueError, match=r"4 columns; expected 6 \(timestamp,open,high,low,close,volume\) or 12"
+        DataError, match=r"4 columns; expected 6 \(timestamp,open,high,low,close,volume\) or 12"
     ):
         read_csv(path)
 
@@ -149,5 +150,5 @@ def test_prefetch_error_surfaces_at_the_read(tmp_path: Path) -> None:
 
     path = _write(tmp_path / "BTCUSDT-1h.csv", ["a,b,c"])
     prefetch(path)
-    with pytest.raises(ValueError, match="3 columns; expected 6"):
+    with pytest.raises(DataError, match="3 columns; expected 6"):
         read_csv(path)
