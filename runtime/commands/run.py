@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from dsl.ir import Program
-    from runtime import runner
     from runtime.backtest.metrics import Summary
     from runtime.backtest.result import BacktestResult
     from runtime.data.markets import MarketRules
+    from runtime.plan.plan import RulesLookup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -152,9 +152,11 @@ def _simulate(
     """Plan and simulate a checked program, then write and save the results."""
     from rich.console import Console
 
-    from runtime import runner
+    from runtime.backtest.drive import backtest, replay, warm_kernels
     from runtime.backtest.metrics import compute_metrics
     from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+    from runtime.plan.plan import RUN_ERRORS, plan
+    from runtime.plan.select import select
 
     console = Console()
     # Without --from a CSV is read whole; synthetic and exchange data default to the last year.
@@ -166,26 +168,24 @@ def _simulate(
         return load_for(args, symbol, timeframe, first, last)
 
     # numba's one-time setup runs now, while a prefetched CSV file may still be parsing.
-    runner.warm_kernels()
+    warm_kernels()
     _settle_heap()
     try:
-        portfolio = runner.select(program, args.strategy, args.capital)
-        plan = runner.plan(program, portfolio, load, start, end, _rules_lookup(args))
-        if args.replay or any(sp.graph.needs_state for sp in plan.sleeves):
+        portfolio = select(program, args.strategy, args.capital)
+        run_plan = plan(program, portfolio, load, start, end, _rules_lookup(args))
+        if args.replay or any(sp.graph.needs_state for sp in run_plan.sleeves):
             # The bar-by-bar path is the long one: show its progress (on a terminal only).
             with _progress_bar() as (bar, task):
-                result = runner.replay(
-                    plan, lambda done, total: bar.update(task, completed=done, total=total)
-                )
+                result = replay(run_plan, lambda done, total: bar.update(task, completed=done, total=total))
         else:
-            result = runner.backtest(plan)
-    except runner.RUN_ERRORS as error:
+            result = backtest(run_plan)
+    except RUN_ERRORS as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 1
-    bar_ms = min(sp.graph.base.ms for sp in plan.sleeves)
+    bar_ms = min(sp.graph.base.ms for sp in run_plan.sleeves)
     summary = compute_metrics(result, bar_ms)
     out = Path(args.out) if args.out else default_out_dir(args.spec)
-    candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in plan.sleeves}
+    candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
     write_outputs(
         result,
         summary,
@@ -240,7 +240,7 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
         yield bar, bar.add_task("replay", total=None)
 
 
-def _rules_lookup(args: argparse.Namespace) -> runner.RulesLookup:
+def _rules_lookup(args: argparse.Namespace) -> RulesLookup:
     """Trading rules of a symbol from the store.
 
     They are looked up after the candles were loaded (a download has just stored them); no database is

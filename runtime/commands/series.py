@@ -32,10 +32,11 @@ def run(args: argparse.Namespace) -> int:
     """Check the spec, compile the strategy, evaluate it and write the CSV."""
     import numpy as np
 
-    from runtime import runner
     from runtime.commands.run import check_spec, parse_overrides
     from runtime.graph.compiler import compile_strategy
     from runtime.graph.drivers import Feeds, run_batch, run_stream
+    from runtime.plan.plan import RUN_ERRORS
+    from runtime.plan.select import select
 
     overrides = parse_overrides(args.set, "series")
     if overrides is None:
@@ -49,14 +50,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         start = parse_time(args.start) if args.start else (0 if args.data != "synthetic" else None)
         end = parse_time(args.end) if args.end else None
-        portfolio = runner.select(program, args.strategy, None)
+        portfolio = select(program, args.strategy, None)
         sleeve = portfolio.sleeves[0]
         template = program.strategy(sleeve.strategy)
         graph = compile_strategy(
             template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
         )
         feeds = Feeds(graph, {c: load_for(args, c.symbol, c.timeframe, start, end) for c in graph.clocks})
-    except runner.RUN_ERRORS as error:
+    except RUN_ERRORS as error:
         print(f"strat series: {error}", file=sys.stderr)
         return 1
     keep = [node for _, node in graph.columns]
