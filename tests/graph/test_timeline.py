@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.graph.timeline import Point, points
+from runtime.graph.timeline import Point, points, timeline
 
 HOUR = 3_600_000
 
@@ -48,3 +48,19 @@ def test_no_bars_no_points() -> None:
     assert list(points([], [])) == []
     assert list(points([_opens(), _opens()], [HOUR, 4 * HOUR])) == []
     assert list(points([_opens(), _opens(5)], [HOUR, 4 * HOUR])) == [Point(9 * HOUR, ((1, 0),))]
+
+
+def test_the_arrays_of_the_time_line_and_the_given_order_at_ties() -> None:
+    opens, bar_ms = [_opens(2, 3), _opens(0), _opens(3, 4)], [HOUR, 4 * HOUR, HOUR]
+    line = timeline(opens, bar_ms)
+    assert line.times.tolist() == [3 * HOUR, 4 * HOUR, 5 * HOUR]
+    assert line.starts.tolist() == [0, 1, 4, 5]
+    assert line.feed.tolist() == [0, 1, 0, 2, 2]
+    assert line.bar.tolist() == [0, 0, 1, 0, 1]
+    # Without the slower-first rule, bars closing together come in feed order (sleeves in spec order).
+    given = timeline(opens, bar_ms, slower_first=False)
+    assert given.times.tolist() == line.times.tolist() and given.starts.tolist() == line.starts.tolist()
+    assert given.feed.tolist() == [0, 0, 1, 2, 2]
+    assert given.bar.tolist() == [0, 1, 0, 0, 1]
+    empty = timeline([_opens()], [HOUR])
+    assert (empty.times.tolist(), empty.starts.tolist(), empty.feed.tolist()) == ([], [0], [])
