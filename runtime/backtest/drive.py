@@ -120,16 +120,12 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
         }  # fmt: skip
         driver.push(0, sleeves[s].feeds.bar(0, i))
         values: list[Any] = driver.values
-        d: Decisions[bool] = Decisions._make(
-            i >= warmup and node is not None and _truthy(values[node]) for node in decisions
-        )
-        dist: Offsets[float] = Offsets._make(
-            math.nan if node is None else float(values[node]) for node in offsets
-        )
+        # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
+        el, xl, es, xs = [i >= warmup and node is not None and _truthy(values[node]) for node in decisions]
+        stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
         return dataclasses.replace(
-            update, entry_long=d.entry_long, exit_long=d.exit_long, entry_short=d.entry_short,
-            exit_short=d.exit_short, stop_distance=dist.stop_loss, target_distance=dist.take_profit,
-            trail_distance=dist.trailing_stop,
+            update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
+            stop_distance=stop, target_distance=target, trail_distance=trail,
         )  # fmt: skip
 
     total = sum(len(t) for t in opens)

@@ -99,7 +99,10 @@ class Feeds:
             for c, clock in zip(self.candles, graph.clocks, strict=True)
         ]
         self.bar_ms = [clock.ms for clock in graph.clocks]  # bar length of each clock
-        self._columns: list[list[Array]] | None = None  # float64 BAR_FIELDS columns per clock, on demand
+        # The BAR_FIELDS columns of each clock as float64 arrays (the candles' own arrays when they are).
+        self.columns = [
+            [np.asarray(getattr(c, f), dtype=np.float64) for f in BAR_FIELDS] for c in self.candles
+        ]
 
     def length(self, clock: int) -> int:
         """Number of bars of a clock."""
@@ -107,16 +110,12 @@ class Feeds:
 
     def ohlcv(self, clock: int, i: int) -> tuple[float, float, float, float, float]:
         """Bar i of a clock: open, high, low, close, volume (the order of BAR_FIELDS)."""
-        if self._columns is None:
-            self._columns = [
-                [np.asarray(getattr(c, f), dtype=np.float64) for f in BAR_FIELDS] for c in self.candles
-            ]
-        o, h, low, c, v = self._columns[clock]
+        o, h, low, c, v = self.columns[clock]
         return float(o[i]), float(h[i]), float(low[i]), float(c[i]), float(v[i])
 
     def bar(self, clock: int, i: int) -> dict[str, float]:
         """Bar i of a clock as the streaming driver takes it: {"open": ..., ..., "volume": ...}."""
-        return dict(zip(BAR_FIELDS, self.ohlcv(clock, i), strict=True))
+        return {f: float(col[i]) for f, col in zip(BAR_FIELDS, self.columns[clock], strict=True)}
 
 
 def run_batch(graph: Graph, feeds: Feeds, keep: Sequence[int] | None = None) -> dict[int, Any]:
