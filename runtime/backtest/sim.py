@@ -31,7 +31,8 @@ import numpy as np
 
 from dsl.units import timeframe_ms
 from runtime.backtest import kernel as k
-from runtime.backtest.model import (
+from runtime.backtest.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
+from runtime.plan.model import (
     All,
     Compare,
     Condition,
@@ -41,7 +42,6 @@ from runtime.backtest.model import (
     RiskRule,
     SleeveInput,
 )
-from runtime.backtest.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
 
 # Names of the kernel's codes, in code order (the order of the Literal types that define them).
 REASONS: tuple[ExitReason, ...] = get_args(ExitReason)

@@ -151,36 +151,36 @@ def _simulate(
     """Plan and simulate a checked program, then write and save the results (`settle`: see tuning)."""
     from rich.console import Console
 
-    from runtime import runner
+    from runtime.backtest.drive import backtest, replay, warm_kernels
     from runtime.backtest.metrics import compute_metrics
     from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+    from runtime.plan.plan import RUN_ERRORS, plan
+    from runtime.plan.select import select
 
     console = Console()
     # numba's one-time setup runs now, while a prefetched CSV file may still be parsing.
-    runner.warm_kernels()
+    warm_kernels()
     settle()
     try:
-        portfolio = runner.select(program, args.strategy, args.capital)
-        plan = runner.plan(program, portfolio, source.candles, source.start, source.end, source.rules)
-        if args.replay or any(sp.graph.needs_state for sp in plan.sleeves):
+        portfolio = select(program, args.strategy, args.capital)
+        run_plan = plan(program, portfolio, source.candles, source.start, source.end, source.rules)
+        if args.replay or any(sp.graph.needs_state for sp in run_plan.sleeves):
             # The bar-by-bar path is the long one: show its progress (on a terminal only).
             with _progress_bar() as (bar, task):
-                result = runner.replay(
-                    plan, lambda done, total: bar.update(task, completed=done, total=total)
-                )
+                result = replay(run_plan, lambda done, total: bar.update(task, completed=done, total=total))
         else:
-            result = runner.backtest(plan)
-    except runner.RUN_ERRORS as error:
+            result = backtest(run_plan)
+    except RUN_ERRORS as error:
         print(f"strat run: {error}", file=sys.stderr)
         return 1
-    bar_ms = min(sp.graph.base.ms for sp in plan.sleeves)
+    bar_ms = min(sp.graph.base.ms for sp in run_plan.sleeves)
     summary = compute_metrics(result, bar_ms)
     out = Path(args.out) if args.out else default_out_dir(args.spec)
     write_outputs(result, summary, out)
     if not args.no_report:
         from runtime.backtest.report import write_report
 
-        candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in plan.sleeves}
+        candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
         title = Path(args.spec).stem
         write_report(result, summary, candles, out / "report.html", title=title)  # type: ignore[arg-type]
     print_summary(summary, console)

@@ -54,13 +54,14 @@ def _evaluate(args: argparse.Namespace, program: Program) -> int:
     """Compile the chosen strategy of a checked program, evaluate its named series and write the CSV."""
     import numpy as np
 
-    from runtime import runner
     from runtime.graph.compiler import compile_strategy
     from runtime.graph.drivers import Feeds, run_batch, run_stream
+    from runtime.plan.plan import RUN_ERRORS
+    from runtime.plan.select import select
 
     try:
         source = Source.from_args(args)
-        portfolio = runner.select(program, args.strategy, None)
+        portfolio = select(program, args.strategy, None)
         sleeve = portfolio.sleeves[0]
         template = program.strategy(sleeve.strategy)
         graph = compile_strategy(
@@ -68,7 +69,7 @@ def _evaluate(args: argparse.Namespace, program: Program) -> int:
         )
         candles = {c: source.candles(c.symbol, c.timeframe, source.start, source.end) for c in graph.clocks}
         feeds = Feeds(graph, candles)
-    except runner.RUN_ERRORS as error:
+    except RUN_ERRORS as error:
         print(f"strat series: {error}", file=sys.stderr)
         return 1
     keep = [node for _, node in graph.columns]

@@ -6,7 +6,7 @@ in a process that exits after one command is hazardous in a long-lived one (a se
 collector off, or keep a gigabyte of freed memory, for good). An import-linter contract keeps `gc` and
 `ctypes` out of every other module of the runtime and the language.
 
-One more process-global trick lives elsewhere: `runtime.runner.warm_kernels` hides cffi from numba's
+One more process-global trick lives elsewhere: `runtime.backtest.drive.warm_kernels` hides cffi from numba's
 set-up while it warms the kernels (a `sys.modules` entry, restored at once), see there.
 """
 

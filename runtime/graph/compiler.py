@@ -17,6 +17,7 @@ from dsl import builtins as b
 from dsl.checker import warmup
 from dsl.ir import Expr, StrategyIR, Value, evaluate
 from dsl.units import TIMEFRAMES
+from runtime.errors import StratError
 from runtime.ops.registry import OPERATORS
 
 # Price sources derived from the four prices, as weighted sums (computed as graph nodes, so the batch and
@@ -30,7 +31,7 @@ _DERIVED = {
 ANY_CLOCK = -1
 
 
-class CompileError(Exception):
+class CompileError(StratError):
     """A strategy the checker accepted but the runtime cannot build (a bug, or an unsupported form)."""
 
 

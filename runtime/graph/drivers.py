@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.graph.compiler import ANY_CLOCK, Clock, CompileError, Graph
+from runtime.graph.timeline import points
 from runtime.ops.registry import OPERATORS
 
 # A float64 array.
@@ -32,6 +33,8 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "==": pyop.eq,
     "!=": pyop.ne,
 }
+# Fields of a bar as the streaming driver takes it, in candle column order.
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
 # Array comparison operators.
 _COMPARE_NP: dict[str, Callable[[Any, Any], Any]] = {
     "<": np.less,
@@ -96,10 +99,23 @@ class Feeds:
             for c, clock in zip(self.candles, graph.clocks, strict=True)
         ]
         self.bar_ms = [clock.ms for clock in graph.clocks]  # bar length of each clock
+        # The BAR_FIELDS columns of each clock as float64 arrays (the candles' own arrays when they are).
+        self.columns = [
+            [np.asarray(getattr(c, f), dtype=np.float64) for f in BAR_FIELDS] for c in self.candles
+        ]
 
     def length(self, clock: int) -> int:
         """Number of bars of a clock."""
         return len(self.closes[clock])
+
+    def ohlcv(self, clock: int, i: int) -> tuple[float, float, float, float, float]:
+        """Bar i of a clock: open, high, low, close, volume (the order of BAR_FIELDS)."""
+        o, h, low, c, v = self.columns[clock]
+        return float(o[i]), float(h[i]), float(low[i]), float(c[i]), float(v[i])
+
+    def bar(self, clock: int, i: int) -> dict[str, float]:
+        """Bar i of a clock as the streaming driver takes it: {"open": ..., ..., "volume": ...}."""
+        return {f: float(col[i]) for f, col in zip(BAR_FIELDS, self.columns[clock], strict=True)}
 
 
 def run_batch(graph: Graph, feeds: Feeds, keep: Sequence[int] | None = None) -> dict[int, Any]:
@@ -177,8 +193,8 @@ def _params(spec: tuple[tuple[str, float | int | None], ...], values: tuple[floa
 class StreamDriver:
     """Evaluates a graph one closed bar at a time, in O(1) per node.
 
-    Bars must arrive in order of close time, a slower clock's bar before a faster clock's bar that closes
-    at the same moment (so the 14:00–15:00 hourly bar is visible on the 5m bar closing at 15:00).
+    Bars must arrive in the order of the merged time line (`runtime.graph.timeline`): by close time, a
+    slower clock's bar before a faster clock's bar that closes at the same moment.
     """
 
     def __init__(self, graph: Graph) -> None:
@@ -248,31 +264,18 @@ class StreamDriver:
         return float(self.values[node_id])
 
 
-def replay_order(feeds: Feeds) -> list[tuple[int, int]]:
-    """Every (clock, bar index) in the order a live feed delivers them.
-
-    By close time; on ties, slower clocks first (their bar is then visible to the faster clock's bar
-    closing at the same moment).
-    """
-    events: list[tuple[int, int, int, int]] = []
-    for clock, closes in enumerate(feeds.closes):
-        ms = feeds.bar_ms[clock]
-        events.extend((int(t), -ms, clock, i) for i, t in enumerate(closes))
-    events.sort()
-    return [(clock, i) for _, _, clock, i in events]
-
-
 def run_stream(graph: Graph, feeds: Feeds, keep: Sequence[int]) -> dict[int, Array]:
-    """Evaluate the graph bar by bar through the streaming driver; the `keep` nodes' base-clock values."""
+    """Evaluate the graph bar by bar through the streaming driver; the `keep` nodes' base-clock values.
+
+    The bars of every clock arrive in the order of the merged time line (`timeline.points`).
+    """
     driver = StreamDriver(graph)
     n = feeds.length(0)
     out = {i: np.full(n, np.nan) for i in keep}
-    fields = ("open", "high", "low", "close", "volume")
-    columns = [[np.asarray(getattr(c, f), dtype=np.float64) for f in fields] for c in feeds.candles]
-    for clock, i in replay_order(feeds):
-        cols = columns[clock]
-        driver.push(clock, {f: float(col[i]) for f, col in zip(fields, cols, strict=True)})
-        if clock == 0:
-            for node_id, arr in out.items():
-                arr[i] = driver.values[node_id]
+    for point in points([c.time for c in feeds.candles], feeds.bar_ms):
+        for clock, i in point.bars:
+            driver.push(clock, feeds.bar(clock, i))
+            if clock == 0:
+                for node_id, arr in out.items():
+                    arr[i] = driver.values[node_id]
     return out

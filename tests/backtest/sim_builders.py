@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backtest.model import Execution, PortfolioInput, SleeveInput
+from runtime.plan.model import Execution, PortfolioInput, SleeveInput
 
 HOUR = 3_600_000  # one hour, ms
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC, ms

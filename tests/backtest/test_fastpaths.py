@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import runner
 from runtime.backtest import fastcsv
 from runtime.backtest.curve import curve_stats
+from runtime.backtest.drive import warm_kernels
 from runtime.backtest.fastcsv import iso_column, rows_text
 from runtime.backtest.metrics import drawdown, iso_times
 from runtime.data import fastclean
@@ -87,7 +87,7 @@ def _candles_from_csv(times: np.ndarray, folder: Path) -> Candles:
 
 
 def test_warm_kernels_loads_the_signatures_a_run_uses(tmp_path: Path) -> None:
-    runner.warm_kernels()
+    warm_kernels()
     kernels = (fastcsv._rows_block, fastcsv._iso_block, fastclean._scan, fastclean._spike_mask)
     loaded = [len(k.signatures) for k in kernels]
     assert min(loaded) >= 1

@@ -10,7 +10,9 @@ import pytest
 from sim_builders import HOUR, T0
 from sim_reference import load_csv, loop_reference
 
-from runtime.backtest.model import (
+from runtime.backtest.result import BacktestResult
+from runtime.backtest.sim import Simulator, simulate, updates_from
+from runtime.plan.model import (
     All,
     Any,
     Bracket,
@@ -22,8 +24,6 @@ from runtime.backtest.model import (
     Sizing,
     SleeveInput,
 )
-from runtime.backtest.result import BacktestResult
-from runtime.backtest.sim import Simulator, simulate, updates_from
 
 
 def random_signals(n: int, seed: int) -> tuple[np.ndarray, ...]:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sim_builders import HOUR, T0, sleeve
 
-from runtime.backtest.model import Compare, PortfolioInput, RiskRule
 from runtime.backtest.result import RiskEvent
 from runtime.backtest.sim import simulate
+from runtime.plan.model import Compare, PortfolioInput, RiskRule
 
 
 def portfolio(*sleeves: object, **kw: object) -> PortfolioInput:

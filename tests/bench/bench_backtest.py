@@ -23,8 +23,8 @@ from sim_reference import bare_s1, load_csv, million_bars, s1_signals  # noqa: E
 from test_sim_parity import demo_like, replay  # noqa: E402
 
 from runtime.backtest import sim  # noqa: E402
-from runtime.backtest.model import Execution, PortfolioInput, SleeveInput  # noqa: E402
 from runtime.backtest.sim import simulate  # noqa: E402
+from runtime.plan.model import Execution, PortfolioInput, SleeveInput  # noqa: E402
 
 
 def best(fn: Callable[[], object], runs: int = 5) -> float:

@@ -41,10 +41,12 @@ sys.path.insert(0, str(ROOT / "tests" / "run"))
 from sim_reference import bare_s1, load_csv, million_bars, s1_signals  # noqa: E402
 from test_run import S1  # noqa: E402
 
-from runtime import runner  # noqa: E402
+from runtime.backtest.drive import backtest  # noqa: E402
 from runtime.backtest.metrics import Summary, compute_metrics  # noqa: E402
 from runtime.commands.source import Source, SourceKind  # noqa: E402
 from runtime.data.candles import Candles  # noqa: E402
+from runtime.plan.plan import CandleLoader, plan  # noqa: E402
+from runtime.plan.select import select  # noqa: E402
 
 # The bare whole-process baseline: read the CSV with pandas, compute S1 with numpy, print the result.
 BARE_SCRIPT = """
@@ -79,7 +81,7 @@ def write_csv(bars: dict[str, np.ndarray], path: Path) -> None:
         handle.write("".join(map("%d,%r,%r,%r,%r,%r\n".__mod__, zip(*columns, strict=True))))
 
 
-def in_process(spec: Path, loader: runner.CandleLoader) -> tuple[Summary, int]:
+def in_process(spec: Path, loader: CandleLoader) -> tuple[Summary, int]:
     """Parse and check the spec, plan it on in-memory candles, simulate, compute the metrics.
 
     Returns the summary and the number of base-clock bars of all sleeves together.
@@ -88,11 +90,11 @@ def in_process(spec: Path, loader: runner.CandleLoader) -> tuple[Summary, int]:
 
     checked = check_file(spec)
     assert checked.program is not None, checked.render()
-    portfolio = runner.select(checked.program, None, None)
-    plan = runner.plan(checked.program, portfolio, loader, None, None)
-    result = runner.backtest(plan)
-    summary = compute_metrics(result, min(sp.graph.base.ms for sp in plan.sleeves))
-    return summary, sum(sp.feeds.length(0) for sp in plan.sleeves)
+    portfolio = select(checked.program, None, None)
+    run_plan = plan(checked.program, portfolio, loader, None, None)
+    result = backtest(run_plan)
+    summary = compute_metrics(result, min(sp.graph.base.ms for sp in run_plan.sleeves))
+    return summary, sum(sp.feeds.length(0) for sp in run_plan.sleeves)
 
 
 class MemoryLoader:

@@ -1,7 +1,8 @@
 """Typed, immutable input of the simulated broker: sleeves with candles and decisions, and the portfolio.
 
-The graph produces plain decision arrays; the CLI (or any caller) packs them with the candles and the
-strategy's settings into these value objects and hands a `PortfolioInput` to `runtime.backtest.sim`.
+The plan (`runtime.plan.inputs`) packs a sleeve's candles, its graph's decisions and the strategy's
+settings into these value objects and hands a `PortfolioInput` to `runtime.backtest.sim`. The defaults of
+settings a spec leaves out are defined here once, and the plan reads them from here.
 
 Conventions shared by every field below: prices and money in the quote currency, quantities in base units,
 percentages as fractions (2.5% = 0.025), times as UTC milliseconds since the epoch, bar counts on the
@@ -40,19 +41,26 @@ Metric = Literal[
 # Comparison operators of a `Compare` node.
 CompareOp = Literal[">", ">=", "<", "<=", "==", "!="]
 
+# Fee of a fill when the spec sets none, maker and taker alike: a fraction of the notional (0.1%).
+DEFAULT_FEE = 0.001
+# Starting cash of a strategy run on its own when no capital is given, quote currency.
+DEFAULT_CAPITAL = 10_000.0
+# Basis points in one unit: a slippage of 5 bps is 5 / BPS of the price.
+BPS = 10_000
+
 
 @dataclass(frozen=True)
 class Execution:
     """How market orders are filled: timing, fees, slippage, participation cap and latency.
 
     Slippage of one fill, as a fraction of the reference price (open, or close with fill="close"):
-    `slippage_bps / 10_000 + volume_impact_k * (filled_qty / bar_volume)`, the impact term only when
+    `slippage_bps / BPS + volume_impact_k * (filled_qty / bar_volume)`, the impact term only when
     `volume_impact_k` is set (a bar with zero volume counts as a share of 1). Buys pay it up, sells down.
     """
 
     fill: Literal["next_open", "close"] = "next_open"  # next bar's open, or the decision bar's close
-    fee_maker: float = 0.001  # fee of limit fills (take-profit), fraction of the notional
-    fee_taker: float = 0.001  # fee of market fills (entries, exits, stops), fraction of the notional
+    fee_maker: float = DEFAULT_FEE  # fee of limit fills (take-profit), fraction of the notional
+    fee_taker: float = DEFAULT_FEE  # fee of market fills (entries, exits, stops), fraction of the notional
     slippage_bps: float = 0.0  # fixed slippage of market fills, basis points (5 = 0.05%)
     volume_impact_k: float | None = None  # k of the volume impact term above; None = no impact term
     max_volume: float | None = None  # share of the bar's volume one order may take per bar; None = no cap

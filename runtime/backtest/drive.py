@@ -1,0 +1,193 @@
+"""The two ways a planned run is driven through the simulated broker: batch backtest and bar-by-bar replay.
+
+`backtest` evaluates every sleeve's graph over its whole history and hands the decisions to the compiled
+broker loop at once; `replay` feeds the bars one at a time through the streaming driver and steps the
+broker once per point of the merged time line, as live trading would. Both give the same result.
+`warm_kernels` loads numba's machinery before a run needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from runtime.backtest.result import BacktestResult
+from runtime.graph.drivers import StreamDriver, run_batch
+from runtime.graph.timeline import points
+from runtime.plan.inputs import (
+    Decisions,
+    Offsets,
+    decision_nodes,
+    offset_nodes,
+    portfolio_input,
+    sleeve_input,
+)
+from runtime.plan.plan import RunPlan, SleevePlan
+
+# Bars between two calls of a replay's progress callback.
+_PROGRESS_EVERY = 10_000
+
+
+def batch_signals(sp: SleevePlan) -> tuple[Decisions[np.ndarray], Offsets[np.ndarray | None]]:
+    """Evaluate a sleeve's graph over its whole history: its decisions and its series bracket settings.
+
+    Decisions are bool arrays over the base bars (no decision before the warm-up ends); a series setting
+    is a float64 array, None when the setting is not a series.
+    """
+    g = sp.graph
+    decisions, offsets = decision_nodes(g), offset_nodes(g)
+    values = run_batch(g, sp.feeds, [node for node in (*decisions, *offsets) if node is not None])
+    n = sp.feeds.length(0)
+
+    def series(node: int | None) -> np.ndarray | None:
+        """A node's values over the base bars (a constant repeated), None for no node."""
+        if node is None:
+            return None
+        value = values[node]
+        return value if isinstance(value, np.ndarray) else np.full(n, float(value))
+
+    return (
+        Decisions._make(_decided(series(node), g.warmup, n) for node in decisions),
+        Offsets._make(series(node) for node in offsets),
+    )
+
+
+def _decided(values: np.ndarray | None, warmup: int, n: int) -> np.ndarray:
+    """A bool decision array: the rule held (not na, not zero) at or after the warm-up."""
+    if values is None:
+        return np.zeros(n, dtype=np.bool_)
+    decided = (values == values) & (values != 0.0)
+    decided[: min(warmup, n)] = False
+    return decided
+
+
+def backtest(rp: RunPlan) -> BacktestResult:
+    """Vectorized decisions over all history, then the compiled broker loop.
+
+    Rules that read trade state (position_size, ...) can only be decided inside the loop: such a run
+    takes the replay path, which gives the same decisions bar by bar.
+    """
+    from runtime.backtest.sim import simulate
+
+    if any(sp.graph.needs_state for sp in rp.sleeves):
+        return replay(rp)
+    sleeves = [sleeve_input(sp, *batch_signals(sp)) for sp in rp.sleeves]
+    return simulate(portfolio_input(rp, sleeves))
+
+
+def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+    """The live engine's path with history (`progress(done, total)` is told about every 10,000 bars).
+
+    Every bar goes through the streaming driver and the broker is stepped once per point of the merged
+    time line (`runtime.graph.timeline`) of every sleeve's clocks, exactly as live trading would feed
+    them: at each point the broker first fills due orders and checks brackets, then each sleeve's base bar
+    is evaluated with its trade state at the close, then its decisions act.
+    """
+    from runtime.backtest.sim import BarUpdate, Simulator, TradeState
+
+    sleeves = rp.sleeves
+    # The broker's settings come from the sleeves; bars and decisions arrive through `step`.
+    shells = []
+    for sp in sleeves:
+        n = sp.feeds.length(0)
+        none: Decisions[np.ndarray] = Decisions._make(np.zeros(n, dtype=np.bool_) for _ in Decisions._fields)
+        marks: Offsets[np.ndarray | None] = Offsets._make(
+            None if node is None else np.zeros(n) for node in offset_nodes(sp.graph)
+        )
+        shells.append(sleeve_input(sp, none, marks))
+    simulator = Simulator(portfolio_input(rp, shells))
+    drivers = [StreamDriver(sp.graph) for sp in sleeves]
+    nodes = [(decision_nodes(sp.graph), offset_nodes(sp.graph)) for sp in sleeves]
+    index = {sp.sleeve.name: s for s, sp in enumerate(sleeves)}
+    # One feed per clock of every sleeve, sleeves in spec order: the feeds of the merged time line.
+    feeds = [(s, clock) for s, sp in enumerate(sleeves) for clock in range(len(sp.feeds.candles))]
+    opens = [sleeves[s].feeds.candles[clock].time for s, clock in feeds]
+    bar_ms = [sleeves[s].feeds.bar_ms[clock] for s, clock in feeds]
+    pending: dict[str, int] = {}  # base-bar index of each sleeve's bar in the point being stepped
+
+    def decide(update: BarUpdate, state: TradeState) -> BarUpdate:
+        """Evaluate a sleeve's base bar with its trade state at the close; return the decided bar."""
+        s = index[update.sleeve]
+        driver, (decisions, offsets), warmup = drivers[s], nodes[s], sleeves[s].graph.warmup
+        i = pending[update.sleeve]
+        driver.state = {
+            "position_size": state.position_size, "entry_price": state.entry_price,
+            "bars_since_entry": state.bars_since_entry, "unrealized_pnl": state.unrealized_pnl,
+        }  # fmt: skip
+        driver.push(0, sleeves[s].feeds.bar(0, i))
+        values: list[Any] = driver.values
+        # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
+        el, xl, es, xs = [i >= warmup and node is not None and _truthy(values[node]) for node in decisions]
+        stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
+        return dataclasses.replace(
+            update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
+            stop_distance=stop, target_distance=target, trail_distance=trail,
+        )  # fmt: skip
+
+    total = sum(len(t) for t in opens)
+    done = 0
+    for point in points(opens, bar_ms):
+        updates = []
+        for feed, i in point.bars:
+            if progress is not None and done % _PROGRESS_EVERY == 0:
+                progress(done, total)
+            done += 1
+            s, clock = feeds[feed]
+            sp = sleeves[s]
+            if clock != 0:
+                # A slower clock's bar needs no trade state: it is evaluated as it arrives.
+                drivers[s].push(clock, sp.feeds.bar(clock, i))
+                continue
+            # A base bar is evaluated inside the broker's step, with the trade state at its close.
+            pending[sp.sleeve.name] = i
+            o, h, low, c, v = sp.feeds.ohlcv(0, i)
+            updates.append(BarUpdate(sp.sleeve.name, int(sp.feeds.candles[0].time[i]), o, h, low, c, v))
+        if updates:
+            simulator.step(*updates, decide=decide)
+    return simulator.finish()
+
+
+def _truthy(value: float) -> bool:
+    """Whether a streamed condition holds."""
+    return value == value and value != 0.0
+
+
+def warm_kernels() -> None:
+    """Load numba's machinery and the commonest compiled kernels before the candles are needed.
+
+    numba's first call in a process costs about a quarter of a second of setup (its typing registries),
+    whichever kernel it is, and each kernel then some milliseconds to load from the on-disk cache;
+    `strat run` pays them here while a CSV file is still being parsed on another thread (see
+    `csvfiles.prefetch`), so they overlap. The calls run on tiny inputs typed as the real ones (read-only
+    candle columns, writable derived series): the kernels of the indicators S1 uses, of the cleaning of
+    candles, of the equity curve statistics and of the CSV output.
+    """
+    import sys
+
+    from runtime.backtest.curve import curve_stats
+    from runtime.backtest.fastcsv import iso_column, rows_text
+    from runtime.data.candles import Candles
+    from runtime.data.validate import clean
+    from runtime.ops.events import crosses_above_batch
+    from runtime.ops.moving import sma_batch
+
+    candles = Candles.from_arrays("warm", "A/B", "1m", np.arange(4) * 60_000, [np.ones(4)] * 5)
+    # That setup would also import cffi and build its C parser (70 ms) only to type cffi calls, which no
+    # kernel makes: hide cffi while it runs (numba then records it as absent), restore it afterwards.
+    hidden = "cffi" not in sys.modules
+    if hidden:
+        sys.modules["cffi"] = None  # type: ignore[assignment]
+    try:
+        (average,) = sma_batch(candles.close, 2)
+        crosses_above_batch(average, average)
+        clean(candles)
+        curve_stats(np.ones(2))
+        rows_text(np.zeros(1, dtype=np.int64), np.zeros((4, 1)), False)
+        iso_column(np.zeros(1, dtype=np.int64), False)
+    finally:
+        if hidden:
+            del sys.modules["cffi"]

@@ -1,0 +1,49 @@
+"""Which portfolio of a checked spec runs: the file's portfolio, or one strategy as a one-sleeve portfolio."""
+
+from __future__ import annotations
+
+from dsl.ir import PortfolioIR, Program, SleeveIR
+from runtime.errors import StratError
+from runtime.plan.model import DEFAULT_CAPITAL
+
+
+class RunError(StratError):
+    """A spec that checks clean but cannot be run as asked (no such strategy, missing data, ...)."""
+
+
+def select(program: Program, strategy: str | None, capital: float | None) -> PortfolioIR:
+    """The portfolio to run: the file's portfolio, or one strategy on its own as a one-sleeve portfolio."""
+    if strategy is None and len(program.portfolios) == 1:
+        chosen = program.portfolios[0]
+        return chosen.model_copy(update={"capital": capital}) if capital is not None else chosen
+    if strategy is None:
+        own = [s for s in program.strategies if s.file == program.file] or list(program.strategies)
+        if len(program.portfolios) > 1 or len(own) != 1:
+            names = [p.name for p in program.portfolios] or [s.name for s in own]
+            raise RunError(f"{program.file} defines {', '.join(names)}: choose one with --strategy NAME")
+        strategy = own[0].name
+    for portfolio in program.portfolios:
+        if portfolio.name == strategy:
+            return portfolio.model_copy(update={"capital": capital}) if capital is not None else portfolio
+    try:
+        template = program.strategy(strategy)
+    except KeyError:
+        known = [s.name for s in program.strategies] + [p.name for p in program.portfolios]
+        raise RunError(f"no strategy or portfolio '{strategy}'; known: {', '.join(known)}") from None
+    sleeve = SleeveIR(
+        name=template.name,
+        strategy=template.name,
+        symbol=template.symbol,
+        timeframe=template.timeframe,
+        weight=1.0,
+        overrides=(),
+    )
+    return PortfolioIR(
+        name=template.name,
+        file=template.file,
+        capital=capital or DEFAULT_CAPITAL,
+        quote=None,
+        rebalance_ms=None,
+        sleeves=(sleeve,),
+        risk=(),
+    )
