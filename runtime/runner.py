@@ -21,7 +21,7 @@ import numpy as np
 from dsl.ir import Expr, PortfolioIR, Program, RiskRuleIR, SleeveIR, StrategyIR, evaluate
 from dsl.units import TIMEFRAMES, parse_symbol
 from runtime.backtest import model as m
-from runtime.backtest.result import BacktestResult
+from runtime.broker.result import BacktestResult
 from runtime.data.candles import DataError
 from runtime.data.markets import MarketRules
 from runtime.graph.compiler import CompileError, Graph, compile_strategy
@@ -390,7 +390,7 @@ def backtest(rp: RunPlan) -> BacktestResult:
     Rules that read trade state (position_size, ...) can only be decided inside the loop: such a run
     takes the replay path, which gives the same decisions bar by bar.
     """
-    from runtime.backtest.sim import simulate
+    from runtime.broker.simulator import simulate
 
     if any(sp.graph.needs_state for sp in rp.sleeves):
         return replay(rp)
@@ -405,7 +405,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
     as live trading would feed them: at each point the broker first fills due orders and checks brackets,
     then each sleeve's base bar is evaluated with its trade state at the close, then its decisions act.
     """
-    from runtime.backtest.sim import BarUpdate, Simulator, TradeState
+    from runtime.broker.simulator import BarUpdate, Simulator, TradeState
 
     # The broker's settings come from the sleeves; bars and decisions arrive through `step`.
     shells = [

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from dsl.ir import Program
     from runtime import runner
     from runtime.backtest.metrics import Summary
-    from runtime.backtest.result import BacktestResult
+    from runtime.broker.result import BacktestResult
     from runtime.data.markets import MarketRules
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from sim_reference import bare_s1, load_csv, s1_signals
 
 from runtime.backtest.model import Execution, PortfolioInput, SleeveInput
-from runtime.backtest.sim import Simulator, simulate, updates_from
+from runtime.broker.simulator import Simulator, simulate, updates_from
 
 
 def s1_portfolio(data: Path) -> PortfolioInput:

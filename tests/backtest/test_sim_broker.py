@@ -7,8 +7,8 @@ import pytest
 from sim_builders import HOUR, T0, sleeve, solo
 
 from runtime.backtest.model import Bracket, Execution, Precision, Sizing
-from runtime.backtest.result import Trade
-from runtime.backtest.sim import simulate
+from runtime.broker.result import Trade
+from runtime.broker.simulator import simulate
 
 FLAT = [100.0] * 6  # six bars at 100
 FEES = Execution(fee_maker=0.0005, fee_taker=0.001)  # maker 0.05%, taker 0.1%

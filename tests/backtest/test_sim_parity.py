@@ -22,8 +22,8 @@ from runtime.backtest.model import (
     Sizing,
     SleeveInput,
 )
-from runtime.backtest.result import BacktestResult
-from runtime.backtest.sim import Simulator, simulate, updates_from
+from runtime.broker.result import BacktestResult
+from runtime.broker.simulator import Simulator, simulate, updates_from
 
 
 def random_signals(n: int, seed: int) -> tuple[np.ndarray, ...]:

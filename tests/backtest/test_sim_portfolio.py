@@ -7,8 +7,8 @@ import pytest
 from sim_builders import HOUR, T0, sleeve
 
 from runtime.backtest.model import Compare, PortfolioInput, RiskRule
-from runtime.backtest.result import RiskEvent
-from runtime.backtest.sim import simulate
+from runtime.broker.result import RiskEvent
+from runtime.broker.simulator import simulate
 
 
 def portfolio(*sleeves: object, **kw: object) -> PortfolioInput:
