@@ -1,1 +1,1 @@
-"""The broker shared by backtest and live: sizing, fills, brackets, risk, accounting and the per-point step."""
+"""The broker shared by backtest and live: sizing, fills, brackets, risk, accounting, the per-point step."""

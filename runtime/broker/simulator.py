@@ -224,7 +224,7 @@ def _sleeve_config(sl: SleeveInput, symbol: int) -> tuple[object, ...]:
         "min_notional": prec.min_notional if prec else 0.0,
         "weight": sl.weight,
     }
-    return tuple(fields[name] for name in st.SLEEVE_CONFIG.names)
+    return tuple(fields[name] for name in st.SLEEVE_CONFIG.names or ())
 
 
 def _pack_config(portfolio: PortfolioInput) -> st.Config:
@@ -441,7 +441,7 @@ def _bar_arrays(sleeves: Sequence[SleeveInput]) -> st.Bars:
         for col, spec in enumerate((b.stop, b.take_profit, b.trailing_stop)):
             if spec is not None and spec[0] == "distance":
                 dist[i, : len(s.time), col] = spec[1]
-    return st.Bars(*out, distance=dist)
+    return st.Bars._make([*out, dist])
 
 
 def _closes(sleeve: SleeveInput) -> np.ndarray:
@@ -532,9 +532,8 @@ class Simulator:
         self._tf = np.array([timeframe_ms(s.timeframe) for s in sleeves], dtype=np.int64)  # timeframes, ms
         n = len(sleeves)
         self._n = np.zeros(n, dtype=np.int64)  # bars received per sleeve (the next bar's index)
-        # The current bar of each sleeve (column 0), overwritten by every step.
         columns = [np.zeros((n, 1), dtype=dtype) for dtype in _DTYPES]
-        self._bars = st.Bars(*columns, distance=np.full((n, 1, 3), np.nan))
+        self._bars = st.Bars._make([*columns, np.full((n, 1, 3), np.nan)])  # each sleeve's latest bar (col 0)
         self._times = np.empty(size, dtype=np.int64)  # close time of every point stepped, UTC ms
         self._points = 0  # points stepped
 
@@ -676,14 +675,18 @@ class Simulator:
                 for f in _STATE_FIELDS
             }
         )
-        saved = {f: snapshot["outputs"][f] for f in _OUTPUT_FIELDS}
-        outputs = {f: _decode(item, getattr(engine.out, f, sim._times).dtype, f) for f, item in saved.items()}
+        # Outputs: the rows and points written so far, with room to go on.
+        saved = snapshot["outputs"]
         p = sim._points = int(snapshot["points"])
         sim._n[:] = snapshot["bars"]
-        sim._times = _grow(outputs.pop("time"), max(len(sim._times), p + 1))
-        engine.out = engine.out._replace(
-            **{f: _grow(a, max(getattr(engine.out, f).shape[0], len(a) + 1)) for f, a in outputs.items()}
-        )
+        times = _decode(saved["time"], sim._times.dtype, "time")
+        sim._times = _grow(times, max(len(sim._times), p + 1))
+        grown = {}
+        for f in _OUTPUT_FIELDS[1:]:
+            empty = getattr(engine.out, f)
+            rows = _decode(saved[f], empty.dtype, f)
+            grown[f] = _grow(rows, max(empty.shape[0], len(rows) + 1))
+        engine.out = engine.out._replace(**grown)
         engine.ensure_room(p + 1)
         return sim
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "backtest"))
+sys.path.insert(0, str(ROOT / "tests" / "broker"))
 
 from sim_reference import bare_s1, load_csv, million_bars, s1_signals  # noqa: E402
 from test_sim_parity import demo_like, replay  # noqa: E402
