@@ -2,7 +2,8 @@
 
 `book_fill` is the one place a fill changes the account: cash, the position's size and average price, its
 trade record, the order rows, and on a close the trade row, the losing streak and the Kelly ring. The
-simulated fill model (`fills`) calls it; the exchange broker will call it when the exchange reports a fill.
+simulated fill model (`fills`) calls it (through `apply_fill`, on the records it already holds); the
+exchange broker will call it when the exchange reports a fill.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 from numba import njit
 
 from runtime.broker.brackets import open_levels
 from runtime.broker.orders import cancel_entry
 from runtime.broker.sizing import position_value
-from runtime.broker.state import DAY_MS, EPS, K_EXIT, R_END, Config, Outputs, State
+from runtime.broker.state import DAY_MS, EPS, K_EXIT, R_END, Config, Outputs, Record, State
 
 
 class Fill(NamedTuple):
@@ -34,11 +36,10 @@ class Fill(NamedTuple):
 
 
 @njit(cache=True, inline="always")
-def record_order(state: State, out: Outputs, s: int, direction: int, fill: Fill) -> None:
-    """Append one fill to the order rows."""
-    book = state.book[0]
+def record_order(book: Record, orders: np.ndarray, s: int, direction: int, fill: Fill) -> None:
+    """Append one fill of sleeve s to the order rows (counted by the account record `book`)."""
     n = book.n_orders
-    row = out.orders[n]
+    row = orders[n]
     row.time = fill.time
     row.sleeve = s
     row.direction = direction
@@ -53,8 +54,9 @@ def record_order(state: State, out: Outputs, s: int, direction: int, fill: Fill)
 
 @njit(cache=True, inline="always")
 def close_trade(
-    state: State,
-    out: Outputs,
+    book: Record,
+    trades: np.ndarray,
+    sl: Record,
     s: int,
     closed: bool,
     exit_time: int,
@@ -64,14 +66,12 @@ def close_trade(
     last_price: float,
 ) -> float:
     """Write sleeve s's position as a trade row (closed, or open and marked at `last_price`); return pnl."""
-    sl = state.sleeves[s]
     side = sl.side
     qty = sl.qty
     gross = sl.realized + side * qty * (last_price - sl.avg)
     pnl = gross - sl.fees
-    book = state.book[0]
     n = book.n_trades
-    row = out.trades[n]
+    row = trades[n]
     row.sleeve = s
     row.side = side
     row.entry_time = sl.entry_time
@@ -91,10 +91,8 @@ def close_trade(
 
 
 @njit(cache=True, inline="always")
-def book_entry(config: Config, state: State, out: Outputs, s: int, fill: Fill) -> None:
+def book_entry(cfg: Record, sl: Record, book: Record, out: Outputs, s: int, fill: Fill) -> None:
     """Book an entry or scale-in fill: pay for it, grow the position, set brackets on a new one."""
-    sl = state.sleeves[s]
-    book = state.book[0]
     qty, price, fee, side = fill.qty, fill.price, fill.fee, fill.side
     cost = qty * price
     book.cash = max(book.cash - cost - fee, 0.0)
@@ -123,15 +121,15 @@ def book_entry(config: Config, state: State, out: Outputs, s: int, fill: Fill) -
     sl.notional += cost
     sl.fees += fee
     if opening:
-        open_levels(config, state, s, side)
-    record_order(state, out, s, side, fill)
+        open_levels(cfg, sl, side)
+    record_order(book, out.orders, s, side, fill)
 
 
 @njit(cache=True, inline="always")
-def book_exit(config: Config, state: State, out: Outputs, s: int, fill: Fill) -> None:
+def book_exit(
+    cfg: Record, sl: Record, book: Record, out: Outputs, ring: np.ndarray, s: int, fill: Fill
+) -> None:
     """Book an exit fill: release the collateral and profit; when all is closed, write the trade row."""
-    sl = state.sleeves[s]
-    book = state.book[0]
     qty, price, fee = fill.qty, fill.price, fill.fee
     side = sl.side
     avg = sl.avg
@@ -145,12 +143,13 @@ def book_exit(config: Config, state: State, out: Outputs, s: int, fill: Fill) ->
     sl.exit_qty += qty
     sl.exit_value += qty * price
     rest = sl.qty - qty
-    record_order(state, out, s, -side, fill)
+    record_order(book, out.orders, s, -side, fill)
     if rest > EPS * sl.entered:
         sl.qty = rest
         return
     sl.qty = 0.0
-    pnl = close_trade(state, out, s, True, fill.time, sl.exit_value / sl.exit_qty, fill.bar, fill.reason, avg)
+    exit_price = sl.exit_value / sl.exit_qty
+    pnl = close_trade(book, out.trades, sl, s, True, fill.time, exit_price, fill.bar, fill.reason, avg)
     # Bookkeeping read by risk metrics and Kelly sizing.
     if pnl < 0.0:
         sl.consec += 1
@@ -158,32 +157,37 @@ def book_exit(config: Config, state: State, out: Outputs, s: int, fill: Fill) ->
     else:
         sl.consec = 0
         book.consec = 0
-    ring = state.kelly
     ring[s, sl.kelly_n % ring.shape[1]] = pnl / sl.notional
     sl.kelly_n += 1
     sl.side = 0
-    sl.cool_until = fill.bar + config.sleeves[s].cooldown
-    cancel_entry(state, s)
+    sl.cool_until = fill.bar + cfg.cooldown
+    cancel_entry(sl)
 
 
 @njit(cache=True, inline="always")
+def apply_fill(
+    cfg: Record, sl: Record, book: Record, out: Outputs, ring: np.ndarray, s: int, fill: Fill
+) -> None:
+    """`book_fill` on sleeve s's records (`ring`: the Kelly rings)."""
+    if fill.intent == K_EXIT:
+        book_exit(cfg, sl, book, out, ring, s, fill)
+    else:
+        book_entry(cfg, sl, book, out, s, fill)
+
+
+@njit(cache=True)
 def book_fill(config: Config, state: State, out: Outputs, s: int, fill: Fill) -> None:
     """Book one fill of sleeve s (entry, scale-in or exit; partial or whole) into the account."""
-    if fill.intent == K_EXIT:
-        book_exit(config, state, out, s, fill)
-    else:
-        book_entry(config, state, out, s, fill)
+    apply_fill(config.sleeves[s], state.sleeves[s], state.book[0], out, state.kelly, s, fill)
 
 
 @njit(cache=True, inline="always")
-def mark(state: State) -> float:
+def mark(sleeves: np.ndarray, book: Record) -> float:
     """Mark every sleeve at its latest close; update equities and peaks; return the gross position value."""
-    book = state.book[0]
-    sleeves = state.sleeves
     total, gross = book.cash, 0.0
     for s in range(sleeves.shape[0]):
         sl = sleeves[s]
-        value = position_value(state, s, sl.last)
+        value = position_value(sl, sl.last)
         total += value
         gross += abs(sl.qty * sl.last)
         sleeve_equity = sl.cash + value
@@ -197,9 +201,8 @@ def mark(state: State) -> float:
 
 
 @njit(cache=True)
-def roll_calendar(state: State, time: int) -> None:
+def roll_calendar(sleeves: np.ndarray, book: Record, time: int) -> None:
     """At the first point of a new UTC day / week, remember the equities the day / week starts from."""
-    book = state.book[0]
     day = (time - 1) // DAY_MS  # a bar closing at 00:00 still belongs to the day before
     if day == book.day:
         return
@@ -211,7 +214,6 @@ def roll_calendar(state: State, time: int) -> None:
     if new_week:
         book.week = week
         book.week0 = book.equity
-    sleeves = state.sleeves
     for s in range(sleeves.shape[0]):
         sl = sleeves[s]
         sl.day0 = sl.equity
@@ -221,15 +223,13 @@ def roll_calendar(state: State, time: int) -> None:
 
 
 @njit(cache=True)
-def rebalance(config: Config, state: State, time: int) -> None:
+def rebalance(config: Config, sleeves: np.ndarray, book: Record, time: int) -> None:
     """Reset every sleeve's budget to its target weight of equity when a rebalancing period has ended."""
-    book = state.book[0]
     period = config.rebalance_ms
     if period <= 0.0 or time < book.next_rebalance:
         return
     book.next_rebalance = (math.floor(time / period) + 1.0) * period
     equity = book.equity
-    sleeves = state.sleeves
     for s in range(sleeves.shape[0]):
         sl = sleeves[s]
         # Moving cash between sleeves shifts the sleeve's equity references by the same amount.
@@ -244,9 +244,9 @@ def rebalance(config: Config, state: State, time: int) -> None:
 @njit(cache=True)
 def finish_open(state: State, out: Outputs) -> None:
     """Write every position still open as a trade marked at the sleeve's last close (no exit fee)."""
-    sleeves = state.sleeves
+    sleeves, book = state.sleeves, state.book[0]
     for s in range(sleeves.shape[0]):
         sl = sleeves[s]
         if sl.qty > 0.0:
             last = sl.last
-            close_trade(state, out, s, False, 0, last, sl.last_bar, R_END, last)
+            close_trade(book, out.trades, sl, s, False, 0, last, sl.last_bar, R_END, last)

@@ -2,6 +2,7 @@
 
 Nothing here fills: `bracket_hit` says whether and where a bar closes the position, and the fill model
 (`fills.fill_bracket`) books that exit; an exchange broker would place the levels as orders instead.
+All take one sleeve's config and state records.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ import math
 import numpy as np
 from numba import njit
 
-from runtime.broker.state import O_DIST, O_NONE, O_PCT, O_R, R_STOP, R_TARGET, R_TRAIL, Config, State
+from runtime.broker.state import O_DIST, O_NONE, O_PCT, O_R, R_STOP, R_TARGET, R_TRAIL, Record
 
 
 @njit(cache=True, inline="always")
-def open_levels(config: Config, state: State, s: int, side: int) -> None:
+def open_levels(cfg: Record, sl: Record, side: int) -> None:
     """Set the bracket levels of a new position from its first fill price and the frozen distances."""
-    cfg = config.sleeves[s]
-    sl = state.sleeves[s]
     price = sl.avg
     kind = cfg.stop_kind
     risk = price * cfg.stop if kind == O_PCT else (sl.pd_stop if kind == O_DIST else np.nan)
@@ -46,15 +45,11 @@ def open_levels(config: Config, state: State, s: int, side: int) -> None:
 
 
 @njit(cache=True, inline="always")
-def bracket_hit(
-    config: Config, state: State, s: int, o: float, h: float, lo: float
-) -> tuple[bool, float, int]:
-    """Whether a bar (open, high, low) hits sleeve s's stop, trailing stop or target: (hit, price, reason).
+def bracket_hit(cfg: Record, sl: Record, o: float, h: float, lo: float) -> tuple[bool, float, int]:
+    """Whether a bar (open, high, low) hits the stop, trailing stop or target: (hit, price, reason).
 
     The price is the level (or the open when the bar gaps through it), before slippage.
     """
-    cfg = config.sleeves[s]
-    sl = state.sleeves[s]
     side = sl.side
     # Work in "favourable direction" units: for a short, prices are negated so that one code path serves.
     sg = float(side)
@@ -90,10 +85,8 @@ def bracket_hit(
 
 
 @njit(cache=True, inline="always")
-def follow(config: Config, state: State, s: int, h: float, lo: float) -> None:
-    """A bar that left sleeve s's position open: its best price feeds the trailing stop and breakeven."""
-    cfg = config.sleeves[s]
-    sl = state.sleeves[s]
+def follow(cfg: Record, sl: Record, h: float, lo: float) -> None:
+    """A bar that left the position open: its best price feeds the trailing stop and the breakeven move."""
     side = sl.side
     sg = float(side)
     best = sg * h if side > 0 else sg * lo

@@ -1,29 +1,40 @@
 """The simulated fill model: market orders at a bar's open or close, slippage, a volume cap, brackets.
 
-This is one client of `accounting.book_fill`: it decides the quantity and the price a simulated order
-fills at (sizing it at its first fill with `sizing.size_entry`, capping it with `risk.apply_caps`), then
-books the fill. The exchange broker of a live run replaces this module, not the accounting.
+This is one client of the accounting (`accounting.apply_fill`, the record-level `book_fill`): it decides
+the quantity and the price a simulated order fills at (sizing it at its first fill with
+`sizing.entry_size`, capping it with `risk.apply_caps`), then books the fill. The exchange broker of a
+live run replaces this module, not the accounting. The step hands its sleeve records in (see orders.py).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from runtime.broker.accounting import Fill, book_fill
+from runtime.broker.accounting import Fill, apply_fill, book_entry
 from runtime.broker.brackets import bracket_hit, follow
 from runtime.broker.orders import clear_order, place_order
 from runtime.broker.risk import apply_caps
-from runtime.broker.sizing import fit_entry, size_entry
-from runtime.broker.state import EPS, K_EXIT, K_NONE, R_TARGET, Config, Outputs, State
+from runtime.broker.sizing import entry_size, fit_entry
+from runtime.broker.state import EPS, K_EXIT, K_NONE, R_TARGET, Config, Outputs, Record, State
+
+
+class At(NamedTuple):
+    """Where a simulated order may fill: a bar of its sleeve and the reference price on it."""
+
+    bar: int  # bar index on the sleeve's clock
+    time: int  # bar open time, UTC ms
+    close_time: int  # close time of the time-line point, UTC ms (stamps risk events)
+    price: float  # reference price: the bar's open, or its close for fill: close
+    volume: float  # the bar's volume, base units
 
 
 @njit(cache=True, inline="always")
-def slipped(config: Config, s: int, ref: float, direction: int, qty: float, volume: float) -> float:
+def slipped(cfg: Record, ref: float, direction: int, qty: float, volume: float) -> float:
     """Market fill price: `ref` moved against the order by fixed slippage plus volume impact."""
-    cfg = config.sleeves[s]
     slip = cfg.slip
     k = cfg.impact
     if k > 0.0:
@@ -33,139 +44,117 @@ def slipped(config: Config, s: int, ref: float, direction: int, qty: float, volu
 
 
 @njit(cache=True, inline="always")
-def volume_cap(config: Config, s: int, volume: float) -> float:
-    """Largest quantity sleeve s may fill on a bar of `volume` (inf without a participation cap)."""
-    share = config.sleeves[s].max_volume
+def volume_cap(cfg: Record, volume: float) -> float:
+    """Largest quantity a sleeve may fill on a bar of `volume` (inf without a participation cap)."""
+    share = cfg.max_volume
     return share * volume if share < np.inf else np.inf
 
 
 @njit(cache=True, inline="always")
 def fill_entry(
-    config: Config,
-    state: State,
-    out: Outputs,
-    s: int,
-    j: int,
-    time: int,
-    close_time: int,
-    ref: float,
-    volume: float,
+    config: Config, state: State, out: Outputs, cfg: Record, sl: Record, book: Record, s: int, at: At
 ) -> None:
-    """Fill (part of) sleeve s's pending entry at reference price `ref` on bar j (open time `time`)."""
-    sl = state.sleeves[s]
+    """Fill (part of) sleeve s's pending entry (records `cfg`, `sl`; account `book`) on bar `at`."""
     side = sl.ord_side
     kind = sl.ord_kind
-    fee_rate = config.sleeves[s].fee_taker
+    ref, volume = at.price, at.volume
+    fee_rate = cfg.fee_taker
     # Size the order once, at its first fill, with the fixed-slippage price.
     if math.isnan(sl.ord_req):
-        req = size_entry(config, state, s, kind, ref * (1.0 + side * config.sleeves[s].slip))
+        req = entry_size(cfg, sl, book, state.kelly, s, kind, ref * (1.0 + side * cfg.slip))
         sl.ord_req = req
         sl.ord_rem = req
-    qty = min(sl.ord_rem, volume_cap(config, s, volume))
+    qty = min(sl.ord_rem, volume_cap(cfg, volume))
     if qty <= 0.0 and sl.ord_rem > 0.0:
         # No volume this bar: wait for the next one.
-        sl.ord_due = j + 1
+        sl.ord_due = at.bar + 1
         return
-    qty = apply_caps(config, state, out, s, side, qty, ref, close_time)
-    price = slipped(config, s, ref, side, qty, volume)
-    qty = fit_entry(config, state, s, qty, price)
+    if config.rules.shape[0] > 0:
+        qty = apply_caps(config, state, out, s, side, qty, ref, at.close_time)
+    price = slipped(cfg, ref, side, qty, volume)
+    qty = fit_entry(cfg, sl, book, qty, price)
     if qty <= 0.0:
-        clear_order(state, s)
+        clear_order(sl)
         return
-    cost = qty * price
-    fill = Fill(
-        j, time, side, kind, sl.ord_reason, sl.ord_req, qty, price, cost * fee_rate, sl.ord_filled == 0
+    fee = qty * price * fee_rate
+    first = sl.ord_filled == 0
+    book_entry(
+        cfg,
+        sl,
+        book,
+        out,
+        s,
+        Fill(at.bar, at.time, side, kind, sl.ord_reason, sl.ord_req, qty, price, fee, first),
     )
-    book_fill(config, state, out, s, fill)
     sl.ord_filled = 1
     rest = sl.ord_rem - qty
-    if rest <= EPS * sl.ord_req or volume_cap(config, s, volume) >= sl.ord_rem:
+    if rest <= EPS * sl.ord_req or volume_cap(cfg, volume) >= sl.ord_rem:
         # Filled, or shrunk by a cap or the cash: the order is done.
-        clear_order(state, s)
+        clear_order(sl)
     else:
         sl.ord_rem = rest
-        sl.ord_due = j + 1
+        sl.ord_due = at.bar + 1
 
 
 @njit(cache=True, inline="always")
 def fill_pending(
-    config: Config,
-    state: State,
-    out: Outputs,
-    s: int,
-    j: int,
-    time: int,
-    close_time: int,
-    ref: float,
-    volume: float,
+    config: Config, state: State, out: Outputs, cfg: Record, sl: Record, book: Record, s: int, at: At
 ) -> None:
-    """Fill sleeve s's pending order if it is due on bar j, at reference price `ref`."""
-    sl = state.sleeves[s]
+    """Fill sleeve s's pending order (records `cfg`, `sl`; account `book`) if it is due on bar `at`."""
     kind = sl.ord_kind
+    j = at.bar
     if kind == K_NONE or sl.ord_due > j:
         return
     if kind != K_EXIT:
-        fill_entry(config, state, out, s, j, time, close_time, ref, volume)
+        fill_entry(config, state, out, cfg, sl, book, s, at)
         return
     if sl.qty <= 0.0:
-        clear_order(state, s)
+        clear_order(sl)
         return
     if math.isnan(sl.ord_req):
         sl.ord_req = sl.qty
-    qty = min(sl.qty, volume_cap(config, s, volume))
+    volume = at.volume
+    qty = min(sl.qty, volume_cap(cfg, volume))
     if qty <= 0.0:
         sl.ord_due = j + 1
         return
     side = sl.side
-    price = slipped(config, s, ref, -side, qty, volume)
-    fee = qty * price * config.sleeves[s].fee_taker
-    book_fill(
-        config, state, out, s, Fill(j, time, side, K_EXIT, sl.ord_reason, sl.ord_req, qty, price, fee, True)
+    price = slipped(cfg, at.price, -side, qty, volume)
+    fill = Fill(
+        j, at.time, side, K_EXIT, sl.ord_reason, sl.ord_req, qty, price, qty * price * cfg.fee_taker, True
     )
+    apply_fill(cfg, sl, book, out, state.kelly, s, fill)
     if sl.side == 0:
-        clear_order(state, s)
+        clear_order(sl)
     else:
         sl.ord_due = j + 1
 
 
 @njit(cache=True)
 def fill_bracket(
-    config: Config,
-    state: State,
-    out: Outputs,
-    s: int,
-    j: int,
-    time: int,
-    o: float,
-    h: float,
-    lo: float,
-    v: float,
+    cfg: Record, sl: Record, book: Record, out: Outputs, ring: np.ndarray, s: int, at: At, h: float, lo: float
 ) -> None:
-    """Check sleeve s's brackets against bar j and fill a hit; else move the trailing stop and breakeven."""
-    hit, price, reason = bracket_hit(config, state, s, o, h, lo)
+    """Check sleeve s's brackets against bar `at` (open `at.price`, high h, low lo) and fill a hit.
+
+    Without a hit, the bar moves the trailing stop and the breakeven. `ring`: the Kelly rings.
+    """
+    hit, price, reason = bracket_hit(cfg, sl, at.price, h, lo)
     if not hit:
-        follow(config, state, s, h, lo)
+        follow(cfg, sl, h, lo)
         return
-    sl = state.sleeves[s]
-    cfg = config.sleeves[s]
     side = sl.side
     req = sl.qty
-    qty = min(req, volume_cap(config, s, v))
+    qty = min(req, volume_cap(cfg, at.volume))
     if reason == R_TARGET:
         # The target is a resting limit order: maker fee, no slippage.
         fee_rate = cfg.fee_maker
     else:
         fee_rate = cfg.fee_taker
-        price = slipped(config, s, price, -side, qty, v)
+        price = slipped(cfg, price, -side, qty, at.volume)
     if qty > 0.0:
-        book_fill(
-            config,
-            state,
-            out,
-            s,
-            Fill(j, time, side, K_EXIT, reason, req, qty, price, qty * price * fee_rate, True),
-        )
+        fill = Fill(at.bar, at.time, side, K_EXIT, reason, req, qty, price, qty * price * fee_rate, True)
+        apply_fill(cfg, sl, book, out, ring, s, fill)
     if sl.side != 0:
         # The participation cap left a rest: it goes out as a market order on the next bar.
-        place_order(state, s, K_EXIT, side, j + 1, reason)
+        place_order(sl, K_EXIT, side, at.bar + 1, reason)
         sl.ord_req = req if qty > 0.0 else sl.qty

@@ -33,6 +33,7 @@ from runtime.broker.state import (
     P_NOT,
     Config,
     Outputs,
+    Record,
     State,
 )
 
@@ -73,9 +74,8 @@ def portfolio_metrics(config: Config, state: State, out: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def sleeve_metrics(state: State, s: int, out: np.ndarray) -> None:
-    """Fill `out` with sleeve s's metrics, relative to the sleeve's own equity."""
-    sl = state.sleeves[s]
+def sleeve_metrics(sl: Record, out: np.ndarray) -> None:
+    """Fill `out` with a sleeve's metrics (record `sl`), relative to the sleeve's own equity."""
     equity = sl.equity
     base = equity if equity > EPS else EPS
     value = sl.qty * sl.last
@@ -134,11 +134,10 @@ def eval_condition(program: np.ndarray, start: int, length: int, metrics: np.nda
 
 
 @njit(cache=True)
-def record_event(state: State, out: Outputs, time: int, scope: int, rule: int, action: int) -> int:
-    """Append a risk event row (values NaN, filled by the caller) and return its index."""
-    book = state.book[0]
+def record_event(book: Record, events: np.ndarray, time: int, scope: int, rule: int, action: int) -> int:
+    """Append a risk event row (values NaN, filled by the caller; counted by `book`); return its index."""
     n = book.n_events
-    row = out.events[n]
+    row = events[n]
     row.values[:] = np.nan
     row.time = time
     row.scope = scope
@@ -153,7 +152,7 @@ def apply_caps(
     config: Config, state: State, out: Outputs, s: int, side: int, qty: float, price: float, time: int
 ) -> float:
     """Shrink (or veto) an entry of `qty` at `price` so that no cap rule is exceeded; record each cap."""
-    rules, sleeves, cfg = config.rules, state.sleeves, config.sleeves
+    rules, sleeves, cfg, book = config.rules, state.sleeves, config.sleeves, state.book[0]
     for r in range(rules.shape[0]):
         rule = rules[r]
         if rule.action != A_CAP:
@@ -162,7 +161,7 @@ def apply_caps(
         limit = rule.cap_limit
         sleeve_scope = rule.scope == 1
         # `held` is the capped quantity's current value (or count), `equity` its denominator.
-        equity = sleeves[s].equity if sleeve_scope else state.book[0].equity
+        equity = sleeves[s].equity if sleeve_scope else book.equity
         held = 0.0
         for q in range(sleeves.shape[0]):
             if sleeve_scope and q != s:
@@ -183,7 +182,7 @@ def apply_caps(
             after = (held + qty * price) / equity if equity > 0.0 else np.inf
             allowed = max(0.0, (limit * equity - held) / price)
         if allowed < qty * (1.0 - 1e-12):
-            row = out.events[record_event(state, out, time, s if sleeve_scope else -1, r, A_CAP)]
+            row = out.events[record_event(book, out.events, time, s if sleeve_scope else -1, r, A_CAP)]
             row.values[0] = after
             row.values[1] = limit
             row.values[2] = qty
@@ -195,11 +194,11 @@ def apply_caps(
 @njit(cache=True)
 def apply_rules(config: Config, state: State, out: Outputs, time: int) -> None:
     """Evaluate every halt / pause / flatten rule on its scope's metrics at time-line point `time`."""
-    n = state.sleeves.shape[0]
+    sleeves, cfgs, book = state.sleeves, config.sleeves, state.book[0]
+    n = sleeves.shape[0]
     metrics = state.work[:N_METRICS]
     rules = config.rules
     latch, held_at = state.rule_latch, state.rule_held
-    book = state.book[0]
     for r in range(rules.shape[0]):
         rule = rules[r]
         action = rule.action
@@ -210,7 +209,7 @@ def apply_rules(config: Config, state: State, out: Outputs, time: int) -> None:
             # target: the sleeve index, or 0 for the portfolio (its rule-state column is 0).
             col = target + 1 if sleeve_scope else 0
             if sleeve_scope:
-                sleeve_metrics(state, target, metrics)
+                sleeve_metrics(sleeves[target], metrics)
             else:
                 portfolio_metrics(config, state, metrics)
             # Rules act on the rising edge of their condition.
@@ -226,26 +225,26 @@ def apply_rules(config: Config, state: State, out: Outputs, time: int) -> None:
                     latch[r, col] = 1.0
                     acted = True
                     if sleeve_scope:
-                        state.sleeves[target].halted = 1
+                        sleeves[target].halted = 1
                     else:
                         book.halted = 1
                     for q in range(lo, hi):
-                        flatten_sleeve(config, state, q)
+                        flatten_sleeve(cfgs[q], sleeves[q])
             elif action == A_PAUSE:
                 until = time + rule.pause_ms
                 latch[r, col] = until
                 acted = True
                 if sleeve_scope:
-                    sl = state.sleeves[target]
+                    sl = sleeves[target]
                     sl.pause = max(sl.pause, until)
                 else:
                     book.pause = max(book.pause, until)
                 for q in range(lo, hi):
-                    cancel_entry(state, q)
+                    cancel_entry(sleeves[q])
             else:
                 for q in range(lo, hi):
-                    if busy(state, q):
-                        acted = flatten_sleeve(config, state, q) or acted
+                    if busy(sleeves[q]):
+                        acted = flatten_sleeve(cfgs[q], sleeves[q]) or acted
             if acted:
-                e = record_event(state, out, time, target if sleeve_scope else -1, r, action)
+                e = record_event(book, out.events, time, target if sleeve_scope else -1, r, action)
                 out.events[e].values[:] = metrics

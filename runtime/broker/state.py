@@ -18,7 +18,7 @@ order and trade records; nothing is packed by position. `new_state` / `new_outpu
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,6 +49,10 @@ WEEK_MS = 7 * DAY_MS  # one week, ms
 EPS = 1e-12  # quantities below this count as zero
 
 _I, _F = np.int64, np.float64
+
+# One record (row) of a structured array below, as the compiled code sees it: fields read and written by
+# attribute (`sl.qty`), a view of the array's memory. Typed loosely: numpy's stubs know no field names.
+Record = Any
 
 # One sleeve's settings (static for a run).
 SLEEVE_CONFIG = np.dtype(

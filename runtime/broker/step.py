@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from runtime.broker.accounting import mark, rebalance, roll_calendar
-from runtime.broker.fills import fill_bracket, fill_pending
+from runtime.broker.fills import At, fill_bracket, fill_pending
 from runtime.broker.orders import clear_order, place_order
 from runtime.broker.risk import apply_rules
 from runtime.broker.state import (
@@ -24,16 +24,29 @@ from runtime.broker.state import (
     Config,
     Outputs,
     Points,
+    Record,
     State,
 )
 
 
 @njit(cache=True, inline="always")
-def decide(config: Config, state: State, bars: Bars, s: int, j: int, c: int, close_time: int) -> None:
-    """Turn sleeve s's decisions at the close of bar j (column c) into a pending order (exits win)."""
-    cfg = config.sleeves[s]
-    sl = state.sleeves[s]
-    xl, xs = bars.exit_long[s, c], bars.exit_short[s, c]
+def decide(
+    cfg: Record,
+    sl: Record,
+    book: Record,
+    flags: tuple[bool, bool, bool, bool],
+    dist: np.ndarray,
+    s: int,
+    j: int,
+    c: int,
+    close_time: int,
+) -> None:
+    """Turn a sleeve's decisions at the close of bar j into a pending order (exits win over entries).
+
+    `flags` are the bar's (entry_long, exit_long, entry_short, exit_short); the bar is column c of
+    `dist` (the distance series, read for a distance bracket).
+    """
+    el, xl, es, xs = flags
     side = sl.side
     kind = sl.ord_kind
     due = j + cfg.latency + (0 if cfg.close_fill == 1 else 1)
@@ -45,15 +58,14 @@ def decide(config: Config, state: State, bars: Bars, s: int, j: int, c: int, clo
         elif cfg.max_hold > 0 and j - sl.entry_bar + 1 >= cfg.max_hold:
             exit_reason = R_MAXHOLD
     if exit_reason >= 0:
-        place_order(state, s, K_EXIT, side, due, exit_reason)
+        place_order(sl, K_EXIT, side, due, exit_reason)
         return
     if kind != K_NONE:
         # An exit of the pending entry's side cancels it; otherwise a pending order blocks new ones.
         if kind != K_EXIT and ((sl.ord_side > 0 and xl) or (sl.ord_side < 0 and xs)):
-            clear_order(state, s)
+            clear_order(sl)
         return
     # Entries: one unambiguous direction, no exit of that side on the same bar, not blocked.
-    el, es = bars.entry_long[s, c], bars.entry_short[s, c]
     want = 0
     if el and not es and not xl:
         want = 1
@@ -61,19 +73,17 @@ def decide(config: Config, state: State, bars: Bars, s: int, j: int, c: int, clo
         want = -1
     if want == 0 or j < cfg.warmup or j < sl.cool_until:
         return
-    book = state.book[0]
     if sl.halted == 1 or book.halted == 1:
         return
     if close_time < sl.pause or close_time < book.pause:
         return
     if side == 0:
-        place_order(state, s, K_ENTRY, want, due, R_SIGNAL)
+        place_order(sl, K_ENTRY, want, due, R_SIGNAL)
     elif side == want and sl.entries < cfg.max_entries:
-        place_order(state, s, K_SCALE, want, due, R_SIGNAL)
+        place_order(sl, K_SCALE, want, due, R_SIGNAL)
     else:
         return
     # Distances are read at the decision bar and frozen for the entry.
-    dist = bars.distance
     sl.pd_stop = dist[s, c, 0] if cfg.stop_kind == O_DIST else np.nan
     sl.pd_tp = dist[s, c, 1] if cfg.tp_kind == O_DIST else np.nan
     sl.pd_trail = dist[s, c, 2] if cfg.trail_kind == O_DIST else np.nan
@@ -93,16 +103,21 @@ def step_points(
     index p. The loop stops early (returning the point it stopped at) when an output buffer could
     overflow, so the caller can grow it and call again.
     """
+    # Every array is taken out of its bundle once, here: inside the loop, records (which carry no
+    # reference count) go to the helpers, and arrays only to the rarer paths that write rows.
     times, starts, ev_s, ev_j, ev_c = points
-    cfgs, sleeves, book = config.sleeves, state.sleeves, state.book[0]
+    bt, bo, bh, bl, bc, bv, el, xl, es, xs, dist = bars
+    cfgs, sleeves, book, ring = config.sleeves, state.sleeves, state.book[0], state.kelly
+    trades, orders, events = out.trades, out.orders, out.events
+    eq, cash, expo = out.equity, out.cash, out.exposure
     margin_rows, margin_events = config.margin_rows, config.margin_events
     dense = ev_s.shape[0] == 0  # a dense time line (see Points)
     has_rules = config.rules.shape[0] > 0
     for p in range(p0, p1):
         if (
-            book.n_trades + margin_rows > out.trades.shape[0]
-            or book.n_orders + margin_rows > out.orders.shape[0]
-            or book.n_events + margin_events > out.events.shape[0]
+            book.n_trades + margin_rows > trades.shape[0]
+            or book.n_orders + margin_rows > orders.shape[0]
+            or book.n_events + margin_events > events.shape[0]
         ):
             return p
         time = times[p - p0]
@@ -111,30 +126,19 @@ def step_points(
         # costs more than a whole quiet bar.
         if phase != PHASE_CLOSE:
             if (time - 1) // DAY_MS != book.day:
-                roll_calendar(state, time)
+                roll_calendar(sleeves, book, time)
             for k in range(k0, k1):
                 s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
                 cfg, sl = cfgs[s], sleeves[s]
                 # 1. Orders due on this bar fill at its open (fill: next_open).
                 if cfg.close_fill != 1 and sl.ord_kind != K_NONE and sl.ord_due <= j:
-                    fill_pending(
-                        config, state, out, s, j, bars.time[s, c], time, bars.open[s, c], bars.volume[s, c]
-                    )
+                    at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
+                    fill_pending(config, state, out, cfg, sl, book, s, at)
                 # 2. Brackets of positions filled before this bar, unless an exit is already on its way.
                 has_bracket = cfg.stop_kind + cfg.tp_kind + cfg.trail_kind > 0
                 if has_bracket and sl.side != 0 and sl.entry_bar < j and sl.ord_kind != K_EXIT:
-                    fill_bracket(
-                        config,
-                        state,
-                        out,
-                        s,
-                        j,
-                        bars.time[s, c],
-                        bars.open[s, c],
-                        bars.high[s, c],
-                        bars.low[s, c],
-                        bars.volume[s, c],
-                    )
+                    at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
+                    fill_bracket(cfg, sl, book, out, ring, s, at, bh[s, c], bl[s, c])
         if phase == PHASE_OPEN:
             continue
         for k in range(k0, k1):
@@ -142,25 +146,21 @@ def step_points(
             cfg, sl = cfgs[s], sleeves[s]
             # 3. Decisions at the close; with fill: close, due orders fill right away at this close.
             # Bitwise, not `or`: one test instead of four branches on the common quiet bar.
-            any_signal = (
-                bars.entry_long[s, c] | bars.exit_long[s, c] | bars.entry_short[s, c] | bars.exit_short[s, c]
-            )
-            if any_signal or (sl.side != 0 and cfg.max_hold > 0):
-                decide(config, state, bars, s, j, c, time)
+            if el[s, c] | xl[s, c] | es[s, c] | xs[s, c] or (sl.side != 0 and cfg.max_hold > 0):
+                decide(cfg, sl, book, (el[s, c], xl[s, c], es[s, c], xs[s, c]), dist, s, j, c, time)
             if cfg.close_fill == 1 and sl.ord_kind != K_NONE and sl.ord_due <= j:
-                fill_pending(
-                    config, state, out, s, j, bars.time[s, c], time, bars.close[s, c], bars.volume[s, c]
-                )
-            sl.last = bars.close[s, c]
+                at = At(j, bt[s, c], time, bc[s, c], bv[s, c])
+                fill_pending(config, state, out, cfg, sl, book, s, at)
+            sl.last = bc[s, c]
             sl.last_bar = j
         # 4. Mark the account, reset budgets when due, then let the risk rules act on what they see.
-        gross = mark(state)
+        gross = mark(sleeves, book)
         if time >= book.next_rebalance:
-            rebalance(config, state, time)
+            rebalance(config, sleeves, book, time)
         if has_rules:
             apply_rules(config, state, out, time)
         equity = book.equity
-        out.equity[p] = equity
-        out.cash[p] = book.cash
-        out.exposure[p] = gross / equity if equity > 0.0 else 0.0
+        eq[p] = equity
+        cash[p] = book.cash
+        expo[p] = gross / equity if equity > 0.0 else 0.0
     return p1
