@@ -227,7 +227,7 @@ def _sleeve_config(sl: SleeveInput, symbol: int) -> tuple[object, ...]:
     return tuple(fields[name] for name in st.SLEEVE_CONFIG.names or ())
 
 
-def _pack_config(portfolio: PortfolioInput) -> st.Config:
+def pack_config(portfolio: PortfolioInput) -> st.Config:
     """Translate sleeves and risk rules into the broker's `Config`, checking them on the way."""
     sleeves = portfolio.sleeves
     if not sleeves:
@@ -278,7 +278,7 @@ class _Engine:
     def __init__(self, portfolio: PortfolioInput, points: int, trades: int) -> None:
         """Allocate state for `portfolio` with room for `points` time-line points and `trades` trades."""
         self.portfolio = portfolio  # the run's input
-        self.config = _pack_config(portfolio)  # packed settings
+        self.config = pack_config(portfolio)  # packed settings
         kelly_size = max(s.sizing.kelly_lookback for s in portfolio.sleeves)
         self.state = st.new_state(self.config, portfolio.capital, kelly_size)  # mutable broker state
         self.out = st.new_outputs(points, trades)  # outputs, grown by ensure_room
