@@ -1,7 +1,7 @@
 """Typed, immutable input of the simulated broker: sleeves with candles and decisions, and the portfolio.
 
 The graph produces plain decision arrays; the CLI (or any caller) packs them with the candles and the
-strategy's settings into these value objects and hands a `PortfolioInput` to `runtime.backtest.sim`.
+strategy's settings into these value objects and hands a `PortfolioInput` to `runtime.broker.simulator`.
 
 Conventions shared by every field below: prices and money in the quote currency, quantities in base units,
 percentages as fractions (2.5% = 0.025), times as UTC milliseconds since the epoch, bar counts on the
