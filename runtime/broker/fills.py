@@ -15,7 +15,6 @@ import numpy as np
 from numba import njit
 
 from runtime.broker.accounting import Fill, apply_fill, book_entry
-from runtime.broker.brackets import bracket_hit, follow
 from runtime.broker.orders import clear_order, place_order
 from runtime.broker.risk import apply_caps
 from runtime.broker.sizing import entry_size, fit_entry
@@ -132,16 +131,21 @@ def fill_pending(
 
 @njit(cache=True)
 def fill_bracket(
-    cfg: Record, sl: Record, book: Record, out: Outputs, ring: np.ndarray, s: int, at: At, h: float, lo: float
+    cfg: Record,
+    sl: Record,
+    book: Record,
+    out: Outputs,
+    ring: np.ndarray,
+    s: int,
+    at: At,
+    price: float,
+    reason: int,
 ) -> None:
-    """Check sleeve s's brackets against bar `at` (open `at.price`, high h, low lo) and fill a hit.
+    """Close sleeve s's position on bar `at` where `brackets.bracket_hit` found a level at `price`.
 
-    Without a hit, the bar moves the trailing stop and the breakeven. `ring`: the Kelly rings.
+    `reason` says which level (a target fills as a resting limit order, the stops as market orders);
+    `ring`: the Kelly rings.
     """
-    hit, price, reason = bracket_hit(cfg, sl, at.price, h, lo)
-    if not hit:
-        follow(cfg, sl, h, lo)
-        return
     side = sl.side
     req = sl.qty
     qty = min(req, volume_cap(cfg, at.volume))

@@ -39,10 +39,11 @@ from runtime.broker.state import (
 
 
 @njit(cache=True)
-def portfolio_metrics(config: Config, state: State, out: np.ndarray) -> None:
-    """Fill `out` with the portfolio metrics at the latest mark (fractions of equity, counts)."""
-    book = state.book[0]
-    sleeves, cfg = state.sleeves, config.sleeves
+def portfolio_metrics(cfg: np.ndarray, sleeves: np.ndarray, book: Record, out: np.ndarray) -> None:
+    """Fill `out` with the portfolio metrics at the latest mark (fractions of equity, counts).
+
+    `cfg` and `sleeves` are the sleeves' config and state records, `book` the account record.
+    """
     equity = book.equity
     base = equity if equity > EPS else EPS
     gross, net, biggest, count = 0.0, 0.0, 0.0, 0
@@ -191,7 +192,7 @@ def apply_caps(
     return qty
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_rules(config: Config, state: State, out: Outputs, time: int) -> None:
     """Evaluate every halt / pause / flatten rule on its scope's metrics at time-line point `time`."""
     sleeves, cfgs, book = state.sleeves, config.sleeves, state.book[0]
@@ -211,7 +212,7 @@ def apply_rules(config: Config, state: State, out: Outputs, time: int) -> None:
             if sleeve_scope:
                 sleeve_metrics(sleeves[target], metrics)
             else:
-                portfolio_metrics(config, state, metrics)
+                portfolio_metrics(cfgs, sleeves, book, metrics)
             # Rules act on the rising edge of their condition.
             holds = eval_condition(config.program, rule.prog_start, rule.prog_len, metrics)
             held_before = held_at[r, col] == 1.0

@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit
 
 from runtime.broker.accounting import mark, rebalance, roll_calendar
+from runtime.broker.brackets import bracket_hit, follow
 from runtime.broker.fills import At, fill_bracket, fill_pending
 from runtime.broker.orders import clear_order, place_order
 from runtime.broker.risk import apply_rules
@@ -137,8 +138,13 @@ def step_points(
                 # 2. Brackets of positions filled before this bar, unless an exit is already on its way.
                 has_bracket = cfg.stop_kind + cfg.tp_kind + cfg.trail_kind > 0
                 if has_bracket and sl.side != 0 and sl.entry_bar < j and sl.ord_kind != K_EXIT:
-                    at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
-                    fill_bracket(cfg, sl, book, out, ring, s, at, bh[s, c], bl[s, c])
+                    hit, price, reason = bracket_hit(cfg, sl, bo[s, c], bh[s, c], bl[s, c])
+                    if hit:
+                        at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
+                        fill_bracket(cfg, sl, book, out, ring, s, at, price, reason)
+                    else:
+                        # Still open: the bar feeds the trailing stop and the breakeven move.
+                        follow(cfg, sl, bh[s, c], bl[s, c])
         if phase == PHASE_OPEN:
             continue
         for k in range(k0, k1):
