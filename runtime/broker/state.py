@@ -12,8 +12,11 @@ The compiled broker (numba, cached on disk) works on a few named bundles instead
   row), the risk rules' latches, the Kelly rings and a scratch array.
 - `Outputs`: equity / cash / exposure per point and the `TRADE`, `ORDER` and `EVENT` rows.
 
-Records are read and written by field (`state.sleeves[s].qty`), the way vectorbt's numba core passes its
-order and trade records; nothing is packed by position. `new_state` / `new_outputs` allocate them.
+Records are read and written by field (`sl.qty` for `sl = state.sleeves[s]`), the way vectorbt's numba
+core passes its order and trade records; nothing is packed by position. The step takes every array out
+of its bundle once and hands one sleeve's records (`Record`) to the helpers of its hot path: a record
+carries no reference count, while each array taken out of a bundle costs two. `new_state` /
+`new_outputs` allocate the bundles.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ OP_GT, OP_GE, OP_LT, OP_LE, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
 PHASE_ALL, PHASE_OPEN, PHASE_CLOSE = 0, 1, 2
 
 DAY_MS = 86_400_000  # one day, ms
-WEEK_MS = 7 * DAY_MS  # one week, ms
 EPS = 1e-12  # quantities below this count as zero
 
 _I, _F = np.int64, np.float64
