@@ -25,6 +25,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The codes below are compiled into the functions of every broker module as constants. numba's disk cache
+# checks only the file a function is defined in, so changing a code's value means clearing the caches
+# (runtime/broker/__pycache__); a changed dtype changes the signatures and recompiles by itself.
+
 # Exit / order reasons (index into simulator.REASONS).
 R_SIGNAL, R_STOP, R_TARGET, R_TRAIL, R_MAXHOLD, R_RISK, R_END = 0, 1, 2, 3, 4, 5, 6
 # Order kinds of a sleeve's single pending-order slot, also the order intent written to the order rows.
