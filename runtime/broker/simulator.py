@@ -613,7 +613,8 @@ class Simulator:
         """The simulator's whole state as plain values (JSON- and pickle-safe); see `restore`.
 
         Format (version 1): {"format": SNAPSHOT_FORMAT, "version": 1, "sleeves": [names], "rules": [rule
-        texts], "points": points stepped, "bars": [bars received per sleeve], "config": {field: array},
+        texts], "points": points stepped, "bars": [bars received per sleeve], "rebalance_ms": the rebalancing
+        period (ms, 0 = none), "config": {field: array},
         "state": {field: array}, "outputs": {field: array}}, where "config" holds the packed settings
         (`state.Config`'s arrays, compared on restore), "state" the `state.State` arrays but the scratch,
         and "outputs" the close times, equity, cash and exposure of the points stepped and the trade,
@@ -640,6 +641,7 @@ class Simulator:
             "rules": [rule.text for rule in engine.portfolio.risk],
             "points": p,
             "bars": self._n.tolist(),
+            "rebalance_ms": config.rebalance_ms,
             "config": {f: _encode(getattr(config, f)) for f in ("sleeves", "rules", "program")},
             "state": {f: _encode(getattr(engine.state, f)) for f in _STATE_FIELDS},
             "outputs": {f: _encode(a) for f, a in outputs.items()},
@@ -665,6 +667,8 @@ class Simulator:
         if snapshot["sleeves"] != list(sim._index) or snapshot["rules"] != [r.text for r in portfolio.risk]:
             raise ValueError("simulator snapshot: written for a portfolio with other sleeves or risk rules")
         config = engine.config
+        if snapshot["rebalance_ms"] != config.rebalance_ms:
+            raise ValueError("simulator snapshot: written with another rebalancing period")
         for f, item in snapshot["config"].items():
             saved = _decode(item, getattr(config, f).dtype, f"config {f}")
             if saved.tobytes() != getattr(config, f).tobytes():
@@ -676,15 +680,15 @@ class Simulator:
             }
         )
         # Outputs: the rows and points written so far, with room to go on.
-        saved = snapshot["outputs"]
+        outputs = snapshot["outputs"]
         p = sim._points = int(snapshot["points"])
         sim._n[:] = snapshot["bars"]
-        times = _decode(saved["time"], sim._times.dtype, "time")
+        times = _decode(outputs["time"], sim._times.dtype, "time")
         sim._times = _grow(times, max(len(sim._times), p + 1))
         grown = {}
         for f in _OUTPUT_FIELDS[1:]:
             empty = getattr(engine.out, f)
-            rows = _decode(saved[f], empty.dtype, f)
+            rows = _decode(outputs[f], empty.dtype, f)
             grown[f] = _grow(rows, max(empty.shape[0], len(rows) + 1))
         engine.out = engine.out._replace(**grown)
         engine.ensure_room(p + 1)

@@ -127,3 +127,5 @@ def test_restore_refuses_other_settings(demo: PortfolioInput) -> None:
     other = replace(demo, sleeves=(dearer, *demo.sleeves[1:]))
     with pytest.raises(ValueError, match=r"other settings \(sleeves\)"):
         Simulator.restore(other, snap)
+    with pytest.raises(ValueError, match="another rebalancing period"):
+        Simulator.restore(replace(demo, rebalance_ms=None), snap)
