@@ -1,1 +1,1 @@
-"""Backtest engine: simulated broker, sizing, portfolio, risk rules, metrics and reports."""
+"""Backtest runs: metrics, outputs, report (the simulated broker is runtime.broker)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backtest.result import BacktestResult
+from runtime.broker.result import BacktestResult
 from runtime.graph.drivers import StreamDriver, run_batch
 from runtime.graph.timeline import points
 from runtime.plan.inputs import (
@@ -71,7 +71,7 @@ def backtest(rp: RunPlan) -> BacktestResult:
     Rules that read trade state (position_size, ...) can only be decided inside the loop: such a run
     takes the replay path, which gives the same decisions bar by bar.
     """
-    from runtime.backtest.sim import simulate
+    from runtime.broker.simulator import simulate
 
     if any(sp.graph.needs_state for sp in rp.sleeves):
         return replay(rp)
@@ -87,7 +87,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
     them: at each point the broker first fills due orders and checks brackets, then each sleeve's base bar
     is evaluated with its trade state at the close, then its decisions act.
     """
-    from runtime.backtest.sim import BarUpdate, Simulator, TradeState
+    from runtime.broker.simulator import BarUpdate, Simulator, TradeState
 
     sleeves = rp.sleeves
     # The broker's settings come from the sleeves; bars and decisions arrive through `step`.

@@ -36,7 +36,7 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from runtime.backtest.result import BacktestResult, TradeTable
+from runtime.broker.result import BacktestResult, TradeTable
 
 # Milliseconds in one day and in one 365-day year.
 DAY_MS = 86_400_000

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from runtime.backtest.fastcsv import iso_column, row_bytes, rows_text
 from runtime.backtest.metrics import Summary, drawdown, equity_curve, iso_times
-from runtime.backtest.result import BacktestResult, Trade
+from runtime.broker.result import BacktestResult, Trade
 
 # Column headers of the CSV files.
 TRADE_COLUMNS = (

@@ -31,7 +31,7 @@ from runtime.backtest.output import (
     summary_rows,
     trade_cells,
 )
-from runtime.backtest.result import BacktestResult, Trade
+from runtime.broker.result import BacktestResult, Trade
 
 # Most points drawn per line; longer series are thinned for display.
 MAX_POINTS = 20_000

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from dsl.ir import Program
     from runtime.backtest.metrics import Summary
-    from runtime.backtest.result import BacktestResult
+    from runtime.broker.result import BacktestResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,7 +1,7 @@
 """Typed, immutable input of the simulated broker: sleeves with candles and decisions, and the portfolio.
 
 The plan (`runtime.plan.inputs`) packs a sleeve's candles, its graph's decisions and the strategy's
-settings into these value objects and hands a `PortfolioInput` to `runtime.backtest.sim`. The defaults of
+settings into these value objects and hands a `PortfolioInput` to `runtime.broker.simulator`. The defaults of
 settings a spec leaves out are defined here once, and the plan reads them from here.
 
 Conventions shared by every field below: prices and money in the quote currency, quantities in base units,

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from runtime.backtest.metrics import Summary
-from runtime.backtest.result import BacktestResult, Trade
+from runtime.broker.result import BacktestResult, Trade
 from runtime.store.db import Base, session_scope
 
 
@@ -57,7 +57,7 @@ class RunRow(Base):
 
 
 class RunTradeRow(Base):
-    """One trade of a saved run (the fields of `runtime.backtest.result.Trade`)."""
+    """One trade of a saved run (the fields of `runtime.broker.result.Trade`)."""
 
     __tablename__ = "backtest_run_trades"
 

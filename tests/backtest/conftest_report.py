@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runtime.backtest.result import (
+from runtime.broker.result import (
     BacktestResult,
     Order,
     OrderTable,

@@ -20,7 +20,7 @@ from runtime.backtest.metrics import (
     iso_time,
     iso_times,
 )
-from runtime.backtest.result import BacktestResult, OrderTable, TradeTable
+from runtime.broker.result import BacktestResult, OrderTable, TradeTable
 
 
 def _pandas_ratios(result: BacktestResult, bar_ms: int) -> tuple[float, float, float, float]:

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "backtest"))
+sys.path.insert(0, str(ROOT / "tests" / "broker"))
 
 from sim_reference import bare_s1, load_csv, million_bars, s1_signals  # noqa: E402
 from test_sim_parity import demo_like, replay  # noqa: E402
 
-from runtime.backtest import sim  # noqa: E402
-from runtime.backtest.sim import simulate  # noqa: E402
+from runtime.broker import simulator as sim  # noqa: E402
+from runtime.broker.simulator import simulate  # noqa: E402
 from runtime.plan.model import Execution, PortfolioInput, SleeveInput  # noqa: E402
 
 
@@ -50,11 +50,10 @@ def s1(bars: dict[str, np.ndarray], el: np.ndarray, xl: np.ndarray, tf: str) -> 
 
 def kernel_only(pf: PortfolioInput) -> None:
     """The simulation without building the result objects (private API, for the breakdown only)."""
-    times, starts, ev_s, ev_j = sim._time_line(pf.sleeves)
-    engine = sim._Engine(pf, len(times), 32_000)
-    bt, o, h, lo, c, v, el, xl, es, xs, dist = sim._bar_arrays(pf.sleeves, False)
-    engine.ensure_room(len(times))
-    engine.run(0, len(times), times, starts, ev_s, ev_j, bt, (o, h, lo, c, v), (el, xl, es, xs), dist)
+    line = sim._time_line(pf.sleeves)
+    engine = sim._Engine(pf, len(line.times), 32_000)
+    engine.ensure_room(len(line.times))
+    engine.run(line, 0, len(line.times), sim._bar_arrays(pf.sleeves))
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "backtest"))
+sys.path.insert(0, str(ROOT / "tests" / "broker"))
 sys.path.insert(0, str(ROOT / "tests" / "run"))
 
 from sim_reference import bare_s1, load_csv, million_bars, s1_signals  # noqa: E402
@@ -53,7 +53,7 @@ BARE_SCRIPT = """
 import sys
 import numpy as np
 import pandas as pd
-sys.path.insert(0, {backtest!r})
+sys.path.insert(0, {broker!r})
 from sim_reference import bare_s1, s1_signals
 frame = pd.read_csv(sys.argv[1])
 o = frame["open"].to_numpy()
@@ -163,7 +163,7 @@ def main() -> None:
         spec = folder / "s1.strat"
         spec.write_text(S1.replace("timeframe: 1h", "timeframe: 1m"), encoding="utf-8")
         bare_script = folder / "bare_s1.py"
-        bare_script.write_text(BARE_SCRIPT.format(backtest=str(ROOT / "tests" / "backtest")))
+        bare_script.write_text(BARE_SCRIPT.format(broker=str(ROOT / "tests" / "broker")))
 
         # ---- S1 in process.
         def bare(count: int = n) -> tuple[int, float, float]:

@@ -10,8 +10,8 @@ import pytest
 from sim_builders import HOUR, T0
 from sim_reference import load_csv, loop_reference
 
-from runtime.backtest.result import BacktestResult
-from runtime.backtest.sim import Simulator, simulate, updates_from
+from runtime.broker.result import BacktestResult
+from runtime.broker.simulator import Simulator, simulate, updates_from
 from runtime.plan.model import (
     All,
     Any,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sim_builders import HOUR, T0, sleeve, solo
 
-from runtime.backtest.result import Trade
-from runtime.backtest.sim import simulate
+from runtime.broker.result import Trade
+from runtime.broker.simulator import simulate
 from runtime.plan.model import Bracket, Execution, Precision, Sizing
 
 FLAT = [100.0] * 6  # six bars at 100

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sim_reference import bare_s1, load_csv, s1_signals
 
-from runtime.backtest.sim import Simulator, simulate, updates_from
+from runtime.broker.simulator import Simulator, simulate, updates_from
 from runtime.plan.model import Execution, PortfolioInput, SleeveInput
 
 

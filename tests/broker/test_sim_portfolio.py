@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sim_builders import HOUR, T0, sleeve
 
-from runtime.backtest.result import RiskEvent
-from runtime.backtest.sim import simulate
+from runtime.broker.result import RiskEvent
+from runtime.broker.simulator import simulate
 from runtime.plan.model import Compare, PortfolioInput, RiskRule
 
 
