@@ -40,6 +40,7 @@ from runtime.broker import state as st
 from runtime.broker.accounting import finish_open
 from runtime.broker.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
 from runtime.broker.step import step_points
+from runtime.graph.timeline import timeline
 from runtime.plan.model import (
     All,
     Compare,
@@ -450,21 +451,15 @@ def _closes(sleeve: SleeveInput) -> np.ndarray:
 
 
 def _time_line(sleeves: Sequence[SleeveInput]) -> st.Points:
-    """Union of the sleeves' close times as `Points` over whole histories (column = bar index)."""
-    closes = [_closes(s) for s in sleeves]
-    if len(sleeves) == 1:
-        n = len(closes[0])
-        bars = np.arange(n, dtype=np.int64)
-        return st.Points(closes[0], np.arange(n + 1, dtype=np.int64), np.zeros(n, np.int64), bars, bars)
-    allc = np.concatenate(closes)
-    ev_s = np.concatenate([np.full(len(c), i, dtype=np.int64) for i, c in enumerate(closes)])
-    ev_j = np.concatenate([np.arange(len(c), dtype=np.int64) for c in closes])
-    # A stable sort keeps the spec order of sleeves whose bars close at the same time.
-    order = np.argsort(allc, kind="stable")
-    allc, ev_s, ev_j = allc[order], ev_s[order], ev_j[order]
-    times, first = np.unique(allc, return_index=True)
-    starts = np.append(first, len(allc)).astype(np.int64)
-    return st.Points(times, starts, ev_s, ev_j, ev_j)
+    """Union of the sleeves' close times as `Points` over whole histories (column = bar index).
+
+    The merge is the graph's one (`graph.timeline`), keeping the spec order of sleeves whose bars close at
+    the same time whatever their timeframes (the order the step loops over them).
+    """
+    line = timeline(
+        [s.time for s in sleeves], [timeframe_ms(s.timeframe) for s in sleeves], slower_first=False
+    )
+    return st.Points(line.times, line.starts, line.feed, line.bar, line.bar)
 
 
 def simulate(portfolio: PortfolioInput) -> BacktestResult:
