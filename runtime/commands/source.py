@@ -146,13 +146,16 @@ class Source:
         Rules are looked up after the candles were loaded (a download has just stored them); no database
         is created just to look.
         """
+        from runtime.store import store_exists
+
+        # Looked at before SQLAlchemy is imported: a run without a store pays nothing for the lookup.
+        if not store_exists(self.db_url):
+            return None
         from runtime.data.candles import market_symbol
         from runtime.store.markets import MarketStore
-        from runtime.store.schema import find_store
+        from runtime.store.schema import open_store
 
-        engine = find_store(self.db_url)
-        if engine is None:
-            return None
+        engine = open_store(self.db_url)
         exchange, pair = market_symbol(symbol)
         return MarketStore(engine).get(exchange or self.exchange, pair)
 

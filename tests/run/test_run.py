@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,16 @@ def test_synthetic_data_is_labelled(tmp_path: Path) -> None:
     summary = _run(ROOT / "library" / "ma_cross.strat", Path("synthetic"), tmp_path / "syn")
     assert summary["synthetic"] is True
     assert summary["bars"] > 1000
+
+
+def test_a_run_without_a_store_never_imports_sqlalchemy(shared_data: Path, tmp_path: Path) -> None:
+    # SQLAlchemy costs ~150 ms to import: a --no-save run over CSV data with no store must not pay it.
+    code = (
+        "import sys; from runtime.cli import main; "
+        f"rc = main(['run', {str(ROOT / 'specs' / 'portfolio.strat')!r}, '--data', {str(shared_data)!r}, "
+        f"'--no-report', '--no-save', '--out', {str(tmp_path / 'o')!r}]); "
+        "assert rc == 0, rc; assert 'sqlalchemy' not in sys.modules, 'sqlalchemy was imported'"
+    )
+    env = {**os.environ, "STRAT_DB_URL": f"sqlite:///{tmp_path / 'none' / 'x.db'}"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
