@@ -267,7 +267,8 @@ def _traded(loaded: list[_Loaded]) -> list[str]:
             longest = max(_windows(g), default=None)
             window = f" (longest window: {longest[1]}={longest[0]:,.0f})" if longest else ""
             idle.append(
-                f"{_pair(sl.symbol)} {sl.timeframe}: {bars:,} bars, the strategy's warm-up needs "
+                f"{_pair(sl.symbol)} {sl.timeframe}: {bars:,} bar{'' if bars == 1 else 's'}, the strategy's "
+                f"warm-up needs "
                 f"{g.warmup:,}{window}: no bar was traded"
             )
     if idle and len(idle) == len(loaded):
