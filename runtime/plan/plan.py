@@ -116,13 +116,14 @@ def plan(
                     "no bar was traded"
                 )
         loaded.append((sleeve, template, values, graph, candles))
-    loaded = _reach_further(loaded, load, start, end)
+    notes: list[str] = []
+    loaded = _reach_further(loaded, load, start, end, notes)
     # The range ends where the first feed ends: each feed keeps the bars that close by then.
     ends = {
         (i, clock): _end(c, clock) for i, (_, _, _, _, cs) in enumerate(loaded) for clock, c in cs.items()
     }
     stop = min([*ends.values(), *([end] if end is not None else [])])
-    notes = _end_notes(ends, stop, end)
+    notes += _end_notes(ends, stop, end)
     begin = None
     if start is None and len(loaded) > 1:
         # Without --from a portfolio starts where every sleeve has data; each sleeve keeps just its warm-up
@@ -177,11 +178,12 @@ def _begin(graph: Graph, candles: Mapping[Clock, Candles]) -> int:
 
 
 def _reach_further(
-    loaded: list[_Loaded], load: CandleLoader, start: int | None, end: int | None
+    loaded: list[_Loaded], load: CandleLoader, start: int | None, end: int | None, notes: list[str]
 ) -> list[_Loaded]:
     """Ask again, over the range the other feeds reach, for each feed ending well (`stale_ms`) before them.
 
-    The loader may then take another file (a finer timeframe's, resampled) that covers more of it.
+    The loader may then take another file (a finer timeframe's, resampled) that covers more of it; each
+    feed so replaced adds a line to `notes`.
     """
     reach = max(_end(c, k) for *_, candles in loaded for k, c in candles.items())
     reach = reach if end is None else min(reach, end)
@@ -195,6 +197,11 @@ def _reach_further(
                 other = load(clock.symbol, clock.timeframe, first, reach)
                 if len(other) and _end(other, clock) > _end(series, clock):
                     fresh[clock] = other
+                    notes.append(
+                        f"{_pair(clock.symbol)} {clock.timeframe} candles ended "
+                        f"{format_time(_end(series, clock))}; read again for the range the other feeds "
+                        f"reach, they now end {format_time(_end(other, clock))}"
+                    )
         again.append((sl, t, v, g, fresh))
     return again
 

@@ -184,8 +184,15 @@ def test_a_finer_file_feeds_a_range_the_timeframes_own_file_does_not_cover(
     assert capsys.readouterr().err == "csv BTC/USDT 1h from BTCUSDT-5m.csv (5m, resampled)\n"
 
 
-def test_a_portfolio_ends_where_every_feed_has_data(shared_data: Path, tmp_path: Path) -> None:
+def test_a_portfolio_ends_where_every_feed_has_data(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _run(str(ROOT / "specs" / "portfolio.strat"), "--data", str(shared_data), out=tmp_path) == 0
+    assert (
+        "csv BTC/USDT 4h from BTCUSDT-5m.csv (5m, resampled)\n"
+        "strat run: BTC/USDT 4h candles ended 2024-04-21 12:00; read again for the range the other feeds "
+        "reach, they now end 2024-09-06 04:00\n"
+    ) in capsys.readouterr().err
     summary = json.loads((tmp_path / "summary.json").read_text())
     # ETHUSDT-1h.csv ends first (its last bar opens 2024-09-06 03:00); BTC 4h comes from the 5m file.
     assert summary["end"] == "2024-09-06T04:00:00Z"
