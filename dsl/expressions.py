@@ -47,6 +47,9 @@ def shorten(text: str, width: int = 12) -> str:
     return text if len(text) <= width else text[:width] + "…"
 
 
+# The longest window a function may look back, bars: longer than any candle history (10 million 1m bars
+# are 19 years), and refused in the checker so that no run tries to allocate it (E025 past it).
+MAX_LENGTH = 10_000_000
 # The most operations one def call may expand to when written out as a tree (E014 past it).
 MAX_EXPANSION = 100_000
 # The comparison operators.
@@ -220,11 +223,18 @@ class Expressions:
         return self._positive(sig, arg, node, given)
 
     def _positive(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
-        """Lengths must be >= 1 and counts >= 0 wherever their value is known (E025)."""
+        """Lengths must be within 1..MAX_LENGTH and counts >= 0 wherever their value is known (E025)."""
         value = evaluate(node, self._defaults())
         floor = 1 if arg.role == "length" else 0
         if arg.role in ("length", "count") and isinstance(value, int | float) and not value >= floor:
             self.rep.add("E025", given.span, f"{arg.name} of {sig.name}() must be >= {floor}")
+            return False
+        if arg.role == "length" and isinstance(value, int | float) and value > MAX_LENGTH:
+            self.rep.add(
+                "E025",
+                given.span,
+                f"{arg.name} of {sig.name}() must be <= {MAX_LENGTH:,} bars (no data is longer)",
+            )
             return False
         return True
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from runtime.commands.source import (
     parse_time,
     report_note,
 )
+from runtime.data.times import format_time
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -71,13 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.add_argument("--timeframe", type=timeframe_arg, help="bar length, when the file name does not say")
     chk.set_defaults(handler=_check)
-
-
-def format_time(ms: int | None) -> str:
-    """Render UTC ms as `2024-01-01 00:00` ('-' for None)."""
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -154,7 +147,8 @@ def _csv_paths(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(path.glob("*.csv")))
+            # Only regular files hold candles (a directory may be named like one).
+            found.extend(p for p in sorted(path.glob("*.csv")) if p.is_file())
         elif path.is_file():
             found.append(path)
         else:
@@ -164,6 +158,7 @@ def _csv_paths(paths: list[Path]) -> list[Path]:
 
 def _import(args: argparse.Namespace) -> int:
     """Handler of `strat data import`: read, clean (reporting), store with the file's range covered."""
+    from runtime.data.candles import DataError
     from runtime.data.csvfiles import read_csv
     from runtime.data.validate import clean
     from runtime.store.candles import CandleStore
@@ -172,6 +167,10 @@ def _import(args: argparse.Namespace) -> int:
     store = CandleStore(open_store(args.db))
     for path in _csv_paths(args.files):
         candles, report = clean(read_csv(path, symbol=args.symbol, timeframe=args.timeframe))
+        # Impossible rows are dropped with a count; open times that do not fit the timeframe are refused.
+        problem = report.refusal(drop_bad_rows=True)
+        if problem:
+            raise DataError(f"{path}: {problem}")
         covered = (
             (int(candles.time[0]), int(candles.time[-1]) + candles.timeframe_ms) if len(candles) else None
         )

@@ -164,6 +164,8 @@ def _simulate(
     try:
         portfolio = select(program, args.strategy, args.capital)
         run_plan = plan(program, portfolio, source.candles, source.start, source.end, source.rules)
+        for note in run_plan.notes:
+            print(f"strat run: {note}", file=sys.stderr)
         if args.replay or any(sp.graph.needs_state for sp in run_plan.sleeves):
             # The bar-by-bar path is the long one: show its progress (on a terminal only).
             with _progress_bar() as (bar, task):

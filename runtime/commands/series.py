@@ -56,7 +56,7 @@ def _evaluate(args: argparse.Namespace, program: Program) -> int:
 
     from runtime.graph.compiler import compile_strategy
     from runtime.graph.drivers import Feeds, run_batch, run_stream
-    from runtime.plan.plan import RUN_ERRORS
+    from runtime.plan.plan import RUN_ERRORS, check_lookback
     from runtime.plan.select import select
 
     try:
@@ -68,6 +68,7 @@ def _evaluate(args: argparse.Namespace, program: Program) -> int:
             template, dict(sleeve.overrides), symbol=sleeve.symbol, timeframe=sleeve.timeframe
         )
         candles = {c: source.candles(c.symbol, c.timeframe, source.start, source.end) for c in graph.clocks}
+        check_lookback(graph, candles)
         feeds = Feeds(graph, candles)
     except RUN_ERRORS as error:
         print(f"strat series: {error}", file=sys.stderr)

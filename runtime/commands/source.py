@@ -21,7 +21,7 @@ import argparse
 import enum
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,9 +57,12 @@ class Source:
     api_url: str | None = None  # exchange REST base URL override (a proxy or a local test server)
     db_url: str | None = None  # store URL (None: $STRAT_DB_URL or the default SQLite file)
     fill_gaps: bool = False  # forward-fill missing bars with zero volume (marked filled)
+    drop_bad_rows: bool = False  # drop rows with impossible values (NaN, inf, price <= 0, volume < 0)
     start: int | None = None  # first open time asked for (--from), UTC ms; None: the policy's default
     end: int | None = None  # end of the range asked for (--to, exclusive), UTC ms; None: now
     seed: int = 0  # seed of the synthetic market
+    # symbol each CSV file without a market in its name fed so far (one file cannot feed two symbols)
+    unnamed: dict[Path, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Source:
@@ -79,6 +82,7 @@ class Source:
             api_url=args.exchange_url,
             db_url=args.db,
             fill_gaps=args.fill_gaps,
+            drop_bad_rows=args.drop_bad_rows,
             start=parse_time(args.start) if args.start else None,
             end=parse_time(args.end) if args.end else None,
         )
@@ -108,7 +112,7 @@ class Source:
         `feed` is an `ExchangeFeed` to use instead of creating one (tests pass one with a fake clock).
         """
         from runtime.data.candles import market_symbol
-        from runtime.data.loader import from_csv, prepare
+        from runtime.data.loader import Loaded, from_csv, prepare
 
         named_exchange, pair = market_symbol(symbol)
         exchange = named_exchange or self.exchange
@@ -129,15 +133,36 @@ class Source:
         else:
             assert self.path is not None  # a CSV source always has its path
             start, end = self.span(first, last, _wall_clock_ms())
-            raw = from_csv(self.path, pair, timeframe)
-        return prepare(raw, timeframe, start, end, fill_gaps=self.fill_gaps)
+            raw, path = from_csv(self.path, pair, timeframe, start, end)
+            self._feed_once(path, raw, pair)
+            loaded = prepare(
+                raw, timeframe, start, end, fill_gaps=self.fill_gaps, drop_bad_rows=self.drop_bad_rows
+            )
+            resampled = ", resampled" if raw.timeframe != timeframe else ""
+            return Loaded(loaded.candles, loaded.report, f"{path.name} ({raw.timeframe}{resampled})")
+        return prepare(raw, timeframe, start, end, fill_gaps=self.fill_gaps, drop_bad_rows=self.drop_bad_rows)
+
+    def _feed_once(self, path: Path, raw: Candles, symbol: str) -> None:
+        """Refuse a CSV file whose name says no market when it is asked to feed a second symbol."""
+        from runtime.data.candles import DataError
+        from runtime.data.csvfiles import name_market
+
+        if name_market(path) is not None:
+            return
+        fed = self.unnamed.setdefault(path, symbol)
+        if fed != symbol:
+            raise DataError(
+                f"--data {path}: its name says no market, so it can feed one symbol, but the spec reads "
+                f"{fed} and {symbol}; name the files SYMBOL-TIMEFRAME.csv (BTCUSDT-1h.csv) in a folder"
+            )
 
     def candles(self, symbol: str, timeframe: str, first: int | None, last: int | None) -> Candles:
-        """`load` for a command: the candles, with what validation found printed to stderr."""
+        """`load` for a command: the candles, with their file and what validation found printed to stderr."""
         loaded = self.load(symbol, timeframe, first, last)
         note = report_note(loaded.report)
-        if note:
-            print(f"{loaded.candles.label}: {note}", file=sys.stderr)
+        origin = f" from {loaded.origin}" if loaded.origin else ""
+        if note or origin:
+            print(f"{loaded.candles.label}{origin}" + (f": {note}" if note else ""), file=sys.stderr)
         return loaded.candles
 
     def rules(self, symbol: str) -> MarketRules | None:
@@ -180,6 +205,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="forward-fill missing bars at the previous close with zero volume (marked as filled)",
     )
+    group.add_argument(
+        "--drop-bad-rows",
+        action="store_true",
+        help="drop rows with impossible values (NaN, inf, price <= 0, volume < 0), printing how many; "
+        "by default such a file is refused",
+    )
     add_db_argument(group)
 
 
@@ -220,9 +251,13 @@ def report_note(report: CheckReport) -> str:
         for count, what in (
             (report.unsorted, "rows out of order (sorted)"),
             (report.duplicates, "duplicate timestamps (kept once)"),
+            (report.nonfinite, "rows with a NaN or infinite value (dropped)"),
             (report.nonpositive, "rows with non-positive prices (dropped)"),
+            (report.negative_volume, "rows with negative volume (dropped)"),
             (report.ohlc_errors, "OHLC inconsistencies (high/low widened)"),
+            (report.mixed_units, "timestamps in another unit (s/ms/µs) than the rest"),
             (report.misaligned, "timestamps not aligned to the timeframe"),
+            (report.crowded, "timestamps less than one bar after the previous one"),
             (report.gaps, f"gaps ({report.missing_bars} missing bars, longest {report.longest_gap_bars})"),
             (report.filled, "bars filled (zero volume)"),
             (report.zero_volume, "zero-volume bars"),

@@ -53,6 +53,9 @@ class Candles:
     # bool per bar, True where --fill-gaps invented the bar (forward-filled price, zero volume)
     filled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     synthetic: bool = False  # True when produced by the synthetic generator; shown wherever results are
+    # rows whose open time the file wrote in another unit (s, ms or µs) than most of its rows; read per
+    # row, counted so that validation refuses the file (set by `csvfiles.read_csv`, kept by no operation)
+    mixed_units: int = 0
 
     def __post_init__(self) -> None:
         """Coerce the columns to their dtypes, check their lengths and freeze them."""
@@ -174,11 +177,25 @@ class Candles:
         *,
         filled: np.ndarray | None = None,
         synthetic: bool = False,
+        mixed_units: int = 0,
     ) -> Candles:
         """Build from open times and the five price/volume columns in PRICE_COLUMNS order."""
         o, h, low, c, v = prices
         extra = {} if filled is None else {"filled": filled}
-        return cls(exchange, symbol, timeframe, time, o, h, low, c, v, synthetic=synthetic, **extra)
+        return cls(
+            exchange,
+            symbol,
+            timeframe,
+            time,
+            o,
+            h,
+            low,
+            c,
+            v,
+            synthetic=synthetic,
+            mixed_units=mixed_units,
+            **extra,
+        )
 
     @classmethod
     def empty(cls, exchange: str, symbol: str, timeframe: str, *, synthetic: bool = False) -> Candles:

@@ -1,8 +1,11 @@
 """Reading candles from CSV: plain `timestamp,open,high,low,close,volume` and Binance's raw kline files.
 
 The format is detected from the first line: a header or not, 6 columns (plain) or 12 (Binance kline
-dump, where the open time may be in ms or, since 2025, in µs). Files are named `SYMBOL-TIMEFRAME.csv`
-(`BTCUSDT-1h.csv`), or `SYMBOL-TIMEFRAME-anything.csv` as Binance names its monthly dumps.
+dump, where the open time may be in ms or, since 2025, in µs). The unit of each open time is told by
+its magnitude (`time_unit_scale`): seconds, ms and µs are all read, and a file mixing them has the rows
+outside its main unit counted (`Candles.mixed_units`) so that validation refuses it. Files are named
+`SYMBOL-TIMEFRAME.csv` (`BTCUSDT-1h.csv`), or `SYMBOL-TIMEFRAME-anything.csv` as Binance names its
+monthly dumps; anything else in a folder (a directory named `x.csv`, say) is not a candle file.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ import numpy as np
 from dsl.units import TIMEFRAMES
 from runtime.data.candles import PRICE_COLUMNS, Candles, DataError, split_pair
 
-# Open times above this are microseconds (1e14 ms would be the year 5138).
-_US_THRESHOLD = 100_000_000_000_000
+# Open times at or above this are microseconds (1e14 ms would be the year 5138, 1e14 µs is 1973).
+_US_FROM = 100_000_000_000_000
+# Open times from this up to _MS_FROM are seconds (1e9 s is 2001, 1e11 s is the year 5138); below it they
+# are ms of the first days of 1970, as tests and hand-made files write them.
+_S_FROM = 1_000_000_000
+# Open times at or above this are ms (1e11 ms is 1973).
+_MS_FROM = 100_000_000_000
 # `BTCUSDT-1h.csv`, `BTC_USDT-1h.csv`, `BTCUSDT-1h-2024-01.csv`.
 _NAME_RE = re.compile(r"^([A-Za-z0-9_]+)-(\d+[mhdw])(?:-.*)?\.csv$")
 # Header names accepted for the open-time column.
@@ -88,15 +96,36 @@ def read_csv(path: str | Path, symbol: str | None = None, timeframe: str | None 
     """
     path = Path(path)
     pending = _PREFETCHED.pop(_file_key(path), None)
-    time, prices = pending.result() if pending is not None else _read_columns(path)
+    raw, prices = pending.result() if pending is not None else _read_columns(path)
+    time, mixed = to_ms(raw)
     named = name_market(path)
     symbol = symbol or (named[0] if named else path.stem.upper())
     timeframe = timeframe or (named[1] if named else infer_timeframe(time))
-    return Candles.from_arrays("csv", symbol, timeframe, time, prices)
+    return Candles.from_arrays("csv", symbol, timeframe, time, prices, mixed_units=mixed)
+
+
+def time_unit_scale(raw: np.ndarray) -> np.ndarray:
+    """Per open time as written, the factor to ms of its unit told by magnitude: 1000 (s), 1 (ms), -1000 (µs).
+
+    A negative factor means "divide by its absolute value".
+    """
+    seconds = (raw >= _S_FROM) & (raw < _MS_FROM)
+    return np.where(seconds, 1000, np.where(raw < _US_FROM, 1, -1000))
+
+
+def to_ms(raw: np.ndarray) -> tuple[np.ndarray, int]:
+    """Open times as written (s, ms or µs, told per row) in ms, and how many rows are not in the main unit."""
+    scale = time_unit_scale(raw)
+    time = np.where(scale > 0, raw * np.maximum(scale, 1), raw // 1000)
+    if not len(scale):
+        return time, 0
+    # The file's unit is the one most rows use; the others are counted as mixed.
+    _, counts = np.unique(scale, return_counts=True)
+    return time, int(len(scale) - counts.max())
 
 
 def _read_columns(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The open times (ms) and the five price/volume columns of a CSV file, in file order."""
+    """The open times (as written) and the five price/volume columns of a CSV file, in file order."""
     import pandas as pd
 
     layout = sniff(path)
@@ -113,8 +142,6 @@ def _read_columns(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     except (ValueError, pd.errors.ParserError) as error:
         raise DataError(_bad_cell(path, layout) or f"{path}: {error}") from None
     time = frame[layout.usecols[0]].to_numpy(np.int64)
-    if len(time) and int(time.max()) > _US_THRESHOLD:
-        time = time // 1000
     return time, [frame[c].to_numpy(np.float64) for c in layout.usecols[1:]]
 
 
@@ -217,6 +244,31 @@ def list_files(directory: Path) -> dict[tuple[str, str], Path]:
     found: dict[tuple[str, str], Path] = {}
     for path in sorted(directory.glob("*.csv")):
         named = name_market(path)
-        if named is not None:
+        # Only regular files hold candles (a directory may be named like one).
+        if named is not None and path.is_file():
             found.setdefault(named, path)
     return found
+
+
+def peek_span(path: Path) -> tuple[int, int] | None:
+    """Open times (ms) of the first and the last row of a CSV file, read without parsing it whole.
+
+    None when either row does not start with an integer time (the file is then judged when read).
+    """
+    layout = sniff(path)
+    with path.open("rb") as handle:
+        head = handle.read(4096).decode("utf-8", "replace").splitlines()
+        handle.seek(0, 2)
+        handle.seek(max(handle.tell() - 4096, 0))
+        tail = [line for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    rows = head[1:] if layout.header else head
+    if not rows or not tail:
+        return None
+    times = []
+    for line in (rows[0], tail[-1]):
+        text = line.split(",")[layout.usecols[0]].strip().strip('"') if "," in line else ""
+        if not text.isdigit():
+            return None
+        times.append(int(text))
+    first, last = to_ms(np.array(times, dtype=np.int64))[0]
+    return int(first), int(last)

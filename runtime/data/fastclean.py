@@ -20,9 +20,12 @@ class Scan(NamedTuple):
     """The counts of one pass over a series (see `scan`)."""
 
     unsorted: int  # rows whose open time is not after the previous row's
-    nonpositive: int  # rows with a price <= 0
+    nonfinite: int  # rows with a NaN or infinite price or volume
+    nonpositive: int  # rows with finite values and a price <= 0
+    negative_volume: int  # rows with finite values, positive prices and a volume < 0
     ohlc_errors: int  # rows whose high is below open/close or low above them
     misaligned: int  # open times that are not a multiple of the bar length
+    crowded: int  # rows less than one bar length after the previous row (a finer timeframe's)
     gaps: int  # runs of missing bars (meaningful only when nothing is unsorted)
     missing_bars: int  # bars missing in all gaps together
     longest_gap_bars: int  # bars missing in the longest gap
@@ -39,22 +42,31 @@ def _scan(
     v: np.ndarray,
     filled: np.ndarray,
     step: int,
-) -> tuple[int, int, int, int, int, int, int, int]:  # pragma: no cover
+) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:  # pragma: no cover
     """The counts of `Scan`, in its field order."""
-    unsorted = nonpositive = ohlc = misaligned = gaps = missing = longest = zero = 0
+    unsorted = nonfinite = nonpositive = negative = ohlc = misaligned = crowded = 0
+    gaps = missing = longest = zero = 0
     for i in range(time.shape[0]):
         if i > 0:
             spacing = time[i] - time[i - 1]
             if spacing <= 0:
                 unsorted += 1
+            elif spacing < step:
+                crowded += 1
             else:
                 skipped = spacing // step - 1
                 if skipped > 0:
                     gaps += 1
                     missing += skipped
                     longest = max(longest, skipped)
-        if not (o[i] > 0 and h[i] > 0 and lo[i] > 0 and c[i] > 0):
+        # Each impossible row counts once, under its first defect in this order.
+        if not (np.isfinite(o[i]) and np.isfinite(h[i]) and np.isfinite(lo[i]) and np.isfinite(c[i])
+                and np.isfinite(v[i])):  # fmt: skip
+            nonfinite += 1
+        elif not (o[i] > 0 and h[i] > 0 and lo[i] > 0 and c[i] > 0):
             nonpositive += 1
+        elif v[i] < 0:
+            negative += 1
         top = max(o[i], c[i])
         bottom = min(o[i], c[i])
         if h[i] < top or lo[i] > bottom:
@@ -63,7 +75,7 @@ def _scan(
             misaligned += 1
         if not filled[i] and v[i] == 0:
             zero += 1
-    return unsorted, nonpositive, ohlc, misaligned, gaps, missing, longest, zero
+    return unsorted, nonfinite, nonpositive, negative, ohlc, misaligned, crowded, gaps, missing, longest, zero
 
 
 def scan(
@@ -74,6 +86,14 @@ def scan(
 ) -> Scan:
     """Count the defects of a series in one pass: open times (ms), (open, high, low, close, volume)."""
     return Scan(*_SCAN(time, *prices, filled, step))
+
+
+def bad_rows(prices: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Bool mask of the rows `scan` counts as impossible: a non-finite value, a price <= 0, a volume < 0."""
+    o, h, lo, c, v = prices
+    finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v)
+    with np.errstate(invalid="ignore"):
+        return ~(finite & (o > 0) & (h > 0) & (lo > 0) & (c > 0) & (v >= 0))
 
 
 @njit(cache=True, nogil=True)

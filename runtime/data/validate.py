@@ -1,9 +1,14 @@
 """Validation and cleaning of candle series: every defect is counted and reported, nothing is silent.
 
 `check` only looks; `clean` returns the repaired series together with the report of what it found:
-rows sorted, duplicate open times kept once (the last one), rows with non-positive prices dropped, high/low
-widened where they do not contain open and close, gaps counted (and forward-filled with zero volume
-only when asked), spikes and zero-volume bars flagged but kept.
+rows sorted, duplicate open times kept once (the last one), impossible rows dropped (a NaN or infinite
+value, a price <= 0, a volume < 0), high/low widened where they do not contain open and close, gaps
+counted (and forward-filled with zero volume only when asked), spikes and zero-volume bars flagged but kept.
+
+Some findings change results and cannot be repaired without a decision: impossible rows (dropping them is
+a policy the user states, `--drop-bad-rows`), and open times that do not fit the timeframe (not on its
+grid, less than one bar apart, or in mixed units): `CheckReport.refusal` says why such a series must not
+be used, and the loader refuses it.
 """
 
 from __future__ import annotations
@@ -37,8 +42,12 @@ class CheckReport:
     gaps: int  # runs of missing bars between consecutive distinct open times
     missing_bars: int  # bars missing in all gaps together
     longest_gap_bars: int  # bars missing in the longest gap
+    crowded: int  # rows less than one bar length after the previous one (the file is of a finer timeframe)
+    mixed_units: int  # rows whose open time is in another unit (s, ms, µs) than most rows
     ohlc_errors: int  # rows whose high is below open/close or low above them
-    nonpositive: int  # rows with a price <= 0 (dropped)
+    nonfinite: int  # rows with a NaN or infinite price or volume (a short row reads as NaN; dropped)
+    nonpositive: int  # rows with finite values and a price <= 0 (dropped)
+    negative_volume: int  # rows with finite values, positive prices and a volume < 0 (dropped)
     zero_volume: int  # rows with volume == 0 (kept)
     spikes: int  # isolated log-return outliers (kept, flagged)
     spike_times: tuple[int, ...]  # open times of the spike bars, UTC ms
@@ -49,8 +58,38 @@ class CheckReport:
     def ok(self) -> bool:
         """True when nothing needed repairing (gaps, spikes and zero volume are facts, not errors)."""
         return not (
-            self.unsorted or self.duplicates or self.misaligned or self.ohlc_errors or self.nonpositive
+            self.unsorted
+            or self.duplicates
+            or self.ohlc_errors
+            or self.bad_rows
+            or self.refusal(drop_bad_rows=True)
         )
+
+    @property
+    def bad_rows(self) -> int:
+        """Rows dropped as impossible: a non-finite value, a price <= 0 or a volume < 0."""
+        return self.nonfinite + self.nonpositive + self.negative_volume
+
+    def refusal(self, *, drop_bad_rows: bool) -> str | None:
+        """Why the series must not be used as it is, or None (`drop_bad_rows`: impossible rows may go).
+
+        Open times that do not fit the timeframe are always refused: the file is of another timeframe or
+        its times are written wrongly, and no repair would give the bars it meant.
+        """
+        times = (
+            (self.mixed_units, "open times in another unit (s, ms, µs) than the rest of the file"),
+            (self.crowded, f"open times less than one {self.timeframe} bar after the previous one"),
+            (self.misaligned, f"open times off the {self.timeframe} grid"),
+        )
+        found = [f"{count} {what}" for count, what in times if count]
+        if found:
+            return "; ".join(found) + f": is this {self.timeframe} data? (strat data check shows more)"
+        if self.bad_rows and not drop_bad_rows:
+            return (
+                f"{self.bad_rows} rows with impossible values ({bad_values_text(self)}): "
+                "fix the file, or pass --drop-bad-rows to drop them"
+            )
+        return None
 
     def to_json(self) -> dict[str, object]:
         """The report as a JSON-ready mapping (spike times as a list)."""
@@ -64,26 +103,36 @@ def check(candles: Candles) -> CheckReport:
     return clean(candles)[1]
 
 
+def bad_values_text(report: CheckReport) -> str:
+    """The impossible rows of a report by kind, e.g. `3 NaN or infinite, 1 negative volume`."""
+    kinds = (
+        (report.nonfinite, "NaN or infinite"),
+        (report.nonpositive, "price <= 0"),
+        (report.negative_volume, "negative volume"),
+    )
+    return ", ".join(f"{count} {what}" for count, what in kinds if count)
+
+
 def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckReport]:
     """Return the repaired series and the report of what was found (see the module docstring)."""
-    from runtime.data.fastclean import scan
+    from runtime.data.fastclean import bad_rows, scan
 
     step = candles.timeframe_ms
     # One compiled pass counts everything; rows are only reordered or dropped when it found a reason.
     first = scan(candles.time, _prices(candles), candles.filled, step)
-    series, duplicates, nonpositive, counts = candles, 0, 0, first
-    if first.unsorted or first.nonpositive:
+    series, duplicates, counts = candles, 0, first
+    bad = first.nonfinite + first.nonpositive + first.negative_volume
+    if first.unsorted or bad:
         # Sort stably, then keep the last row of each open time (a later row is the corrected one).
         ordered = candles.take(np.argsort(candles.time, kind="stable")) if first.unsorted else candles
         keep_last = np.ones(len(ordered), dtype=bool)
         keep_last[:-1] = ordered.time[1:] != ordered.time[:-1]
         duplicates = int(len(ordered) - np.count_nonzero(keep_last))
         series = ordered.take(keep_last) if duplicates else ordered
-        # Rows with a non-positive price cannot be traded or logged: drop them.
-        positive = (series.open > 0) & (series.high > 0) & (series.low > 0) & (series.close > 0)
-        nonpositive = int(len(series) - np.count_nonzero(positive))
-        if nonpositive:
-            series = series.take(positive)
+        # Impossible rows cannot be traded or logged: drop them (the loader refuses them unless asked).
+        impossible = bad_rows(_prices(series))
+        if impossible.any():
+            series = series.take(~impossible)
         # The remaining counts are those of the repaired rows.
         counts = scan(series.time, _prices(series), series.filled, step)
     # High and low must bound open and close: widen them where they do not.
@@ -108,8 +157,12 @@ def clean(candles: Candles, *, fill_gaps: bool = False) -> tuple[Candles, CheckR
         gaps=counts.gaps,
         missing_bars=counts.missing_bars,
         longest_gap_bars=counts.longest_gap_bars,
+        crowded=counts.crowded,
+        mixed_units=candles.mixed_units,
         ohlc_errors=counts.ohlc_errors,
-        nonpositive=nonpositive,
+        nonfinite=first.nonfinite,
+        nonpositive=first.nonpositive,
+        negative_volume=first.negative_volume,
         zero_volume=counts.zero_volume,
         spikes=int(np.count_nonzero(spike_mask)),
         spike_times=tuple(int(t) for t in series.time[~series.filled][spike_mask]),

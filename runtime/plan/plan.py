@@ -2,6 +2,17 @@
 
 Candles come through an injected loader and trading rules through an injected lookup, so the plan knows
 no data source, store or command line.
+
+A run's range is where every feed it reads has data. It ends where the first feed ends (each feed keeps
+only the bars that close by then), so no position is ever marked at a price a feed stopped updating long
+before; a feed that ends before the others is first asked again for the range they reach, which lets a
+loader read a finer file that covers it. Inside the range a feed may have gaps: an exchange outage leaves
+hours, at most a day and a half, without candles (33 1h bars in Binance's BTC/USDT, 2018), which the
+data report counts; a feed without a candle for longer than `stale_ms` (three days, or three bars of a
+longer timeframe) is stale there, and the run is refused with the gap named (`--fill-gaps` carries the
+last price over it instead). A run that could trade no bar at all (too few bars for the warm-up, an
+empty range) is refused with the reason; a lookback longer than the data is refused before anything is
+allocated for it.
 """
 
 from __future__ import annotations
@@ -11,11 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl.ir import PortfolioIR, Program, RiskRuleIR, SleeveIR, StrategyIR
-from dsl.units import parse_symbol
-from runtime.data.candles import DataError
+from dsl.units import format_duration, parse_symbol
+from runtime.data.candles import Candles, DataError
 from runtime.data.markets import MarketRules
-from runtime.graph.compiler import CompileError, Graph, compile_strategy
+from runtime.data.times import format_time
+from runtime.graph.compiler import Clock, CompileError, Graph, compile_strategy
 from runtime.graph.drivers import Feeds
+from runtime.ops.registry import OPERATORS
 from runtime.plan.select import RunError
 
 # Loads candles for a clock: (symbol "EXCHANGE:BASE/QUOTE", timeframe, start ms, end ms) → candles.
@@ -27,6 +40,17 @@ RulesLookup = Callable[[str], "MarketRules | None"]
 RUN_ERRORS: tuple[type[Exception], ...] = (
     RunError, CompileError, DataError, FileNotFoundError, ValueError, ConnectionError,
 )  # fmt: skip
+
+
+# A feed without a candle for longer than this inside a run's range is stale (see the module docstring).
+STALE_MS = 3 * 86_400_000
+# ... or for longer than this many of its bars, when that is longer (timeframes above a day).
+STALE_BARS = 3
+
+
+def stale_ms(timeframe_ms: int) -> int:
+    """The longest time a feed of bars `timeframe_ms` long may go without a candle inside a run, ms."""
+    return max(STALE_MS, STALE_BARS * timeframe_ms)
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class RunPlan:
     rebalance_ms: int | None  # rebalancing period, ms; None = never
     risk: tuple[RiskRuleIR, ...]  # risk rules
     sleeves: tuple[SleevePlan, ...]  # sleeves in spec order
+    notes: tuple[str, ...] = ()  # what the plan decided about the range that the user should read
 
     @property
     def synthetic(self) -> bool:
@@ -68,9 +93,12 @@ def plan(
 ) -> RunPlan:
     """Compile every sleeve and load the candles of every clock it reads (with warm-up history).
 
-    `rules` finds the exchange's trading rules of a symbol (quantity step, minimums); sleeves whose
-    symbol has none trade fractional units freely.
+    The range is cut to where every feed has data (see the module docstring). `rules` finds the
+    exchange's trading rules of a symbol (quantity step, minimums); sleeves whose symbol has none trade
+    fractional units freely. Raises RunError when nothing could be traded or a feed is stale.
     """
+    if start is not None and end is not None and start >= end:
+        raise RunError(f"--from {format_time(start)} is not before --to {format_time(end)}: no bar to trade")
     loaded = []
     for sleeve in portfolio.sleeves:
         template = program.strategy(sleeve.strategy)
@@ -81,25 +109,183 @@ def plan(
         # Load history before the start so that the first decision can come at the start itself.
         first = None if start is None else start - graph.warmup * graph.base.ms
         candles = {clock: load(clock.symbol, clock.timeframe, first, end) for clock in graph.clocks}
-        if len(candles[graph.base]) == 0:
-            raise RunError(f"no {sleeve.symbol} {sleeve.timeframe} candles in the requested range")
+        for clock, series in candles.items():
+            if len(series) == 0:
+                raise RunError(
+                    f"no {_pair(clock.symbol)} {clock.timeframe} candle in the requested range: "
+                    "no bar was traded"
+                )
         loaded.append((sleeve, template, values, graph, candles))
+    notes: list[str] = []
+    loaded = _reach_further(loaded, load, start, end, notes)
+    # The range ends where the first feed ends: each feed keeps the bars that close by then.
+    ends = {
+        (i, clock): _end(c, clock) for i, (_, _, _, _, cs) in enumerate(loaded) for clock, c in cs.items()
+    }
+    stop = min([*ends.values(), *([end] if end is not None else [])])
+    notes += _end_notes(ends, stop, end)
+    begin = None
     if start is None and len(loaded) > 1:
         # Without --from a portfolio starts where every sleeve has data; each sleeve keeps just its warm-up
         # history before that, so no sleeve trades alone for years and dilutes the portfolio's figures.
-        begin = max(int(c[g.base].time[0]) + g.warmup * g.base.ms for _, _, _, g, c in loaded)
-        loaded = [
-            (sl, t, v, g, {k: c.slice(begin - g.warmup * g.base.ms, None) for k, c in candles.items()})
-            for sl, t, v, g, candles in loaded
-        ]
+        begin = max(_begin(g, c) for _, _, _, g, c in loaded)
+    loaded = [
+        (
+            sl,
+            t,
+            v,
+            g,
+            {
+                k: c.slice(None if begin is None else begin - g.warmup * g.base.ms, stop - k.ms + 1)
+                for k, c in candles.items()
+            },
+        )
+        for sl, t, v, g, candles in loaded
+    ]
+    notes += _traded(loaded)
+    for _, _, _, g, candles in loaded:
+        check_lookback(g, candles)
+        for clock, series in candles.items():
+            _check_fresh(clock, series)
     sleeves = [
         SleevePlan(sl, t, v, g, Feeds(g, c), rules(sl.symbol) if rules is not None else None)
         for sl, t, v, g, c in loaded
     ]
     quote = portfolio.quote or _quote(portfolio.sleeves[0].symbol)
     return RunPlan(
-        portfolio.name, portfolio.capital, quote, portfolio.rebalance_ms, portfolio.risk, tuple(sleeves)
+        portfolio.name,
+        portfolio.capital,
+        quote,
+        portfolio.rebalance_ms,
+        portfolio.risk,
+        tuple(sleeves),
+        tuple(notes),
     )
+
+
+# One sleeve while planned: its spec, template, param values, graph and candles per clock.
+_Loaded = tuple[SleeveIR, StrategyIR, dict[str, float], Graph, dict[Clock, Candles]]
+
+
+def _end(candles: Candles, clock: Clock) -> int:
+    """When the last bar of a feed closes, UTC ms."""
+    return int(candles.time[-1]) + clock.ms
+
+
+def _begin(graph: Graph, candles: Mapping[Clock, Candles]) -> int:
+    """The first time a sleeve can decide: its first base bar plus its warm-up, UTC ms."""
+    return int(candles[graph.base].time[0]) + graph.warmup * graph.base.ms
+
+
+def _reach_further(
+    loaded: list[_Loaded], load: CandleLoader, start: int | None, end: int | None, notes: list[str]
+) -> list[_Loaded]:
+    """Ask again, over the range the other feeds reach, for each feed ending well (`stale_ms`) before them.
+
+    The loader may then take another file (a finer timeframe's, resampled) that covers more of it; each
+    feed so replaced adds a line to `notes`.
+    """
+    reach = max(_end(c, k) for *_, candles in loaded for k, c in candles.items())
+    reach = reach if end is None else min(reach, end)
+    begin = start if start is not None else max(_begin(g, c) for _, _, _, g, c in loaded)
+    again = []
+    for sl, t, v, g, candles in loaded:
+        first = begin - g.warmup * g.base.ms
+        fresh = dict(candles)
+        for clock, series in candles.items():
+            if _end(series, clock) < reach - stale_ms(clock.ms):
+                other = load(clock.symbol, clock.timeframe, first, reach)
+                if len(other) and _end(other, clock) > _end(series, clock):
+                    fresh[clock] = other
+                    notes.append(
+                        f"{_pair(clock.symbol)} {clock.timeframe} candles ended "
+                        f"{format_time(_end(series, clock))}; read again for the range the other feeds "
+                        f"reach, they now end {format_time(_end(other, clock))}"
+                    )
+        again.append((sl, t, v, g, fresh))
+    return again
+
+
+def _end_notes(ends: Mapping[tuple[int, Clock], int], stop: int, end: int | None) -> list[str]:
+    """Say where the range ends when a feed ends it well before the others or before --to."""
+    later = max(ends.values())
+    limit = end if end is not None else later
+    short = [(k, e) for (_, k), e in ends.items() if e == stop]
+    if not short or limit - stop <= min(stale_ms(k.ms) for k, _ in short):
+        return []
+    clock = short[0][0]
+    asked = (
+        f"--to {format_time(end)}"
+        if end is not None and end <= later
+        else f"other feeds to {format_time(later)}"
+    )
+    return [
+        f"the run ends {format_time(stop)}, where the {_pair(clock.symbol)} {clock.timeframe} candles end "
+        f"({asked})"
+    ]
+
+
+def _check_fresh(clock: Clock, series: Candles) -> None:
+    """Refuse a feed with no candle for longer than `stale_ms` inside the range (RunError naming the gap)."""
+    if len(series) < 2:
+        return
+    spacing = series.time[1:] - series.time[:-1]
+    worst = int(spacing.argmax())
+    if int(spacing[worst]) - clock.ms > stale_ms(clock.ms):
+        after, before = int(series.time[worst]) + clock.ms, int(series.time[worst + 1])
+        raise RunError(
+            f"{_pair(clock.symbol)} {clock.timeframe}: no candle from {format_time(after)} to "
+            f"{format_time(before)} ({format_duration(before - after)}): the feed is stale there; pass "
+            "--fill-gaps to carry its last price over the gap, or choose --from/--to around it"
+        )
+
+
+def _windows(graph: Graph) -> list[tuple[float, str, Clock]]:
+    """Every window length of the graph's functions: (bars, `sma() length`, the clock it counts bars of)."""
+    found = []
+    for node in graph.nodes:
+        if node.kind != "op" or node.name not in OPERATORS:
+            continue
+        operator = OPERATORS[node.name]
+        roles = {a.name: a.role for a in operator.signature.args}
+        for (name, _), value in zip(operator.params, node.params, strict=False):
+            if roles.get(name) == "length":
+                found.append((value, f"{operator.name}() {name}", graph.clocks[node.clock]))
+    return found
+
+
+def check_lookback(graph: Graph, candles: Mapping[Clock, Candles]) -> None:
+    """Refuse a function whose window is longer than the bars of its clock (before anything allocates it)."""
+    for value, what, clock in _windows(graph):
+        bars = len(candles[clock])
+        if value > bars:
+            raise RunError(
+                f"{what}={value:,.0f} looks back further than the {bars:,} {_pair(clock.symbol)} "
+                f"{clock.timeframe} bars in the range"
+            )
+
+
+def _traded(loaded: list[_Loaded]) -> list[str]:
+    """Notes on sleeves that can trade no bar; RunError when no sleeve can trade any."""
+    idle = []
+    for sl, _, _, g, candles in loaded:
+        bars = len(candles[g.base])
+        if bars <= g.warmup:
+            longest = max(_windows(g), default=None)
+            window = f" (longest window: {longest[1]}={longest[0]:,.0f})" if longest else ""
+            idle.append(
+                f"{_pair(sl.symbol)} {sl.timeframe}: {bars:,} bar{'' if bars == 1 else 's'}, the strategy's "
+                f"warm-up needs "
+                f"{g.warmup:,}{window}: no bar was traded"
+            )
+    if idle and len(idle) == len(loaded):
+        raise RunError("; ".join(idle))
+    return idle
+
+
+def _pair(symbol: str) -> str:
+    """`BASE/QUOTE` of a spec symbol."""
+    return symbol.split(":", 1)[-1]
 
 
 def _quote(symbol: str) -> str:

@@ -98,7 +98,7 @@ def test_source_candles_a_csv_directory_resamples_and_reports(
     hourly = read_csv(shared_data / "ETHUSDT-1h.csv").slice(start, end)
     assert len(candles) == 12 and candles.timeframe == "4h"
     assert candles.high[0] == hourly.high[:4].max() and candles.close[-1] == hourly.close[-1]
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err == "csv ETH/USDT 4h from ETHUSDT-1h.csv (1h, resampled)\n"
 
 
 def test_source_candles_fills_gaps_when_asked(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,8 +108,9 @@ def test_source_candles_fills_gaps_when_asked(shared_data: Path, capsys: pytest.
     filled = _source("--data", path, "--fill-gaps").candles("BTC/USDT", "1h", start, end)
     assert (len(plain), len(filled), int(filled.filled.sum())) == (39, 72, 33)
     assert capsys.readouterr().err == (
-        "csv BTC/USDT 1h: 1 gaps (33 missing bars, longest 33)\n"
-        "csv BTC/USDT 1h: 1 gaps (33 missing bars, longest 33); 33 bars filled (zero volume)\n"
+        "csv BTC/USDT 1h from BTCUSDT-1h.csv (1h): 1 gaps (33 missing bars, longest 33)\n"
+        "csv BTC/USDT 1h from BTCUSDT-1h.csv (1h): 1 gaps (33 missing bars, longest 33); "
+        "33 bars filled (zero volume)\n"
     )
 
 
