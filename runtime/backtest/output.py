@@ -12,6 +12,7 @@ byte-identical files.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -38,10 +39,24 @@ ORDER_COLUMNS = (
 RISK_COLUMNS = ("time", "scope", "rule", "action", "values")
 
 
-def default_out_dir(spec_path: str | Path, now: datetime | None = None) -> Path:
-    """`reports/<spec stem>-<UTC time>/`, relative to the current directory."""
+def new_out_dir(spec_path: str | Path, now: datetime | None = None, root: str | Path = "reports") -> Path:
+    """Create and return a fresh run folder `<root>/<spec stem>-<UTC time>/` (relative to the current dir).
+
+    The folder is created atomically (`mkdir` without `exist_ok`), so two runs started in the same second
+    never share one: the second gets `-2`, the next `-3`, and so on.
+    """
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("reports") / f"{Path(spec_path).stem}-{stamp}"
+    base = Path(root) / f"{Path(spec_path).stem}-{stamp}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count(1):
+        folder = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            # Another run (or an earlier one) owns this name: try the next suffix.
+            continue
+        return folder
+    raise AssertionError("unreachable")  # pragma: no cover (itertools.count never ends)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"strat run: {args.spec}: no such file", file=sys.stderr)
         return 2
     # Where the outputs go is checked before anything is computed, so no finished run is lost.
-    problem = out_problem(Path(args.out)) if args.out else None
+    problem = out_problem(Path(args.out or "reports"))
     if problem:
-        print(f"strat run: --out {args.out}: {problem}", file=sys.stderr)
+        print(f"strat run: {'--out ' + args.out if args.out else 'reports'}: {problem}", file=sys.stderr)
         return 2
     began = time.perf_counter()
     with batch_process() as settle:
@@ -153,7 +153,7 @@ def _simulate(
 
     from runtime.backtest.drive import backtest, replay, warm_kernels
     from runtime.backtest.metrics import compute_metrics
-    from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+    from runtime.backtest.output import new_out_dir, print_summary, write_outputs
     from runtime.plan.plan import RUN_ERRORS, plan
     from runtime.plan.select import select
 
@@ -175,7 +175,7 @@ def _simulate(
         return 1
     bar_ms = min(sp.graph.base.ms for sp in run_plan.sleeves)
     summary = compute_metrics(result, bar_ms)
-    out = Path(args.out) if args.out else default_out_dir(args.spec)
+    out = Path(args.out) if args.out else new_out_dir(args.spec)
     write_outputs(result, summary, out)
     if not args.no_report:
         from runtime.backtest.report import write_report

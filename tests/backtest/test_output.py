@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from runtime.backtest import output
 from runtime.backtest.metrics import compute_metrics
-from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+from runtime.backtest.output import new_out_dir, print_summary, write_outputs
 
 
 def _write(tmp_path: Path, name: str = "out", synthetic: bool = False) -> Path:
@@ -86,10 +87,27 @@ def test_identical_runs_give_identical_files(tmp_path: Path) -> None:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_default_out_dir_uses_spec_stem_and_utc_time() -> None:
+def test_new_out_dir_uses_spec_stem_and_utc_time(tmp_path: Path) -> None:
     now = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
-    assert default_out_dir("specs/portfolio.strat", now) == Path("reports/portfolio-20240506T070809Z")
-    assert default_out_dir(Path("a/b/s1.strat")).parent == Path("reports")
+    folder = new_out_dir("specs/portfolio.strat", now, tmp_path / "reports")
+    assert folder == tmp_path / "reports/portfolio-20240506T070809Z"
+    assert folder.is_dir()
+    # The same second again: a fresh folder with a suffix, never the first one.
+    assert new_out_dir(Path("a/b/portfolio.strat"), now, tmp_path / "reports").name == "portfolio-20240506T070809Z-2"
+
+
+def _made(root: str) -> str:
+    """Create a run folder for the same spec and second (in a worker process); its name."""
+    return new_out_dir("specs/demo.strat", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), root).name
+
+
+def test_parallel_runs_in_one_second_get_distinct_folders(tmp_path: Path) -> None:
+    # 8 processes creating the run folder of the same spec in the same second: 8 distinct folders.
+    with ProcessPoolExecutor(max_workers=8) as pool:
+        names = list(pool.map(_made, [str(tmp_path)] * 8))
+    expected = {"demo-20240506T070809Z"} | {f"demo-20240506T070809Z-{i}" for i in range(2, 9)}
+    assert set(names) == expected
+    assert {p.name for p in tmp_path.iterdir()} == expected
 
 
 def test_console_summary_marks_synthetic_data() -> None:
