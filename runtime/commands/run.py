@@ -149,15 +149,14 @@ def _simulate(
     settle: Callable[[], None],
 ) -> int:
     """Plan and simulate a checked program, then write and save the results (`settle`: see tuning)."""
-    from rich.console import Console
-
     from runtime.backtest.drive import backtest, replay, warm_kernels
     from runtime.backtest.metrics import compute_metrics
-    from runtime.backtest.output import new_out_dir, print_summary, write_outputs
+    from runtime.backtest.output import make_console, new_out_dir, print_summary, write_outputs
+    from runtime.plan.inputs import market_pair
     from runtime.plan.plan import RUN_ERRORS, plan
     from runtime.plan.select import select
 
-    console = Console()
+    console = make_console()
     # numba's one-time setup runs now, while a prefetched CSV file may still be parsing.
     warm_kernels()
     settle()
@@ -180,10 +179,10 @@ def _simulate(
     if not args.no_report:
         from runtime.backtest.report import write_report
 
-        candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
+        candles = {market_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
         title = Path(args.spec).stem
         write_report(result, summary, candles, out / "report.html", title=title)  # type: ignore[arg-type]
-    print_summary(summary, console)
+    print_summary(summary, console, alerts=len(result.alerts))
     if not args.no_save:
         _save(args, source, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
@@ -200,11 +199,6 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
     columns = (TextColumn("replaying bars"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         yield bar, bar.add_task("replay", total=None)
-
-
-def _pair(symbol: str) -> str:
-    """`BASE/QUOTE` of a spec symbol."""
-    return symbol.split(":", 1)[-1]
 
 
 def _save(
