@@ -7,6 +7,7 @@ report.html into the output folder, and saves the run in the store (`strat runs`
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -162,7 +163,10 @@ def _simulate(
     settle()
     try:
         portfolio = select(program, args.strategy, args.capital)
-        run_plan = plan(program, portfolio, source.candles, source.start, source.end, source.rules)
+        # The validation note of every candle series loaded, by label, for the report's data section.
+        notes: dict[str, str] = {}
+        load = functools.partial(source.candles, notes=notes)
+        run_plan = plan(program, portfolio, load, source.start, source.end, source.rules)
         if args.replay or any(sp.graph.needs_state for sp in run_plan.sleeves):
             # The bar-by-bar path is the long one: show its progress (on a terminal only).
             with _progress_bar() as (bar, task):
@@ -177,11 +181,18 @@ def _simulate(
     out = Path(args.out) if args.out else new_out_dir(args.spec)
     write_outputs(result, summary, out)
     if not args.no_report:
-        from runtime.backtest.report import write_report
+        from runtime.backtest.report import plotted_lines, run_setup, write_report
 
         candles = {market_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
-        title = Path(args.spec).stem
-        write_report(result, summary, candles, out / "report.html", title=title)  # type: ignore[arg-type]
+        write_report(
+            result,
+            summary,
+            candles,  # type: ignore[arg-type]
+            out / "report.html",
+            title=run_plan.name,
+            lines=plotted_lines(run_plan),
+            setup=run_setup(run_plan, args.spec, notes),
+        )
     print_summary(summary, console, alerts=len(result.alerts))
     if not args.no_save:
         _save(args, source, result, summary, overrides, console)

@@ -132,10 +132,22 @@ class Source:
             raw = from_csv(self.path, pair, timeframe)
         return prepare(raw, timeframe, start, end, fill_gaps=self.fill_gaps)
 
-    def candles(self, symbol: str, timeframe: str, first: int | None, last: int | None) -> Candles:
-        """`load` for a command: the candles, with what validation found printed to stderr."""
+    def candles(
+        self,
+        symbol: str,
+        timeframe: str,
+        first: int | None,
+        last: int | None,
+        notes: dict[str, str] | None = None,
+    ) -> Candles:
+        """`load` for a command: the candles, with what validation found printed to stderr.
+
+        `notes`, when given, also receives that note ('' when clean) under the candles' label.
+        """
         loaded = self.load(symbol, timeframe, first, last)
         note = report_note(loaded.report)
+        if notes is not None:
+            notes[loaded.candles.label] = note
         if note:
             print(f"{loaded.candles.label}: {note}", file=sys.stderr)
         return loaded.candles
