@@ -280,12 +280,12 @@ def benchmarks(
         valid = np.flatnonzero(prices == prices)
         if len(valid):
             growth[symbol] = np.where(prices == prices, prices / prices[valid[0]], 1.0)
-    weighted = [(s.weight, growth[s.symbol]) for s in result.sleeves if s.symbol in growth]
-    if not weighted:
-        return []
-    cash = max(0.0, 1.0 - sum(w for w, _ in weighted))
-    portfolio = result.capital * (cash + sum(w * g for w, g in weighted))
-    lines = [("buy & hold, the sleeves' weights", portfolio)] if len(result.sleeves) > 1 else []
+    lines = []
+    # The portfolio's benchmark needs every sleeve's prices (a sleeve without would count as cash).
+    if len(result.sleeves) > 1 and all(s.symbol in growth for s in result.sleeves):
+        cash = max(0.0, 1.0 - sum(s.weight for s in result.sleeves))
+        portfolio = result.capital * (cash + sum(s.weight * growth[s.symbol] for s in result.sleeves))
+        lines.append(("buy & hold, the sleeves' weights", portfolio))
     return lines + [(f"buy & hold {symbol}", result.capital * g) for symbol, g in sorted(growth.items())]
 
 
@@ -564,7 +564,7 @@ def _alerts_section(result: BacktestResult) -> list[str]:
         out.append(f'<p class="note">First {len(shown):,} alerts; alerts.csv lists all of them.</p>')
     times = iso_times(np.array([a.time for a in shown], dtype=np.int64))
     rows = [(t, a.sleeve, a.strategy, a.symbol, a.text) for a, t in zip(shown, times, strict=True)]
-    return [*out, _table(ALERT_COLUMNS, rows, "alerts")]
+    return [*out, _table(ALERT_COLUMNS, rows, "alerts", numeric=False)]
 
 
 def plotted_lines(run_plan: RunPlan) -> dict[str, list[Line]]:
