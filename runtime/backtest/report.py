@@ -280,11 +280,12 @@ def benchmarks(
         valid = np.flatnonzero(prices == prices)
         if len(valid):
             growth[symbol] = np.where(prices == prices, prices / prices[valid[0]], 1.0)
-    lines = []
+    lines: list[tuple[str, np.ndarray]] = []
     # The portfolio's benchmark needs every sleeve's prices (a sleeve without would count as cash).
     if len(result.sleeves) > 1 and all(s.symbol in growth for s in result.sleeves):
         cash = max(0.0, 1.0 - sum(s.weight for s in result.sleeves))
-        portfolio = result.capital * (cash + sum(s.weight * growth[s.symbol] for s in result.sleeves))
+        weighted = sum((s.weight * growth[s.symbol] for s in result.sleeves), np.zeros(len(times)))
+        portfolio = result.capital * (cash + weighted)
         lines.append(("buy & hold, the sleeves' weights", portfolio))
     return lines + [(f"buy & hold {symbol}", result.capital * g) for symbol, g in sorted(growth.items())]
 
@@ -603,7 +604,7 @@ def _column_kinds(bindings: Sequence[tuple[str, Expr]]) -> dict[str, str]:
 
     The fields of a candle struct (`bars(...)`) get the kind "bars": they are candles, not lines.
     """
-    kinds = {}
+    kinds: dict[str, str] = {}
     for name, expr in bindings:
         fields = builtins.STRUCTS.get(expr.kind)
         if expr.kind == "bars":
@@ -644,7 +645,7 @@ def run_setup(run_plan: RunPlan, spec: str, notes: Mapping[str, str]) -> RunSetu
         ]
         settings = (*sp.strategy.settings, *(("execution." + k, v) for k, v in sp.strategy.execution))
         rows += [(scope, key, render_expr(value)) for key, value in settings]
-    data = []
+    data: list[tuple[str, str]] = []
     for sp in run_plan.sleeves:
         for candles in sp.feeds.candles:
             label = str(getattr(candles, "label", ""))

@@ -234,7 +234,10 @@ class RunStore:
             rows = session.execute(select(*columns).order_by(RunRow.id.desc()).limit(limit)).all()
         # Whether a run was synthetic is read from its saved summary (no column of its own).
         return tuple(
-            RunListing(*row[:-1], synthetic=bool(json.loads(row[-1]).get("synthetic", False))) for row in rows
+            RunListing(
+                run_id, created, spec, mode, start, end, ret, dd, sharpe, bool(json.loads(saved)["synthetic"])
+            )
+            for run_id, created, spec, mode, start, end, ret, dd, sharpe, saved in rows
         )
 
     def get(self, run_id: int) -> StoredRun | None:
