@@ -84,7 +84,10 @@ def test_replay_gives_identical_alerts(runs: tuple[Path, Path]) -> None:
     assert (backtest / "alerts.csv").read_bytes().count(b"\n") > 10
 
 
-def test_console_counts_alerts(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_console_counts_alerts_and_cuts_no_cell(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
     spec = tmp_path / "alerts.strat"
     spec.write_text(SPEC)
     out = tmp_path / "out"
@@ -93,4 +96,10 @@ def test_console_counts_alerts(shared_data: Path, tmp_path: Path, capsys: pytest
         == 0
     )
     fired = len(_rows(out / "alerts.csv"))
-    assert f"\n{fired:,} alerts fired (alerts.csv)\n" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"\n{fired:,} alerts fired (alerts.csv)\n" in printed
+    # Captured output is no terminal: no cell is cut at 80 columns ("ETH/US…", "-1,640…" before).
+    assert "…" not in printed
+    assert (
+        "│ eth    │ ETH/USDT │ 50.00% │     118 │   27.97% │ -1,640.49 │      -16.40% │ 1,048.09 │" in printed
+    )
