@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dsl.ir import (
     Expr,
+    PortfolioIR,
     Program,
 )
 from dsl.units import format_duration
@@ -23,7 +24,11 @@ def format_value(value: float, kind: str) -> str:
 
 
 def explain(program: Program) -> str:
-    """A per-strategy summary: params, settings, timeframes used and derived warm-up in bars."""
+    """A per-strategy summary (params, settings, alerts, timeframes, warm-up in bars), then each portfolio.
+
+    A portfolio lists its capital, rebalancing, risk rules and each sleeve with its strategy, market,
+    clock, weight and the param values it overrides (written as in the spec).
+    """
     out = []
     for st in program.strategies:
         out.append(f"strategy {st.name}  ({st.file})")
@@ -41,7 +46,32 @@ def explain(program: Program) -> str:
             out.append(f"  param      {p.name} = {format_value(p.default, p.kind)}{domain}")
         for key, value in (*st.settings, *(("execution." + k, v) for k, v in st.execution)):
             out.append(f"  setting    {key}: {render_expr(value)}")
+        out += [f'  alert      "{a.message}" when {render_expr(a.cond)}' for a in st.alerts]
+    for pf in program.portfolios:
+        out += _explain_portfolio(program, pf)
     return "\n".join(out)
+
+
+def _explain_portfolio(program: Program, pf: PortfolioIR) -> list[str]:
+    """The lines of one portfolio in `explain`: account, sleeves with their overrides, risk rules."""
+    out = [
+        f"portfolio {pf.name}  ({pf.file})",
+        f"  capital    {pf.capital:,g}{' ' + pf.quote if pf.quote else ''}",
+    ]
+    if pf.rebalance_ms is not None:
+        out.append(f"  rebalance  every {format_duration(pf.rebalance_ms)}")
+    for sl in pf.sleeves:
+        kinds = {p.name: p.kind for p in program.strategy(sl.strategy).params}
+        overrides = ", ".join(
+            f"{name}={format_value(v, kinds.get(name, 'number'))}" for name, v in sl.overrides
+        )
+        out.append(
+            f"  sleeve     {sl.name} = {sl.strategy} on {sl.symbol} {sl.timeframe}, weight "
+            f"{format_value(sl.weight, 'percent')}; "
+            + (f"overrides {overrides}" if overrides else "no overrides")
+        )
+    out += [f"  risk       {'per sleeve: ' if r.scope == 'sleeve' else ''}{r.text}" for r in pf.risk]
+    return out
 
 
 def render_expr(node: Expr) -> str:

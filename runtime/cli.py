@@ -38,10 +38,21 @@ EXIT_CODES = {"ok": 0, "errors": 1, "usage": 2, "internal": 3, "interrupted": 13
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every registered sub-command."""
     parser = argparse.ArgumentParser(prog="strat", description="Declarative trading: check, backtest, run.")
+    parser.add_argument("--version", action="version", version=f"strat {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def package_version() -> str:
+    """The installed `strat` distribution's version (from its metadata); "unknown" when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("strat")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,10 @@
 broker loop at once; `replay` feeds the bars one at a time through the streaming driver and steps the
 broker once per point of the merged time line, as live trading would. Both give the same result.
 `warm_kernels` loads numba's machinery before a run needs it.
+
+Both also record the strategies' alerts (`alert "text" when C`): an alert fires at the close of every base
+bar where its condition holds (after the warm-up), like a decision; the result lists them in time order,
+sleeves in spec order at one time, alerts in spec order within a sleeve, the same on both paths.
 """
 
 from __future__ import annotations
@@ -11,17 +15,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from runtime.broker.result import BacktestResult
+from runtime.broker.result import Alert, BacktestResult
 from runtime.graph.drivers import StreamDriver, run_batch
 from runtime.graph.timeline import points
 from runtime.plan.inputs import (
     Decisions,
     Offsets,
     decision_nodes,
+    market_pair,
     offset_nodes,
     portfolio_input,
     sleeve_input,
@@ -32,15 +37,24 @@ from runtime.plan.plan import RunPlan, SleevePlan
 _PROGRESS_EVERY = 10_000
 
 
-def batch_signals(sp: SleevePlan) -> tuple[Decisions[np.ndarray], Offsets[np.ndarray | None]]:
-    """Evaluate a sleeve's graph over its whole history: its decisions and its series bracket settings.
+class Signals(NamedTuple):
+    """What a sleeve's graph decides over its whole history (see `batch_signals`)."""
 
-    Decisions are bool arrays over the base bars (no decision before the warm-up ends); a series setting
-    is a float64 array, None when the setting is not a series.
+    decisions: Decisions[np.ndarray]  # bool arrays over the base bars
+    offsets: Offsets[np.ndarray | None]  # float64 bracket distance series, None when not a series
+    alerts: tuple[np.ndarray, ...]  # bool array over the base bars per alert: fired at that bar's close
+
+
+def batch_signals(sp: SleevePlan) -> Signals:
+    """Evaluate a sleeve's graph over its whole history: decisions, series bracket settings and alerts.
+
+    Decisions and alerts are bool arrays over the base bars (none before the warm-up ends); a series
+    setting is a float64 array, None when the setting is not a series.
     """
     g = sp.graph
     decisions, offsets = decision_nodes(g), offset_nodes(g)
-    values = run_batch(g, sp.feeds, [node for node in (*decisions, *offsets) if node is not None])
+    wanted = [node for node in (*decisions, *offsets, *g.alerts) if node is not None]
+    values = run_batch(g, sp.feeds, wanted)
     n = sp.feeds.length(0)
 
     def series(node: int | None) -> np.ndarray | None:
@@ -50,9 +64,18 @@ def batch_signals(sp: SleevePlan) -> tuple[Decisions[np.ndarray], Offsets[np.nda
         value = values[node]
         return value if isinstance(value, np.ndarray) else np.full(n, float(value))
 
-    return (
+    return Signals(
         Decisions._make(_decided(series(node), g.warmup, n) for node in decisions),
         Offsets._make(series(node) for node in offsets),
+        tuple(_decided(series(node), g.warmup, n) for node in g.alerts),
+    )
+
+
+def _alert(sp: SleevePlan, k: int, i: int) -> Alert:
+    """The firing of alert `k` of a sleeve at the close of its base bar `i`."""
+    close = int(sp.feeds.candles[0].time[i]) + sp.graph.base.ms
+    return Alert(
+        close, sp.sleeve.name, sp.strategy.name, market_pair(sp.sleeve.symbol), sp.strategy.alerts[k].message
     )
 
 
@@ -75,8 +98,23 @@ def backtest(rp: RunPlan) -> BacktestResult:
 
     if any(sp.graph.needs_state for sp in rp.sleeves):
         return replay(rp)
-    sleeves = [sleeve_input(sp, *batch_signals(sp)) for sp in rp.sleeves]
-    return simulate(portfolio_input(rp, sleeves))
+    signals = [batch_signals(sp) for sp in rp.sleeves]
+    result = simulate(
+        portfolio_input(
+            rp,
+            [sleeve_input(sp, sg.decisions, sg.offsets) for sp, sg in zip(rp.sleeves, signals, strict=True)],
+        )
+    )
+    # Every firing, ordered by close time, then sleeve (spec order), then alert (spec order): as replayed.
+    fired = sorted(
+        (int(sp.feeds.candles[0].time[i]) + sp.graph.base.ms, s, k, int(i))
+        for s, (sp, sg) in enumerate(zip(rp.sleeves, signals, strict=True))
+        for k, bars in enumerate(sg.alerts)
+        for i in np.flatnonzero(bars).tolist()
+    )
+    if not fired:
+        return result
+    return dataclasses.replace(result, alerts=tuple(_alert(rp.sleeves[s], k, i) for _, s, k, i in fired))
 
 
 def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
@@ -102,12 +140,14 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
     simulator = Simulator(portfolio_input(rp, shells))
     drivers = [StreamDriver(sp.graph) for sp in sleeves]
     nodes = [(decision_nodes(sp.graph), offset_nodes(sp.graph)) for sp in sleeves]
+    alert_nodes = [sp.graph.alerts for sp in sleeves]
     index = {sp.sleeve.name: s for s, sp in enumerate(sleeves)}
     # One feed per clock of every sleeve, sleeves in spec order: the feeds of the merged time line.
     feeds = [(s, clock) for s, sp in enumerate(sleeves) for clock in range(len(sp.feeds.candles))]
     opens = [sleeves[s].feeds.candles[clock].time for s, clock in feeds]
     bar_ms = [sleeves[s].feeds.bar_ms[clock] for s, clock in feeds]
     pending: dict[str, int] = {}  # base-bar index of each sleeve's bar in the point being stepped
+    alerts: list[Alert] = []  # alerts fired so far, in the order the bars are decided
 
     def decide(update: BarUpdate, state: TradeState) -> BarUpdate:
         """Evaluate a sleeve's base bar with its trade state at the close; return the decided bar."""
@@ -123,6 +163,10 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
         # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
         el, xl, es, xs = [i >= warmup and node is not None and _truthy(values[node]) for node in decisions]
         stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
+        if i >= warmup:
+            alerts.extend(
+                _alert(sleeves[s], k, i) for k, node in enumerate(alert_nodes[s]) if _truthy(values[node])
+            )
         return dataclasses.replace(
             update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
             stop_distance=stop, target_distance=target, trail_distance=trail,
@@ -148,7 +192,8 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
             updates.append(BarUpdate(sp.sleeve.name, int(sp.feeds.candles[0].time[i]), o, h, low, c, v))
         if updates:
             simulator.step(*updates, decide=decide)
-    return simulator.finish()
+    result = simulator.finish()
+    return dataclasses.replace(result, alerts=tuple(alerts)) if alerts else result
 
 
 def _truthy(value: float) -> bool:

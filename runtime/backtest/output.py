@@ -12,6 +12,7 @@ byte-identical files.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from dsl.units import format_duration
 from runtime.backtest.fastcsv import iso_column, row_bytes, rows_text
 from runtime.backtest.metrics import Summary, drawdown, equity_curve, iso_times
 from runtime.broker.result import BacktestResult, Trade
@@ -36,12 +38,27 @@ ORDER_COLUMNS = (
     "time", "sleeve", "symbol", "side", "intent", "reason", "requested_qty", "filled_qty", "price", "fee",
 )  # fmt: skip
 RISK_COLUMNS = ("time", "scope", "rule", "action", "values")
+ALERT_COLUMNS = ("time", "sleeve", "strategy", "symbol", "alert")
 
 
-def default_out_dir(spec_path: str | Path, now: datetime | None = None) -> Path:
-    """`reports/<spec stem>-<UTC time>/`, relative to the current directory."""
+def new_out_dir(spec_path: str | Path, now: datetime | None = None, root: str | Path = "reports") -> Path:
+    """Create and return a fresh run folder `<root>/<spec stem>-<UTC time>/` (relative to the current dir).
+
+    The folder is created atomically (`mkdir` without `exist_ok`), so two runs started in the same second
+    never share one: the second gets `-2`, the next `-3`, and so on.
+    """
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("reports") / f"{Path(spec_path).stem}-{stamp}"
+    base = Path(root) / f"{Path(spec_path).stem}-{stamp}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count(1):
+        folder = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            # Another run (or an earlier one) owns this name: try the next suffix.
+            continue
+        return folder
+    raise AssertionError("unreachable")  # pragma: no cover (itertools.count never ends)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -185,11 +202,19 @@ def write_risk_events(result: BacktestResult, path: Path) -> None:
     _write_csv(path, RISK_COLUMNS, rows)
 
 
+def write_alerts(result: BacktestResult, path: Path) -> None:
+    """Write alerts.csv: every alert that fired, at the close time of its bar, in time order."""
+    alerts = result.alerts
+    times = iso_times(np.array([a.time for a in alerts], dtype=np.int64))
+    rows = ((time, a.sleeve, a.strategy, a.symbol, a.text) for a, time in zip(alerts, times, strict=True))
+    _write_csv(path, ALERT_COLUMNS, rows)
+
+
 def write_outputs(result: BacktestResult, summary: Summary, out_dir: str | Path) -> Path:
     """Write every data file of a run into `out_dir` (created if needed) and return the folder.
 
-    summary.json, trades.csv, orders.csv, risk_events.csv and equity.csv; report.html is written by
-    `runtime.backtest.report.write_report`, which reads this module's table helpers.
+    summary.json, trades.csv, orders.csv, risk_events.csv, alerts.csv and equity.csv; report.html is
+    written by `runtime.backtest.report.write_report`, which reads this module's table helpers.
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,6 +227,7 @@ def write_outputs(result: BacktestResult, summary: Summary, out_dir: str | Path)
         write_trades(result, folder / "trades.csv", memo)
         write_orders(result, folder / "orders.csv", memo)
         write_risk_events(result, folder / "risk_events.csv")
+        write_alerts(result, folder / "alerts.csv")
         equity.result()
     return folder
 
@@ -218,17 +244,26 @@ def fmt_num(value: float | None, digits: int = 2) -> str:
     return f"{value:.3g}" if abs(value) >= 1e9 else f"{value:,.{digits}f}"
 
 
+def bar_count(bars: int, bar_ms: int) -> str:
+    """A number of bars with their clock and the time they span: `4,226 bars of 1h (176.1 days)`."""
+    return f"{bars:,} bars of {format_duration(bar_ms)} ({bars * bar_ms / 86_400_000:,.1f} days)"
+
+
 def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     """The headline metrics as (label, formatted value) pairs, shared by the console and the report."""
     q = summary.quote
     ratios = (summary.sharpe, summary.sortino, summary.calmar)
     return [
         ("Period (UTC)", f"{summary.start[:16]} → {summary.end[:16]}".replace("T", " ")),
-        ("Bars", f"{summary.bars:,}"),
+        ("Bars", bar_count(summary.bars, summary.bar_ms)),
         ("Final equity", f"{fmt_num(summary.final_equity)} {q} (from {fmt_num(summary.capital)})"),
         ("Total return", fmt_pct(summary.total_return)),
         ("CAGR", fmt_pct(summary.cagr)),
-        ("Max drawdown", f"{fmt_pct(summary.max_drawdown)} ({summary.max_drawdown_duration_bars:,} bars)"),
+        (
+            "Max drawdown",
+            f"{fmt_pct(summary.max_drawdown)}, lasting "
+            + bar_count(summary.max_drawdown_duration_bars, summary.bar_ms),
+        ),
         ("Volatility (annual)", fmt_pct(summary.volatility)),
         ("Sharpe / Sortino / Calmar", " / ".join(map(fmt_num, ratios))),
         ("Entries (closed)", f"{summary.entries:,} ({summary.closed_trades:,})"),
@@ -236,8 +271,9 @@ def summary_rows(summary: Summary) -> list[tuple[str, str]]:
         ("Profit factor", fmt_num(summary.profit_factor)),
         ("Expectancy", f"{fmt_num(summary.expectancy)} {q}"),
         (
-            "Hold bars (mean / median)",
-            f"{fmt_num(summary.avg_hold_bars, 1)} / {fmt_num(summary.median_hold_bars, 1)}",
+            "Hold (mean / median)",
+            f"{fmt_num(summary.avg_hold_bars, 1)} / {fmt_num(summary.median_hold_bars, 1)} "
+            "bars of each sleeve",
         ),
         ("Exposure", fmt_pct(summary.exposure)),
         ("Turnover", f"{fmt_num(summary.turnover)}x"),
@@ -289,11 +325,25 @@ def trade_cells(trades: Sequence[Trade]) -> list[list[str]]:
 SLEEVE_HEADER = ("Sleeve", "Symbol", "Weight", "Entries", "Win rate", "PnL", "Contribution", "Fees")
 
 
-def print_summary(summary: Summary, console: Console) -> None:
-    """Print the summary table (and the per-sleeve table) to a rich console."""
+# Width of a console that is not a terminal (a pipe, a file): wide enough that no table cell is ever cut.
+PIPE_WIDTH = 1_000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console: the terminal's width on a terminal; `PIPE_WIDTH` when piped, so no cell is cut."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+
+
+def print_summary(summary: Summary, console: Console, alerts: int | None = None) -> None:
+    """Print the summary table, the per-sleeve table and, for a run, how many alerts fired (`alerts`)."""
     if summary.synthetic:
         console.print(
-            Panel("SYNTHETIC DATA: these prices are generated, not real market history", style="bold red")
+            Panel(
+                "SYNTHETIC DATA: these prices are generated, not real market history",
+                style="bold red",
+                expand=False,
+            )
         )
     table = Table(title="Backtest summary" + (" [SYNTHETIC DATA]" if summary.synthetic else ""))
     table.add_column("Metric")
@@ -307,3 +357,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     for row in sleeve_rows(summary):
         sleeves.add_row(*row)
     console.print(sleeves)
+    if alerts is not None:
+        console.print(
+            f"{alerts:,} alert{'' if alerts == 1 else 's'} fired" + (" (alerts.csv)" if alerts else "")
+        )

@@ -68,6 +68,17 @@ class RiskEvent:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """An `alert "text" when C` of a sleeve's strategy that fired: C held at the close of a base bar."""
+
+    time: int  # close time (UTC ms) of the bar at whose close the condition held
+    sleeve: str  # sleeve name ("main" for a strategy run on its own)
+    strategy: str  # name of the strategy template the alert belongs to
+    symbol: str  # market symbol, "BTC/USDT"
+    text: str  # the alert's text as written
+
+
+@dataclass(frozen=True)
 class SleeveInfo:
     """Static description of one sleeve in a run."""
 
@@ -194,6 +205,7 @@ class BacktestResult:
     capital: float  # starting cash, quote currency
     quote: str  # quote currency, e.g. "USDT"
     synthetic: bool  # True when any input candles came from the synthetic generator
+    alerts: tuple[Alert, ...] = ()  # alerts that fired, in time order (sleeves in spec order at one time)
 
     @cached_property
     def trades(self) -> tuple[Trade, ...]:

@@ -7,6 +7,7 @@ report.html into the output folder, and saves the run in the store (`strat runs`
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -123,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"strat run: {args.spec}: no such file", file=sys.stderr)
         return 2
     # Where the outputs go is checked before anything is computed, so no finished run is lost.
-    problem = out_problem(Path(args.out)) if args.out else None
+    problem = out_problem(Path(args.out or "reports"))
     if problem:
-        print(f"strat run: --out {args.out}: {problem}", file=sys.stderr)
+        print(f"strat run: {'--out ' + args.out if args.out else 'reports'}: {problem}", file=sys.stderr)
         return 2
     began = time.perf_counter()
     with batch_process() as settle:
@@ -149,21 +150,23 @@ def _simulate(
     settle: Callable[[], None],
 ) -> int:
     """Plan and simulate a checked program, then write and save the results (`settle`: see tuning)."""
-    from rich.console import Console
-
     from runtime.backtest.drive import backtest, replay, warm_kernels
     from runtime.backtest.metrics import compute_metrics
-    from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+    from runtime.backtest.output import make_console, new_out_dir, print_summary, write_outputs
+    from runtime.plan.inputs import market_pair
     from runtime.plan.plan import RUN_ERRORS, plan
     from runtime.plan.select import select
 
-    console = Console()
+    console = make_console()
     # numba's one-time setup runs now, while a prefetched CSV file may still be parsing.
     warm_kernels()
     settle()
     try:
         portfolio = select(program, args.strategy, args.capital)
-        run_plan = plan(program, portfolio, source.candles, source.start, source.end, source.rules)
+        # The validation note of every candle series loaded, by label, for the report's data section.
+        notes: dict[str, str] = {}
+        load = functools.partial(source.candles, notes=notes)
+        run_plan = plan(program, portfolio, load, source.start, source.end, source.rules)
         for note in run_plan.notes:
             print(f"strat run: {note}", file=sys.stderr)
         if args.replay or any(sp.graph.needs_state for sp in run_plan.sleeves):
@@ -177,15 +180,22 @@ def _simulate(
         return 1
     bar_ms = min(sp.graph.base.ms for sp in run_plan.sleeves)
     summary = compute_metrics(result, bar_ms)
-    out = Path(args.out) if args.out else default_out_dir(args.spec)
+    out = Path(args.out) if args.out else new_out_dir(args.spec)
     write_outputs(result, summary, out)
     if not args.no_report:
-        from runtime.backtest.report import write_report
+        from runtime.backtest.report import plotted_lines, run_setup, write_report
 
-        candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
-        title = Path(args.spec).stem
-        write_report(result, summary, candles, out / "report.html", title=title)  # type: ignore[arg-type]
-    print_summary(summary, console)
+        candles = {market_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
+        write_report(
+            result,
+            summary,
+            candles,  # type: ignore[arg-type]
+            out / "report.html",
+            title=run_plan.name,
+            lines=plotted_lines(run_plan),
+            setup=run_setup(run_plan, args.spec, notes),
+        )
+    print_summary(summary, console, alerts=len(result.alerts))
     if not args.no_save:
         _save(args, source, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
@@ -202,11 +212,6 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
     columns = (TextColumn("replaying bars"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         yield bar, bar.add_task("replay", total=None)
-
-
-def _pair(symbol: str) -> str:
-    """`BASE/QUOTE` of a spec symbol."""
-    return symbol.split(":", 1)[-1]
 
 
 def _save(

@@ -27,17 +27,16 @@ def register(subparsers: Any) -> None:
 def list_command(args: argparse.Namespace) -> int:
     """Print the saved runs, newest first; exit code 0."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     from runtime.backtest.metrics import iso_time
-    from runtime.backtest.output import fmt_num, fmt_pct
+    from runtime.backtest.output import fmt_num, fmt_pct, make_console
     from runtime.store.runs import RunStore
     from runtime.store.schema import find_store
 
     engine = find_store(args.db)
     runs = RunStore(engine).latest(args.limit) if engine is not None else []
-    console = Console()
+    console = make_console()
     if not runs:
         console.print("no saved runs")
         return 0
@@ -50,7 +49,9 @@ def list_command(args: argparse.Namespace) -> int:
         table.add_row(
             str(run.id),
             iso_time(run.created_at // 1000 * 1000)[:16].replace("T", " "),
-            run.spec_name + ("" if run.mode == "backtest" else f" ({run.mode})"),
+            run.spec_name
+            + ("" if run.mode == "backtest" else f" ({run.mode})")
+            + (" [SYNTHETIC]" if run.synthetic else ""),
             f"{iso_time(run.data_start)[:10]} → {iso_time(run.data_end)[:10]}",
             fmt_pct(run.total_return),
             fmt_pct(run.max_drawdown),
@@ -62,15 +63,14 @@ def list_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Print one saved run: its spec, parameters, data range and summary; exit code 1 when unknown."""
-    from rich.console import Console
     from rich.table import Table
 
     from runtime.backtest.metrics import iso_time
-    from runtime.backtest.output import TRADE_COLUMNS, print_summary, trade_cells
+    from runtime.backtest.output import TRADE_COLUMNS, make_console, print_summary, trade_cells
     from runtime.store.runs import RunStore
     from runtime.store.schema import find_store
 
-    console = Console()
+    console = make_console()
     engine = find_store(args.db)
     stored = RunStore(engine).get(args.id) if engine is not None else None
     if stored is None:

@@ -156,10 +156,22 @@ class Source:
                 f"{fed} and {symbol}; name the files SYMBOL-TIMEFRAME.csv (BTCUSDT-1h.csv) in a folder"
             )
 
-    def candles(self, symbol: str, timeframe: str, first: int | None, last: int | None) -> Candles:
-        """`load` for a command: the candles, with their file and what validation found printed to stderr."""
+    def candles(
+        self,
+        symbol: str,
+        timeframe: str,
+        first: int | None,
+        last: int | None,
+        notes: dict[str, str] | None = None,
+    ) -> Candles:
+        """`load` for a command: the candles, with their file and what validation found printed to stderr.
+
+        `notes`, when given, also receives that note ('' when clean) under the candles' label.
+        """
         loaded = self.load(symbol, timeframe, first, last)
         note = report_note(loaded.report)
+        if notes is not None:
+            notes[loaded.candles.label] = note
         origin = f" from {loaded.origin}" if loaded.origin else ""
         if note or origin:
             print(f"{loaded.candles.label}{origin}" + (f": {note}" if note else ""), file=sys.stderr)

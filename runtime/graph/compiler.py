@@ -73,6 +73,7 @@ class Graph:
     columns: list[tuple[str, int]] = field(default_factory=list)  # binding columns ("bb.upper") → base node
     rules: dict[str, int] = field(default_factory=dict)  # "entry_long", "exit_short", ... → bool node id
     series_settings: dict[str, int] = field(default_factory=dict)  # stop_loss etc. when they are series
+    alerts: list[int] = field(default_factory=list)  # bool node of each `alert`, in StrategyIR.alerts order
     warmup: int = 0  # base bars before the first decision
     _keys: dict[tuple[object, ...], int] = field(default_factory=dict)  # content key → node id
 
@@ -108,8 +109,9 @@ class Graph:
 
     @property
     def needs_state(self) -> bool:
-        """Whether any decision reads trade state (the batch driver cannot evaluate those nodes)."""
-        return any(self.nodes[i].state for i in [*self.rules.values(), *self.series_settings.values()])
+        """Whether any decision or alert reads trade state (the batch driver cannot evaluate those nodes)."""
+        decided = [*self.rules.values(), *self.series_settings.values(), *self.alerts]
+        return any(self.nodes[i].state for i in decided)
 
 
 @dataclass
@@ -141,6 +143,8 @@ def compile_strategy(
     for name, expr in strategy.settings:
         if expr.qual == 2:
             graph.series_settings[name] = builder.on_base(builder.build(expr))
+    # Alerts are built last, so the decisions' node ids do not depend on them; they never change warm-up.
+    graph.alerts = [builder.on_base(builder.build(alert.cond)) for alert in strategy.alerts]
     roots = [r.cond for r in strategy.rules] + [e for _, e in strategy.settings if e.qual == 2]
     graph.warmup = max((warmup(r, values, base.ms) for r in roots), default=0)
     return graph

@@ -89,7 +89,7 @@ def sleeve_input(
     return m.SleeveInput(
         name=sp.sleeve.name,
         strategy=sp.strategy.name,
-        symbol=_pair(sp.sleeve.symbol),
+        symbol=market_pair(sp.sleeve.symbol),
         timeframe=sp.sleeve.timeframe,
         weight=sp.sleeve.weight,
         time=np.asarray(c.time, dtype=np.int64),
@@ -114,7 +114,7 @@ def sleeve_input(
     )
 
 
-def _pair(symbol: str) -> str:
+def market_pair(symbol: str) -> str:
     """`BASE/QUOTE` of `EXCHANGE:BASE/QUOTE`."""
     parts = parse_symbol(symbol)
     return f"{parts[1]}/{parts[2]}" if parts else symbol

@@ -149,6 +149,7 @@ class RunListing:
     total_return: float  # fraction
     max_drawdown: float  # fraction
     sharpe: float | None  # annualised Sharpe ratio; None when undefined
+    synthetic: bool = False  # whether any of its candles came from the synthetic market
 
 
 @dataclass(frozen=True)
@@ -227,10 +228,17 @@ class RunStore:
             RunRow.total_return,
             RunRow.max_drawdown,
             RunRow.sharpe,
+            RunRow.summary_json,
         )
         with session_scope(self.engine) as session:
             rows = session.execute(select(*columns).order_by(RunRow.id.desc()).limit(limit)).all()
-        return tuple(RunListing(*row) for row in rows)
+        # Whether a run was synthetic is read from its saved summary (no column of its own).
+        return tuple(
+            RunListing(
+                run_id, created, spec, mode, start, end, ret, dd, sharpe, bool(json.loads(saved)["synthetic"])
+            )
+            for run_id, created, spec, mode, start, end, ret, dd, sharpe, saved in rows
+        )
 
     def get(self, run_id: int) -> StoredRun | None:
         """One saved run with its trades and equity curve; None when no run has that id."""

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest_report import HOUR, small_result
+from conftest_report import HOUR, T0, small_result
 from rich.console import Console
 
 from runtime.backtest import output
 from runtime.backtest.metrics import compute_metrics
-from runtime.backtest.output import default_out_dir, print_summary, write_outputs
+from runtime.backtest.output import new_out_dir, print_summary, write_outputs
+from runtime.broker.result import Alert
 
 
 def _write(tmp_path: Path, name: str = "out", synthetic: bool = False) -> Path:
@@ -80,16 +83,53 @@ def test_summary_json_has_every_field_as_fractions(tmp_path: Path) -> None:
 
 def test_identical_runs_give_identical_files(tmp_path: Path) -> None:
     first, second = _write(tmp_path, "a"), _write(tmp_path, "b")
-    names = ["equity.csv", "orders.csv", "risk_events.csv", "summary.json", "trades.csv"]
+    names = ["alerts.csv", "equity.csv", "orders.csv", "risk_events.csv", "summary.json", "trades.csv"]
     assert sorted(p.name for p in first.iterdir()) == names
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_default_out_dir_uses_spec_stem_and_utc_time() -> None:
+def test_new_out_dir_uses_spec_stem_and_utc_time(tmp_path: Path) -> None:
     now = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
-    assert default_out_dir("specs/portfolio.strat", now) == Path("reports/portfolio-20240506T070809Z")
-    assert default_out_dir(Path("a/b/s1.strat")).parent == Path("reports")
+    folder = new_out_dir("specs/portfolio.strat", now, tmp_path / "reports")
+    assert folder == tmp_path / "reports/portfolio-20240506T070809Z"
+    assert folder.is_dir()
+    # The same second again: a fresh folder with a suffix, never the first one.
+    assert (
+        new_out_dir(Path("a/b/portfolio.strat"), now, tmp_path / "reports").name
+        == "portfolio-20240506T070809Z-2"
+    )
+
+
+def _made(root: str) -> str:
+    """Create a run folder for the same spec and second (in a worker process); its name."""
+    return new_out_dir("specs/demo.strat", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), root).name
+
+
+def test_parallel_runs_in_one_second_get_distinct_folders(tmp_path: Path) -> None:
+    # 8 processes creating the run folder of the same spec in the same second: 8 distinct folders.
+    with ProcessPoolExecutor(max_workers=8) as pool:
+        names = list(pool.map(_made, [str(tmp_path)] * 8))
+    expected = {"demo-20240506T070809Z"} | {f"demo-20240506T070809Z-{i}" for i in range(2, 9)}
+    assert set(names) == expected
+    assert {p.name for p in tmp_path.iterdir()} == expected
+
+
+def test_alerts_csv_exact(tmp_path: Path) -> None:
+    alerts = (
+        Alert(T0 + 2 * HOUR, "trend", "ma_cross", "BTC/USDT", "fast above slow, buy?"),
+        Alert(T0 + 3 * HOUR, "revert", "rsi_reversion", "ETH/USDT", 'said "hi"'),
+    )
+    result = dataclasses.replace(small_result(), alerts=alerts)
+    write_outputs(result, compute_metrics(result, HOUR), tmp_path)
+    assert (tmp_path / "alerts.csv").read_text() == (
+        "time,sleeve,strategy,symbol,alert\n"
+        '2024-01-01T02:00:00Z,trend,ma_cross,BTC/USDT,"fast above slow, buy?"\n'
+        '2024-01-01T03:00:00Z,revert,rsi_reversion,ETH/USDT,"said ""hi"""\n'
+    )
+    # A run without alerts still writes the file, with its header only.
+    write_outputs(small_result(), compute_metrics(small_result(), HOUR), tmp_path / "none")
+    assert (tmp_path / "none" / "alerts.csv").read_text() == "time,sleeve,strategy,symbol,alert\n"
 
 
 def test_console_summary_marks_synthetic_data() -> None:
@@ -102,7 +142,9 @@ def test_console_summary_marks_synthetic_data() -> None:
     table = {label.strip(): value.strip() for label, value in rows}
     assert table["Final equity"] == "120.00 USDT (from 100.00)"
     assert table["CAGR"] == "2.55e+175%"
-    assert table["Max drawdown"] == "10.00% (2 bars)"
+    assert table["Bars"] == "4 bars of 1h (0.2 days)"
+    assert table["Max drawdown"] == "10.00%, lasting 2 bars of 1h (0.1 days)"
+    assert table["Hold (mean / median)"] == "2.0 / 2.0 bars of each sleeve"
     assert table["Sharpe / Sortino / Calmar"] == "37.08 / 99.27 / 2.55e+174"
     assert table["Profit factor"] == "–"
     assert table["Turnover"] == "2.89x"

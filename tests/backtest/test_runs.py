@@ -35,9 +35,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     close_store(url)
 
 
-def _record(created_at: int = 1_714_000_000_000, **changes: object) -> RunRecord:
-    """A record of the small two-sleeve result."""
-    result = small_result()
+def _record(created_at: int = 1_714_000_000_000, synthetic: bool = False, **changes: object) -> RunRecord:
+    """A record of the small two-sleeve result (on synthetic candles when `synthetic`)."""
+    result = small_result(synthetic)
     record = RunRecord.from_result(
         result,
         compute_metrics(result, HOUR),
@@ -125,6 +125,17 @@ def test_runs_commands(
         assert _cli(["runs", "--db", url]) == 0
         listing = capsys.readouterr().out
         assert "  1  2024-04-24 23:06  portfolio  2024-01-01 → 2024-01-01  20.00%  10.00%   37.08" in listing
+        # Every cell whole when piped (no "portfol…"), synthetic runs marked.
+        RunStore(open_store(url)).save(_record(synthetic=True))
+        monkeypatch.delenv("COLUMNS")
+        assert _cli(["runs", "--db", url]) == 0
+        listing = capsys.readouterr().out
+        assert (
+            "  2  2024-04-24 23:06  portfolio [SYNTHETIC]  2024-01-01 → 2024-01-01  20.00%  10.00%" in listing
+        )
+        assert (
+            "  1  2024-04-24 23:06  portfolio              2024-01-01 → 2024-01-01  20.00%  10.00%" in listing
+        )
         assert _cli(["runs", "--db", url, "show", str(run_id), "--trades"]) == 0
         shown = capsys.readouterr().out
         assert shown.startswith("Run 1: portfolio (backtest), saved 2024-04-24T23:06:40Z\n")

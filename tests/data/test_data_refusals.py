@@ -279,8 +279,8 @@ def test_a_window_longer_than_the_data_is_refused_before_it_is_allocated(
     )
     assert main(["series", str(spec), "--data", data, "--out", str(tmp_path / "s.csv")]) == 1
     assert capsys.readouterr().err.endswith(
-        "strat series: sma() length=9,000,000 looks back further than the 58,419 BTC/USDT 1h bars "
-        "in the range\n"
+        "strat series: BTC/USDT 1h: 58,419 bars, the strategy's warm-up needs 8,999,999 (longest window: "
+        "sma() length=9,000,000): no bar was traded\n"
     )
 
 

@@ -134,6 +134,41 @@ def test_explain_prints_params_settings_timeframes_and_warmup(
     )
 
 
+def test_explain_shows_each_sleeve_with_its_overrides(
+    at_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--explain on a portfolio ends with the portfolio: account, every sleeve and its overrides, risk."""
+    assert main(["check", "--explain", "specs/portfolio.strat"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "portfolio demo  (specs/portfolio.strat)\n"
+        "  capital    10,000 USDT\n"
+        "  rebalance  every 1w\n"
+        "  sleeve     btc_trend = ma_cross on BINANCE:BTC/USDT 4h, weight 40%; overrides fast=10, slow=40\n"
+        "  sleeve     eth_revert = rsi_reversion on BINANCE:ETH/USDT 1h, weight 30%; overrides trend=150\n"
+        "  sleeve     sol_break = donchian_breakout on BINANCE:SOL/USDT 4h, weight 30%; "
+        "overrides entry_len=40\n"
+        "  risk       halt when drawdown > 25%\n"
+        "  risk       pause 24h when day_pnl < -5%\n"
+        "  risk       cap gross_exposure at 100%\n"
+        "  risk       cap position at 40%\n"
+        "  risk       cap open_positions at 3\n"
+        "  risk       per sleeve: pause 12h when consecutive_losses >= 3\n"
+        "  risk       per sleeve: flatten when drawdown > 12%\n"
+    )
+
+
+def test_explain_lists_alerts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Alerts appear in the strategy's summary with their condition."""
+    spec = _write(
+        tmp_path,
+        "a.strat",
+        HEAD + '    entry long when close > open\n    alert "up bar" when close > open * 1.01\n',
+    )
+    assert main(["check", "--explain", spec]) == 0
+    assert '  alert      "up bar" when (close > (open * 1.01))\n' in capsys.readouterr().out
+
+
 def test_binary_and_non_utf8_files_are_diagnostics_not_tracebacks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -84,7 +84,7 @@ def test_the_graph_outputs_are_named_by_typed_records() -> None:
 
 def test_batch_signals_fill_the_records_the_inputs_read() -> None:
     sp = _sleeve(BOTH_SIDES)
-    decisions, offsets = batch_signals(sp)
+    decisions, offsets, _ = batch_signals(sp)
     n = sp.feeds.length(0)
     for d in decisions:
         assert d.dtype == np.bool_ and len(d) == n
@@ -109,7 +109,7 @@ def test_settings_left_out_take_the_model_defaults() -> None:
     assert portfolio.capital == m.DEFAULT_CAPITAL == 10_000.0
     assert select(program, None, 2_500.0).capital == 2_500.0
     sp = _sleeve(LONG_ONLY)
-    sleeve = sleeve_input(sp, *batch_signals(sp))
+    sleeve = sleeve_input(sp, *batch_signals(sp)[:2])
     assert sleeve.execution == m.Execution()
     assert sleeve.execution.fee_maker == sleeve.execution.fee_taker == m.DEFAULT_FEE == 0.001
     assert sleeve.sizing == m.Sizing()
@@ -120,5 +120,5 @@ def test_settings_left_out_take_the_model_defaults() -> None:
 def test_fee_sets_both_sides_and_maker_or_taker_fee_one() -> None:
     text = LONG_ONLY + "    execution:\n        fee: 0.2%\n        maker_fee: 0.05%\n        slippage: 5bps\n"
     sp = _sleeve(text)
-    execution = sleeve_input(sp, *batch_signals(sp)).execution
+    execution = sleeve_input(sp, *batch_signals(sp)[:2]).execution
     assert execution == m.Execution(fee_maker=0.0005, fee_taker=0.002, slippage_bps=5.0)

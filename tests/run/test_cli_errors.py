@@ -124,3 +124,13 @@ def _with_handler(parser: object, command: str, handler: object) -> object:
 def test_exit_codes_are_distinct() -> None:
     assert len(set(cli.EXIT_CODES.values())) == len(cli.EXIT_CODES)
     assert cli.EXIT_CODES["ok"] == os.EX_OK
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"strat {version('strat')}\n"
+    assert version("strat") == "0.1.0"

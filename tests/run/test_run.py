@@ -60,7 +60,7 @@ SPECS = sorted(p for d in ("library", "specs") for p in (ROOT / d).glob("*.strat
 def test_replay_outputs_are_byte_identical_to_backtest(spec: Path, shared_data: Path, tmp_path: Path) -> None:
     _run(spec, shared_data, tmp_path / "backtest")
     _run(spec, shared_data, tmp_path / "replay", "--replay")
-    for name in ("trades.csv", "orders.csv", "equity.csv", "risk_events.csv", "summary.json"):
+    for name in ("trades.csv", "orders.csv", "equity.csv", "risk_events.csv", "alerts.csv", "summary.json"):
         assert (tmp_path / "backtest" / name).read_bytes() == (tmp_path / "replay" / name).read_bytes(), name
     assert (tmp_path / "backtest" / "trades.csv").read_bytes().count(b"\n") > 1  # at least one trade
 
