@@ -163,6 +163,7 @@ def _simulate(
     settle()
     try:
         portfolio = select(program, args.strategy, args.capital)
+        source = source.with_setting(portfolio.data)
         run_plan = plan(program, portfolio, source.candles, source.start, source.end, source.rules)
         if args.replay or any(sp.graph.needs_state for sp in run_plan.sleeves):
             # The bar-by-bar path is the long one: show its progress (on a terminal only).

@@ -60,8 +60,8 @@ def _evaluate(args: argparse.Namespace, program: Program) -> int:
     from runtime.plan.select import select
 
     try:
-        source = Source.from_args(args)
         portfolio = select(program, args.strategy, None)
+        source = Source.from_args(args).with_setting(portfolio.data)
         sleeve = portfolio.sleeves[0]
         template = program.strategy(sleeve.strategy)
         graph = compile_strategy(
