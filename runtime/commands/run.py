@@ -137,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
         program = check_spec(args.spec, overrides)
         if program is None:
             return 1
-        return _simulate(args, source, program, overrides, began, settle)
+        from runtime.commands.compiling import compile_notice
+
+        with compile_notice():  # the first run after an install compiles the kernels: say so
+            return _simulate(args, source, program, overrides, began, settle)
 
 
 def _simulate(

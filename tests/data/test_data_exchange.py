@@ -75,10 +75,11 @@ def test_unreachable_exchange_gives_a_clear_error() -> None:
         "binance",
         api_url=f"http://127.0.0.1:{port}",
         rate_limit=False,
-        retry=RetryPolicy(attempts=2, backoff_s=0.01),
+        retry=RetryPolicy(attempts=5, backoff_s=0.01, connect_attempts=2),
     )
     with pytest.raises(
-        ExchangeUnavailable, match=rf"^cannot reach http://127\.0\.0\.1:{port} after 2 attempts"
+        ExchangeUnavailable,
+        match=rf"^cannot connect to http://127\.0\.0\.1:{port} \(Connection refused; tried 2 times: ",
     ):
         feed.fetch("ETH/USDT", "1h", T0, T0 + H)
 
