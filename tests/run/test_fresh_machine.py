@@ -196,6 +196,14 @@ def test_command_line_data_overrides_the_setting(tmp_path: Path) -> None:
     assert Source().with_setting(None) == Source()
 
 
+def test_series_reads_the_spec_data_too(tmp_path: Path) -> None:
+    out = tmp_path / "mtf.csv"
+    argv = ["series", str(SPECS / "mtf.strat"), "--to", "2024-01-02", "--out", str(out)]
+    assert main(argv) == 0
+    rows = out.read_text().splitlines()
+    assert rows[1].split(",")[0] == str(JAN_1_2024) and len(rows) == 1 + 24 * 12  # a day of 5m bars
+
+
 # ---------------------------------------------------------------- the store first, then the exchange
 
 
