@@ -424,6 +424,13 @@ class SettingSpec:
     what: str = ""  # how the expected value is described in messages
 
 
+# The `data:` setting (strategy and portfolio): where candles come from when the command line gives no
+# --data. A string is a folder of SYMBOL-TIMEFRAME.csv files relative to the spec's file; these words
+# name the other sources (`exchange`, the store then the exchange, is the default).
+DATA_SOURCES = frozenset({"exchange", "synthetic"})
+# How a `data:` value is described in messages.
+DATA_WHAT = 'a folder such as "data" (relative to the spec), exchange or synthetic'
+
 # Settings by the block they belong to.
 STRATEGY_SETTINGS: dict[str, SettingSpec] = {
     "symbol": SettingSpec(("symbol",), "const", 'a symbol such as "BINANCE:BTC/USDT"'),
@@ -440,6 +447,7 @@ STRATEGY_SETTINGS: dict[str, SettingSpec] = {
     "size": SettingSpec(("sizing",), "param", "a sizing rule such as risk_per_trade(1%)"),
     "max_entries": SettingSpec(("int",), "param", "a whole number of entries >= 1"),
     "scale_in": SettingSpec(("percent",), "param", "a percentage of the first entry's size"),
+    "data": SettingSpec(("data_source",), "const", DATA_WHAT),
 }
 EXECUTION_SETTINGS: dict[str, SettingSpec] = {
     "fill": SettingSpec(("fill_mode",), "const", "next_open or close"),
@@ -454,6 +462,7 @@ EXECUTION_SETTINGS: dict[str, SettingSpec] = {
 PORTFOLIO_SETTINGS: dict[str, SettingSpec] = {
     "capital": SettingSpec(("money",), "const", "an amount such as 10_000 USDT"),
     "rebalance": SettingSpec(("duration",), "const", "a period such as 7d"),
+    "data": SettingSpec(("data_source",), "const", DATA_WHAT),
 }
 OPTIMIZE_SETTINGS: dict[str, SettingSpec] = {
     "target": SettingSpec(("target",), "const", "the name of a strategy or portfolio"),

@@ -491,6 +491,7 @@ class FileChecker:
                         self._misplaced(inner, "execution")
             elif not isinstance(st, s.Param | s.Binding | s.Constraint) and not _is_placeholder(st):
                 self._misplaced(st, "strategy")
+        data = strategy_settings.pop("data", None)  # where candles come from: not a trading setting
         symbol = self._symbol(settings.get("symbol"), block)
         self._strategy_warnings(block, rules, strategy_settings, settings.get("size"))
         # The derived warm-up: the longest lookback path over everything a decision reads.
@@ -514,6 +515,7 @@ class FileChecker:
             warmup=longest_warmup(roots, defaults, ctx.base_ms),
             warmup_sweep=longest_warmup(roots, maxima, ctx.base_ms),
             trade_state=ctx.trade_state,
+            data=str(data.value) if data is not None else None,
             digest=_digest(
                 block.name,
                 symbol,
@@ -725,9 +727,46 @@ class FileChecker:
         if st.name in ("symbol", "timeframe"):
             # Validated by _symbol and _timeframe; recorded there.
             return
+        if st.name == "data":
+            source = self._data_source(st)
+            if source is not None:
+                out["data"] = Expr.make("const", source, kind="data_source")
+            return
         node = Expressions(self).setting_value(st, spec, env)
         if node is not ERROR:
             out[st.name] = node
+
+    def _data_source(self, st: s.Setting) -> str | None:
+        """A `data:` value: "exchange", "synthetic" or the absolute path of an existing folder.
+
+        A string names a folder relative to the file that says it (E038 when there is none); a bare word
+        must be one of `DATA_SOURCES` (E026).
+        """
+        value = st.value
+        if isinstance(value, s.Name) and value.id in b.DATA_SOURCES:
+            return value.id
+        if not (isinstance(value, s.Literal) and value.kind == "string"):
+            word = value.id if isinstance(value, s.Name) else ""
+            hint = did_you_mean(word, b.DATA_SOURCES) if word else None
+            self.rep.add("E026", value.span, f"data expects {b.DATA_WHAT}", hint)
+            return None
+        text = value.text or ""
+        folder = self.path.parent / text
+        try:
+            kind = "folder" if folder.is_dir() else "file" if folder.exists() else None
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+            kind = None
+        if kind == "folder":
+            return str(folder.resolve())
+        shown = shorten(text, 60)
+        problem = "is a file, not a folder" if kind == "file" else "does not exist"
+        self.rep.add(
+            "E038",
+            value.span,
+            f"data folder '{shown}' {problem} ({shorten(str(folder), 120)})",
+            "a folder of SYMBOL-TIMEFRAME.csv files, relative to this spec; or data: exchange",
+        )
+        return None
 
     # ---------------------------------------------------------------- risk
 
@@ -863,6 +902,7 @@ class FileChecker:
                 else None,
                 sleeves=tuple(sleeves),
                 risk=tuple(risk),
+                data=str(settings["data"].value) if "data" in settings else None,
             )
         )
 

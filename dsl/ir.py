@@ -174,6 +174,9 @@ class StrategyIR(Frozen):
     warmup: int  # bars of the base clock before the first decision, at the defaults
     warmup_sweep: int  # the same with every param at its domain's maximum
     trade_state: bool  # whether a rule reads position_size, entry_price, ... (evaluated in the simulation)
+    # where its candles come from when run on its own (`data:`): "exchange", "synthetic" or the absolute
+    # path of a folder of CSV files; None when not set (the command line's --data, else the exchange)
+    data: str | None = None
     digest: str  # content hash of the whole template
 
 
@@ -210,6 +213,8 @@ class PortfolioIR(Frozen):
     rebalance_ms: int | None  # rebalancing period
     sleeves: tuple[SleeveIR, ...]  # sleeves in order
     risk: tuple[RiskRuleIR, ...]  # portfolio and per-sleeve rules in order
+    # where every sleeve's candles come from (`data:`), as StrategyIR.data; None when not set
+    data: str | None = None
 
 
 class OptimizeIR(Frozen):

@@ -110,8 +110,8 @@ def _download(args: argparse.Namespace) -> int:
         for text in args.symbols:
             named, symbol = market_symbol(text)
             exchange = named or source.exchange
-            cache = CachedFeed(engine, ExchangeFeed(exchange, api_url=source.api_url))
-            start, end = source.span(source.start, source.end, cache.feed.clock())
+            cache = CachedFeed(engine, exchange, partial(ExchangeFeed, exchange, api_url=source.api_url))
+            start, end = source.span(source.start, source.end, cache.clock())
             task = bar.add_task(f"{exchange} {symbol} {args.timeframe}", total=None)
             try:
                 added = cache.download(symbol, args.timeframe, start, end, partial(_advance, bar, task))

@@ -138,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
         program = check_spec(args.spec, overrides)
         if program is None:
             return 1
-        return _simulate(args, source, program, overrides, began, settle)
+        from runtime.commands.compiling import compile_notice
+
+        with compile_notice():  # the first run after an install compiles the kernels: say so
+            return _simulate(args, source, program, overrides, began, settle)
 
 
 def _simulate(
@@ -163,6 +166,7 @@ def _simulate(
     settle()
     try:
         portfolio = select(program, args.strategy, args.capital)
+        source = source.with_setting(portfolio.data)
         # The validation note of every candle series loaded, by label, for the report's data section.
         notes: dict[str, str] = {}
         load = functools.partial(source.candles, notes=notes)

@@ -63,8 +63,8 @@ def _evaluate(args: argparse.Namespace, program: Program) -> int:
     from runtime.plan.select import select
 
     try:
-        source = Source.from_args(args)
         portfolio = select(program, args.strategy, None)
+        source = Source.from_args(args).with_setting(portfolio.data)
         one = portfolio.model_copy(update={"sleeves": (_sleeve(portfolio, args.sleeve),)})
         sp = plan(program, one, source.candles, source.start, source.end).sleeves[0]
     except RUN_ERRORS as error:

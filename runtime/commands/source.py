@@ -2,29 +2,35 @@
 
 `--data`, `--exchange`, `--exchange-url`, `--fill-gaps`, `--db`, `--from` and `--to` become one typed
 `Source` (`Source.from_args`); nothing below the commands sees the argparse namespace. A source is a CSV
-file or folder, the seeded synthetic market, or the store backed by the exchange (the default), and it
-carries the one range policy of every command that reads candles (run, series, data download):
+file or folder, the seeded synthetic market, or the store backed by the exchange (the default). Without
+`--data`, the spec's `data:` setting picks it (`Source.with_setting`). A source carries the one range
+policy of every command that reads candles (run, series, data download):
 
-- the range ends at `--to` (exclusive), else now: the exchange's clock when candles come from the
-  exchange, the wall clock otherwise;
+- the range ends at `--to` (exclusive), else now by the local clock (a store that holds every bar
+  closed by then is read without asking the exchange anything);
 - it starts at `--from` (a run asks for its warm-up bars before that), else a CSV source is read from
   its first row (the whole file) and the synthetic market and the exchange give `DEFAULT_HISTORY_MS`
   (one year) before the end;
 - it never starts before the epoch.
 
-Only argparse and the standard library are imported at module level, so that `strat check` starts fast.
+Only argparse, the standard library and the local clock are imported at module level, so that
+`strat check` starts fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from runtime.data.clock import wall_clock_ms
 
 if TYPE_CHECKING:
     from runtime.data.candles import Candles
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
 
 # The `--data` value that selects the synthetic market.
 SYNTHETIC = "synthetic"
+# The `--data` value that selects the store backed by the exchange (the default without --data).
+EXCHANGE = "exchange"
 # History given when a synthetic or exchange source is asked for no start: one year before the end, ms.
 DEFAULT_HISTORY_MS = 365 * 86_400_000
 
@@ -63,6 +71,7 @@ class Source:
     seed: int = 0  # seed of the synthetic market
     # symbol each CSV file without a market in its name fed so far (one file cannot feed two symbols)
     unnamed: dict[Path, str] = field(default_factory=dict, compare=False, repr=False)
+    chosen: bool = False  # whether --data chose the kind (a spec's `data:` setting then does not apply)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Source:
@@ -70,7 +79,8 @@ class Source:
 
         Raises ValueError for a date that does not parse, StoreError for a --db that is no database URL.
         """
-        kind = {None: SourceKind.STORE, SYNTHETIC: SourceKind.SYNTHETIC}.get(args.data, SourceKind.CSV)
+        kinds = {None: SourceKind.STORE, EXCHANGE: SourceKind.STORE, SYNTHETIC: SourceKind.SYNTHETIC}
+        kind = kinds.get(args.data, SourceKind.CSV)
         if args.db is not None:
             from runtime.store.schema import check_url
 
@@ -85,7 +95,22 @@ class Source:
             drop_bad_rows=args.drop_bad_rows,
             start=parse_time(args.start) if args.start else None,
             end=parse_time(args.end) if args.end else None,
+            chosen=args.data is not None,
         )
+
+    def with_setting(self, data: str | None) -> Source:
+        """This source with a spec's `data:` setting applied, unless --data chose one.
+
+        `data` is the checked setting (`dsl.ir.PortfolioIR.data`): "exchange", "synthetic" or the path
+        of a folder of CSV files (already resolved against the spec's file); None leaves the source.
+        """
+        if self.chosen or data is None:
+            return self
+        if data == EXCHANGE:
+            return dataclasses.replace(self, kind=SourceKind.STORE, path=None)
+        if data == SYNTHETIC:
+            return dataclasses.replace(self, kind=SourceKind.SYNTHETIC, path=None)
+        return dataclasses.replace(self, kind=SourceKind.CSV, path=Path(data))
 
     def span(self, first: int | None, last: int | None, now: int) -> tuple[int, int]:
         """The range [start, end) to read, UTC ms, by the range policy (see the module's docstring).
@@ -117,22 +142,26 @@ class Source:
         named_exchange, pair = market_symbol(symbol)
         exchange = named_exchange or self.exchange
         if self.kind is SourceKind.STORE:
-            from runtime.exchange.feed import ExchangeFeed
             from runtime.store.feed import CachedFeed
             from runtime.store.schema import open_store
 
-            feed = feed or ExchangeFeed(exchange, api_url=self.api_url)
-            now = feed.clock()
-            start, end = self.span(first, last, now)
-            raw = CachedFeed(open_store(self.db_url), feed).read(pair, timeframe, start, min(end, now))
+            # The exchange (and ccxt) is reached for only when the store lacks part of the range.
+            connect: Callable[[], ExchangeFeed] = partial(_exchange_feed, exchange, self.api_url)
+            clock = wall_clock_ms
+            if feed is not None:
+                given: ExchangeFeed = feed  # the caller's feed (tests: a fake exchange and its clock)
+                connect, clock = (lambda: given), feed.clock
+            start, end = self.span(first, last, clock())
+            cache = CachedFeed(open_store(self.db_url), exchange, connect, clock=clock)
+            raw = cache.read(pair, timeframe, start, end)
         elif self.kind is SourceKind.SYNTHETIC:
             from runtime.data.synthetic import generate_range
 
-            start, end = self.span(first, last, _wall_clock_ms())
+            start, end = self.span(first, last, wall_clock_ms())
             raw = generate_range(pair, timeframe, start, end, seed=self.seed)
         else:
             assert self.path is not None  # a CSV source always has its path
-            start, end = self.span(first, last, _wall_clock_ms())
+            start, end = self.span(first, last, wall_clock_ms())
             raw, path = from_csv(self.path, pair, timeframe, start, end)
             self._feed_once(path, raw, pair)
             loaded = prepare(
@@ -197,9 +226,11 @@ class Source:
         return MarketStore(engine).get(exchange or self.exchange, pair)
 
 
-def _wall_clock_ms() -> int:
-    """The current UTC time in ms (the clock of the sources that have no exchange clock)."""
-    return time.time_ns() // 1_000_000
+def _exchange_feed(exchange: str, api_url: str | None) -> ExchangeFeed:
+    """The feed of exchange `exchange` (ccxt is imported here, when a download needs it)."""
+    from runtime.exchange.feed import ExchangeFeed
+
+    return ExchangeFeed(exchange, api_url=api_url)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,9 +238,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("market data")
     group.add_argument(
         "--data",
-        metavar="PATH|synthetic",
-        help="a CSV file or a directory of SYMBOL-TIMEFRAME.csv files, or 'synthetic' for the seeded "
-        "synthetic market; default: the store, then the exchange",
+        metavar="PATH|synthetic|exchange",
+        help="a CSV file or a directory of SYMBOL-TIMEFRAME.csv files, 'synthetic' for the seeded "
+        "synthetic market, or 'exchange' for the store, then the exchange; default: the spec's data: "
+        "setting, else the exchange",
     )
     add_exchange_arguments(group)
     group.add_argument(

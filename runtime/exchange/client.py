@@ -2,13 +2,18 @@
 
 Every call goes through `ExchangeClient.call` (or `acall` on the asyncio client), which retries network
 errors, 429 and 5xx answers with exponential backoff and maps ccxt's errors to `ExchangeUnavailable`
-(gave up after every retry) and `ExchangeRejected` (the exchange refused; retrying cannot help).
+(gave up after every retry) and `ExchangeRejected` (the exchange refused; retrying cannot help). A client
+that has never connected and cannot connect at all (connection refused, unknown host, no route: an
+offline machine) gives up after `RetryPolicy.connect_attempts`, in about a second, instead of backing off
+through every attempt; once a call has succeeded, such failures count as transient like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +42,8 @@ class RetryPolicy:
     """How hard to try before giving up on the exchange."""
 
     attempts: int = 6  # calls per request before giving up (1 = no retry)
+    # calls before giving up when no connection can be made at all and none ever was (see the module)
+    connect_attempts: int = 2
     backoff_s: float = 0.5  # wait before the first retry, seconds; doubled after each further failure
     backoff_max_s: float = 30.0  # longest wait between retries, seconds
     timeout_ms: int = 10_000  # HTTP timeout of one call, ms
@@ -75,6 +82,7 @@ class ExchangeClient:
         self.retry = retry or RetryPolicy()  # retry and timeout policy
         self.sync = self._configure(getattr(ccxt, exchange_id))  # synchronous ccxt client
         self.retries = 0  # failed calls that were retried so far (for reports and tests)
+        self.connected = False  # whether a call has succeeded (the exchange is reachable from here)
 
     def asynchronous(self) -> Any:
         """A new asyncio ccxt client with the same options (the caller closes it)."""
@@ -97,7 +105,9 @@ class ExchangeClient:
         """Run one exchange call, retrying network errors, 429 and 5xx with exponential backoff."""
         for attempt in range(self.retry.attempts):
             try:
-                return fn()
+                result = fn()
+                self.connected = True
+                return result
             except ccxt.NetworkError as error:
                 self._give_up_or_count(attempt, error)
                 time.sleep(self.retry.delay(attempt))
@@ -109,7 +119,9 @@ class ExchangeClient:
         """Async twin of `call`: one awaited exchange call with the same retry policy."""
         for attempt in range(self.retry.attempts):
             try:
-                return await fn()
+                result = await fn()
+                self.connected = True
+                return result
             except ccxt.NetworkError as error:
                 self._give_up_or_count(attempt, error)
                 await asyncio.sleep(self.retry.delay(attempt))
@@ -118,9 +130,18 @@ class ExchangeClient:
         raise AssertionError("unreachable: the last failed attempt raises")
 
     def _give_up_or_count(self, attempt: int, error: Exception) -> None:
-        """Raise ExchangeUnavailable after the last attempt; otherwise count the retry."""
+        """Raise ExchangeUnavailable after the last attempt; otherwise count the retry.
+
+        The last attempt comes early (`RetryPolicy.connect_attempts`) when no connection can be made
+        and none ever was: waiting out the whole backoff would not make an offline machine online.
+        """
+        where = self.api_url or f"{self.exchange_id}'s API"
+        cause = None if self.connected else _connection_failure(error)
+        if cause is not None and attempt + 1 >= min(self.retry.connect_attempts, self.retry.attempts):
+            raise ExchangeUnavailable(
+                f"cannot connect to {where} ({cause}; tried {attempt + 1} times: {str(error)[:200]})"
+            ) from error
         if attempt + 1 >= self.retry.attempts:
-            where = self.api_url or f"{self.exchange_id}'s API"
             raise ExchangeUnavailable(
                 f"cannot reach {where} after {self.retry.attempts} attempts "
                 f"({type(error).__name__}: {str(error)[:200]})"
@@ -132,6 +153,26 @@ class ExchangeClient:
         markets = self.call(self.sync.load_markets)
         market = markets.get(symbol) if isinstance(markets, dict) else None
         return _rules_from_ccxt(self.exchange_id, symbol, market) if isinstance(market, dict) else None
+
+
+# OS errors that mean no connection could be made at all (as opposed to one that broke or timed out).
+_NO_CONNECTION = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH})
+
+
+def _connection_failure(error: BaseException) -> str | None:
+    """Why no connection could be made ("connection refused", an unknown host), or None for other errors.
+
+    ccxt wraps the socket's error (through requests/urllib3 or aiohttp) as the cause of its NetworkError;
+    the chain of causes is searched for a failed name lookup or a refused or unroutable connection.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, socket.gaierror) or (isinstance(link, OSError) and link.errno in _NO_CONNECTION):
+            return link.strerror or type(link).__name__
+        link = link.__cause__ or link.__context__
+    return None
 
 
 def _rules_from_ccxt(exchange: str, symbol: str, market: dict[str, object]) -> MarketRules:

@@ -9,7 +9,6 @@ feed's clock is never returned.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -17,16 +16,12 @@ import numpy as np
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import Candle, Candles
+from runtime.data.clock import wall_clock_ms
 from runtime.data.markets import MarketRules
 from runtime.exchange.client import ExchangeClient, RetryPolicy
 
 # Called after each page with (candles fetched so far, candles expected in the whole range).
 Progress = Callable[[int, int], None]
-
-
-def wall_clock_ms() -> int:
-    """The current UTC time in ms."""
-    return time.time_ns() // 1_000_000
 
 
 class ExchangeFeed:

@@ -46,4 +46,5 @@ def select(program: Program, strategy: str | None, capital: float | None) -> Por
         rebalance_ms=None,
         sleeves=(sleeve,),
         risk=(),
+        data=template.data,
     )

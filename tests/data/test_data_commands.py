@@ -136,6 +136,7 @@ def test_options_are_decoded_once_into_a_source() -> None:
         db_url="sqlite:///x.db",
         fill_gaps=True,
         start=1_704_067_200_000,
+        chosen=True,
     )
     synthetic = Source.from_args(parser.parse_args(["--data", "synthetic", "--to", "1000"]))
     assert (synthetic.kind, synthetic.path, synthetic.end) == (SourceKind.SYNTHETIC, None, 1000)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_binance import HOUR, JAN_1_2024, FakeBinance
+from sqlalchemy import Engine
 
 from runtime.commands.source import Source
 from runtime.data.candles import PRICE_COLUMNS, Candle
@@ -28,6 +29,11 @@ MakeFeed = Callable[..., ExchangeFeed]
 
 def _eth(shared_data: Path, start: int, end: int):  # type: ignore[no-untyped-def]
     return read_csv(shared_data / "ETHUSDT-1h.csv").slice(start, end)
+
+
+def _cached(engine: Engine, feed: ExchangeFeed) -> CachedFeed:
+    """The store behind `engine` caching `feed`, on the feed's (the fake's) clock."""
+    return CachedFeed(engine, feed.exchange_id, lambda: feed, clock=feed.clock)
 
 
 def _starts(fake: FakeBinance) -> list[int]:
@@ -69,10 +75,11 @@ def test_unreachable_exchange_gives_a_clear_error() -> None:
         "binance",
         api_url=f"http://127.0.0.1:{port}",
         rate_limit=False,
-        retry=RetryPolicy(attempts=2, backoff_s=0.01),
+        retry=RetryPolicy(attempts=5, backoff_s=0.01, connect_attempts=2),
     )
     with pytest.raises(
-        ExchangeUnavailable, match=rf"^cannot reach http://127\.0\.0\.1:{port} after 2 attempts"
+        ExchangeUnavailable,
+        match=rf"^cannot connect to http://127\.0\.0\.1:{port} \(Connection refused; tried 2 times: ",
     ):
         feed.fetch("ETH/USDT", "1h", T0, T0 + H)
 
@@ -90,7 +97,7 @@ def test_unclosed_last_candle_is_neither_returned_nor_stored(
 ) -> None:
     # The fake's now is 100.5 h after T0: the 100 h candle exists but is still open.
     engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    added = CachedFeed(engine, make_feed()).download("ETH/USDT", "1h", T0, T0 + 200 * H)
+    added = _cached(engine, make_feed()).download("ETH/USDT", "1h", T0, T0 + 200 * H)
     assert added == 100
     assert int(CandleStore(engine).read("binance", "ETH/USDT", "1h").time[-1]) == T0 + 99 * H
     assert CandleStore(engine).coverage("binance", "ETH/USDT", "1h") == [(T0, T0 + 100 * H)]
@@ -101,11 +108,11 @@ def test_gap_at_the_exchange_is_stored_as_a_gap_and_not_refetched(
 ) -> None:
     fake_binance.holes = [(T0 + 20 * H, T0 + 30 * H)]
     engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    assert CachedFeed(engine, make_feed(page_limit=15)).download("ETH/USDT", "1h", T0, T0 + 100 * H) == 90
+    assert _cached(engine, make_feed(page_limit=15)).download("ETH/USDT", "1h", T0, T0 + 100 * H) == 90
     stored = CandleStore(engine).read("binance", "ETH/USDT", "1h")
     assert np.flatnonzero(np.diff(stored.time) != H).tolist() == [19]
     before = len(fake_binance.klines_requests())
-    assert CachedFeed(engine, make_feed()).download("ETH/USDT", "1h", T0, T0 + 100 * H) == 0
+    assert _cached(engine, make_feed()).download("ETH/USDT", "1h", T0, T0 + 100 * H) == 0
     assert len(fake_binance.klines_requests()) == before
 
 
@@ -113,11 +120,11 @@ def test_second_download_only_asks_for_the_new_range(
     fake_binance: FakeBinance, make_feed: MakeFeed, tmp_path: Path, shared_data: Path
 ) -> None:
     engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    CachedFeed(engine, make_feed(page_limit=40)).download("ETH/USDT", "1h", T0, fake_binance.now_ms)
+    _cached(engine, make_feed(page_limit=40)).download("ETH/USDT", "1h", T0, fake_binance.now_ms)
     assert _starts(fake_binance) == [T0, T0 + 40 * H, T0 + 80 * H]
     fake_binance.requests.clear()
     fake_binance.now_ms += 50 * H  # time passes: 50 more hourly candles have closed
-    added = CachedFeed(engine, make_feed(page_limit=40)).download("ETH/USDT", "1h", T0, fake_binance.now_ms)
+    added = _cached(engine, make_feed(page_limit=40)).download("ETH/USDT", "1h", T0, fake_binance.now_ms)
     assert added == 50
     assert _starts(fake_binance) == [T0 + 100 * H, T0 + 140 * H]
     stored = CandleStore(engine).read("binance", "ETH/USDT", "1h")
