@@ -38,6 +38,10 @@ class Trade:
     exit_reason: ExitReason  # why it was closed; "end" when still open
     entry_bar: int  # index of the entry fill bar on the sleeve's own clock
     exit_bar: int  # index of the exit fill bar (the last bar when still open)
+    # Excursions: the worst / best price the position saw (its fills, every bar held through from its open
+    # to its close, the mark when still open) as a return on entry_price, from the position's side.
+    mae: float  # maximum adverse excursion, <= 0 (-0.03: the price went 3% against the position)
+    mfe: float  # maximum favourable excursion, >= 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,8 @@ class TradeTable:
     exit_reason: np.ndarray  # object (str) an ExitReason
     entry_bar: np.ndarray  # int64 index of the entry fill bar on the sleeve's clock
     exit_bar: np.ndarray  # int64 index of the exit fill bar (the last bar when still open)
+    mae: np.ndarray  # float64 maximum adverse excursion, a return on the entry price (<= 0)
+    mfe: np.ndarray  # float64 maximum favourable excursion, a return on the entry price (>= 0)
 
     def __len__(self) -> int:
         """Number of trades."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -48,9 +49,49 @@ def test_s1_anchor_matches_every_reference_engine(shared_data: Path, tmp_path: P
     assert summary["closed_trades"] == 1179
     assert round(summary["final_equity"], 2) == 74640.42
     assert round(summary["max_drawdown"], 4) == 0.6646
-    trades = (tmp_path / "out" / "trades.csv").read_text().splitlines()
-    assert len(trades) == 1181
-    assert trades[-1].endswith(",end")
+    with (tmp_path / "out" / "trades.csv").open() as handle:
+        trades = list(csv.DictReader(handle))
+    assert len(trades) == 1180
+    assert trades[-1]["exit_reason"] == "end"
+
+
+# Buys an hourly ETH candle that fell more than 5% inside the hour, with a 3% stop: on 2024-08-05 it buys
+# the 01:00 open (2,526.81), the hour falls to 2,111 and the next one opens at 2,319.24 (-8.2%).
+DIP = """strat 1
+
+strategy dip:
+    symbol:    "BINANCE:ETH/USDT"
+    timeframe: 1h
+    entry long when close < open * 0.95
+    stop_loss: 3%
+    size: equity_pct(100%)
+    execution:
+        fee:      0%
+        slippage: 0bps
+"""
+
+
+@pytest.mark.parametrize("mode", ["--backtest", "--replay"])
+def test_a_stop_is_hit_on_the_bar_the_entry_fills_on(shared_data: Path, tmp_path: Path, mode: str) -> None:
+    spec = tmp_path / "dip.strat"
+    spec.write_text(DIP)
+    data = shared_data / "ETHUSDT-1h.csv"
+    _run(spec, data, tmp_path / "out", "--from", "2024-08-05", "--to", "2024-08-05T03:00", mode)
+    with (tmp_path / "out" / "trades.csv").open() as handle:
+        first, second = csv.DictReader(handle)
+    # Stopped at the level inside the fill bar, not at the next bar's open 8.2% below the entry.
+    assert (first["entry_time"], first["exit_time"], first["exit_reason"]) == (
+        "2024-08-05T01:00:00Z", "2024-08-05T01:00:00Z", "stop_loss",
+    )  # fmt: skip
+    assert float(first["entry_price"]) == 2526.81
+    assert float(first["exit_price"]) == pytest.approx(2526.81 * 0.97, rel=1e-15)
+    assert float(first["return"]) == pytest.approx(-0.03, rel=1e-12)
+    assert (float(first["mae"]), float(first["mfe"])) == (pytest.approx(-0.03, rel=1e-12), 0.0)
+    # The 01:00 hour fell 8.2% too: the 02:00 entry at 2,319.24 is stopped on its own fill bar as well.
+    assert (second["entry_time"], second["exit_time"], float(second["entry_price"])) == (
+        "2024-08-05T02:00:00Z", "2024-08-05T02:00:00Z", 2319.24,
+    )  # fmt: skip
+    assert float(second["exit_price"]) == pytest.approx(2319.24 * 0.97, rel=1e-15)
 
 
 SPECS = sorted(p for d in ("library", "specs") for p in (ROOT / d).glob("*.strat") if p.name != "risk.strat")
