@@ -35,7 +35,7 @@ _PROGRESS_EVERY = 10_000
 def batch_signals(sp: SleevePlan) -> tuple[Decisions[np.ndarray], Offsets[np.ndarray | None]]:
     """Evaluate a sleeve's graph over its whole history: its decisions and its series bracket settings.
 
-    Decisions are bool arrays over the base bars (no decision before the warm-up ends); a series setting
+    Decisions are bool arrays over the base bars (none before `first_decision`); a series setting
     is a float64 array, None when the setting is not a series.
     """
     g = sp.graph
@@ -51,17 +51,17 @@ def batch_signals(sp: SleevePlan) -> tuple[Decisions[np.ndarray], Offsets[np.nda
         return value if isinstance(value, np.ndarray) else np.full(n, float(value))
 
     return (
-        Decisions._make(_decided(series(node), g.warmup, n) for node in decisions),
+        Decisions._make(_decided(series(node), sp.first_decision, n) for node in decisions),
         Offsets._make(series(node) for node in offsets),
     )
 
 
-def _decided(values: np.ndarray | None, warmup: int, n: int) -> np.ndarray:
-    """A bool decision array: the rule held (not na, not zero) at or after the warm-up."""
+def _decided(values: np.ndarray | None, first: int, n: int) -> np.ndarray:
+    """A bool decision array: the rule held (not na, not zero) at or after bar `first`."""
     if values is None:
         return np.zeros(n, dtype=np.bool_)
     decided = (values == values) & (values != 0.0)
-    decided[: min(warmup, n)] = False
+    decided[: min(first, n)] = False
     return decided
 
 
@@ -76,7 +76,7 @@ def backtest(rp: RunPlan) -> BacktestResult:
     if any(sp.graph.needs_state for sp in rp.sleeves):
         return replay(rp)
     sleeves = [sleeve_input(sp, *batch_signals(sp)) for sp in rp.sleeves]
-    return simulate(portfolio_input(rp, sleeves))
+    return simulate(portfolio_input(rp, sleeves)).since(rp.start)
 
 
 def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
@@ -112,7 +112,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
     def decide(update: BarUpdate, state: TradeState) -> BarUpdate:
         """Evaluate a sleeve's base bar with its trade state at the close; return the decided bar."""
         s = index[update.sleeve]
-        driver, (decisions, offsets), warmup = drivers[s], nodes[s], sleeves[s].graph.warmup
+        driver, (decisions, offsets), first = drivers[s], nodes[s], sleeves[s].first_decision
         i = pending[update.sleeve]
         driver.state = {
             "position_size": state.position_size, "entry_price": state.entry_price,
@@ -121,7 +121,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
         driver.push(0, sleeves[s].feeds.bar(0, i))
         values: list[Any] = driver.values
         # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
-        el, xl, es, xs = [i >= warmup and node is not None and _truthy(values[node]) for node in decisions]
+        el, xl, es, xs = [i >= first and node is not None and _truthy(values[node]) for node in decisions]
         stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
         return dataclasses.replace(
             update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
@@ -148,7 +148,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
             updates.append(BarUpdate(sp.sleeve.name, int(sp.feeds.candles[0].time[i]), o, h, low, c, v))
         if updates:
             simulator.step(*updates, decide=decide)
-    return simulator.finish()
+    return simulator.finish().since(rp.start)
 
 
 def _truthy(value: float) -> bool:

@@ -10,7 +10,7 @@ and the metrics and CSV writers work on whole columns; `BacktestResult.trades` /
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
@@ -200,6 +200,22 @@ class BacktestResult:
     capital: float  # starting cash, quote currency
     quote: str  # quote currency, e.g. "USDT"
     synthetic: bool  # True when any input candles came from the synthetic generator
+
+    def since(self, start: int | None) -> BacktestResult:
+        """The result over the points closing after `start` (UTC ms; None: all of it), e.g. after --from.
+
+        The points before are the warm-up: read for the indicators, never traded (no decision may fill
+        before the start), so the equity there is the flat capital and nothing else is cut.
+        """
+        if start is None:
+            return self
+        first = int(np.searchsorted(self.time, start, side="right"))
+        if first == 0:
+            return self
+        return replace(
+            self, time=self.time[first:], equity=self.equity[first:], cash=self.cash[first:],
+            exposure=self.exposure[first:],
+        )  # fmt: skip
 
     @cached_property
     def trades(self) -> tuple[Trade, ...]:

@@ -180,7 +180,11 @@ def _simulate(
     if not args.no_report:
         from runtime.backtest.report import write_report
 
-        candles = {_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
+        # The price charts start where the reported period does (no warm-up bar before --from).
+        candles = {
+            _pair(sp.sleeve.symbol): sp.feeds.candles[0].slice(run_plan.start, None)
+            for sp in run_plan.sleeves
+        }
         title = Path(args.spec).stem
         write_report(result, summary, candles, out / "report.html", title=title)  # type: ignore[arg-type]
     print_summary(summary, console)

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dsl.ir import PortfolioIR, Program, RiskRuleIR, SleeveIR, StrategyIR
 from dsl.units import parse_symbol
 from runtime.data.candles import DataError
@@ -39,6 +41,9 @@ class SleevePlan:
     graph: Graph  # compiled graph
     feeds: Feeds  # candles of every clock of the graph
     rules: MarketRules | None = None  # the exchange's trading rules for the symbol, when known
+    # First base bar that may decide: the graph's warm-up, or the first bar opening at or after the run's
+    # start (--from) when that comes later (the bars before it are read for the indicators only).
+    first_decision: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class RunPlan:
     rebalance_ms: int | None  # rebalancing period, ms; None = never
     risk: tuple[RiskRuleIR, ...]  # risk rules
     sleeves: tuple[SleevePlan, ...]  # sleeves in spec order
+    # Start of the reported period (--from), UTC ms: the result holds the points closing after it; None
+    # reports every point from the first bar read.
+    start: int | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -93,13 +101,30 @@ def plan(
             for sl, t, v, g, candles in loaded
         ]
     sleeves = [
-        SleevePlan(sl, t, v, g, Feeds(g, c), rules(sl.symbol) if rules is not None else None)
+        SleevePlan(
+            sl,
+            t,
+            v,
+            g,
+            Feeds(g, c),
+            rules(sl.symbol) if rules is not None else None,
+            _first_decision(g, c[g.base].time, start),
+        )
         for sl, t, v, g, c in loaded
     ]
     quote = portfolio.quote or _quote(portfolio.sleeves[0].symbol)
-    return RunPlan(
-        portfolio.name, portfolio.capital, quote, portfolio.rebalance_ms, portfolio.risk, tuple(sleeves)
-    )
+    risk, rebalance = portfolio.risk, portfolio.rebalance_ms
+    return RunPlan(portfolio.name, portfolio.capital, quote, rebalance, risk, tuple(sleeves), start)
+
+
+def _first_decision(graph: Graph, times: Any, start: int | None) -> int:
+    """The first base bar (open `times`, UTC ms) that may decide: warm, and opening at or after `start`.
+
+    A decision at the close of a bar before the start would fill inside the warm-up, which is not traded.
+    """
+    if start is None:
+        return graph.warmup
+    return max(graph.warmup, int(np.searchsorted(times, start)))
 
 
 def _quote(symbol: str) -> str:
