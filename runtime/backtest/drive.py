@@ -48,7 +48,7 @@ class Signals(NamedTuple):
 def batch_signals(sp: SleevePlan) -> Signals:
     """Evaluate a sleeve's graph over its whole history: decisions, series bracket settings and alerts.
 
-    Decisions and alerts are bool arrays over the base bars (none before the warm-up ends); a series
+    Decisions and alerts are bool arrays over the base bars (none before `first_decision`); a series
     setting is a float64 array, None when the setting is not a series.
     """
     g = sp.graph
@@ -65,9 +65,9 @@ def batch_signals(sp: SleevePlan) -> Signals:
         return value if isinstance(value, np.ndarray) else np.full(n, float(value))
 
     return Signals(
-        Decisions._make(_decided(series(node), g.warmup, n) for node in decisions),
+        Decisions._make(_decided(series(node), sp.first_decision, n) for node in decisions),
         Offsets._make(series(node) for node in offsets),
-        tuple(_decided(series(node), g.warmup, n) for node in g.alerts),
+        tuple(_decided(series(node), sp.first_decision, n) for node in g.alerts),
     )
 
 
@@ -79,12 +79,12 @@ def _alert(sp: SleevePlan, k: int, i: int) -> Alert:
     )
 
 
-def _decided(values: np.ndarray | None, warmup: int, n: int) -> np.ndarray:
-    """A bool decision array: the rule held (not na, not zero) at or after the warm-up."""
+def _decided(values: np.ndarray | None, first: int, n: int) -> np.ndarray:
+    """A bool decision array: the rule held (not na, not zero) at or after bar `first`."""
     if values is None:
         return np.zeros(n, dtype=np.bool_)
     decided = (values == values) & (values != 0.0)
-    decided[: min(warmup, n)] = False
+    decided[: min(first, n)] = False
     return decided
 
 
@@ -104,7 +104,7 @@ def backtest(rp: RunPlan) -> BacktestResult:
             rp,
             [sleeve_input(sp, sg.decisions, sg.offsets) for sp, sg in zip(rp.sleeves, signals, strict=True)],
         )
-    )
+    ).since(rp.start)
     # Every firing, ordered by close time, then sleeve (spec order), then alert (spec order): as replayed.
     fired = sorted(
         (int(sp.feeds.candles[0].time[i]) + sp.graph.base.ms, s, k, int(i))
@@ -152,7 +152,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
     def decide(update: BarUpdate, state: TradeState) -> BarUpdate:
         """Evaluate a sleeve's base bar with its trade state at the close; return the decided bar."""
         s = index[update.sleeve]
-        driver, (decisions, offsets), warmup = drivers[s], nodes[s], sleeves[s].graph.warmup
+        driver, (decisions, offsets), first = drivers[s], nodes[s], sleeves[s].first_decision
         i = pending[update.sleeve]
         driver.state = {
             "position_size": state.position_size, "entry_price": state.entry_price,
@@ -161,9 +161,9 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
         driver.push(0, sleeves[s].feeds.bar(0, i))
         values: list[Any] = driver.values
         # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
-        el, xl, es, xs = [i >= warmup and node is not None and _truthy(values[node]) for node in decisions]
+        el, xl, es, xs = [i >= first and node is not None and _truthy(values[node]) for node in decisions]
         stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
-        if i >= warmup:
+        if i >= first:
             alerts.extend(
                 _alert(sleeves[s], k, i) for k, node in enumerate(alert_nodes[s]) if _truthy(values[node])
             )
@@ -192,7 +192,7 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
             updates.append(BarUpdate(sp.sleeve.name, int(sp.feeds.candles[0].time[i]), o, h, low, c, v))
         if updates:
             simulator.step(*updates, decide=decide)
-    result = simulator.finish()
+    result = simulator.finish().since(rp.start)
     return dataclasses.replace(result, alerts=tuple(alerts)) if alerts else result
 
 

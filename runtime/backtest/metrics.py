@@ -26,7 +26,8 @@ Definitions (every ratio and return is a fraction: 0.6646, not 66.46):
 - Monthly returns: equity at the last bar of a calendar month (UTC; a bar belongs to the month holding its
   close time minus 1 ms) over the previous month's (the capital for the first month), minus 1.
 - Times: ``start`` is the open of the first bar (its close time minus ``bar_ms``), ``end`` the close of the
-  last bar, both ISO-8601 UTC.
+  last bar, both ISO-8601 UTC. A run with ``--from`` holds only the points closing after it (the warm-up
+  before it is cut: `BacktestResult.since`), so every figure above covers the period from ``--from``.
 """
 
 from __future__ import annotations

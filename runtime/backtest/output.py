@@ -31,7 +31,7 @@ from runtime.broker.result import BacktestResult, Trade
 # Column headers of the CSV files.
 TRADE_COLUMNS = (
     "sleeve", "symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "qty", "pnl",
-    "return", "fees", "exit_reason",
+    "return", "fees", "exit_reason", "mae", "mfe",
 )  # fmt: skip
 EQUITY_COLUMNS = ("time", "equity", "cash", "exposure", "drawdown")
 ORDER_COLUMNS = (
@@ -141,6 +141,8 @@ def write_trades(result: BacktestResult, path: Path, memo: dict[float, str] | No
         _floats(t.ret, memo),
         _floats(t.fees, memo),
         _text(t.exit_reason),
+        _floats(t.mae, memo),
+        _floats(t.mfe, memo),
     ]
     _write_rows(path, TRADE_COLUMNS, columns)
 

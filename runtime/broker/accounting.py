@@ -53,6 +53,19 @@ def record_order(book: Record, orders: np.ndarray, s: int, direction: int, fill:
 
 
 @njit(cache=True, inline="always")
+def widen(sl: Record, low: float, high: float) -> None:
+    """Widen the range of prices the position has seen by a fill price (low = high) or a bar held through.
+
+    A bar counts when the position was open over all of it: from its open (filled before or at it, and no
+    bracket hit on it) to its close. A bar that closes the position at a level counts by its fill price
+    only, since where the bar went before the level was hit is unknown.
+    """
+    # Stored unconditionally: no branch to mispredict on the hot path.
+    sl.seen_low = min(sl.seen_low, low)
+    sl.seen_high = max(sl.seen_high, high)
+
+
+@njit(cache=True, inline="always")
 def close_trade(
     book: Record,
     trades: np.ndarray,
@@ -86,6 +99,13 @@ def close_trade(
     row.reason = reason
     row.entry_bar = sl.entry_bar
     row.exit_bar = exit_bar
+    # Excursions: the worst and best price seen (the mark included), as returns on the entry price, with
+    # the entry itself as the zero (a position never below its entry has no adverse excursion).
+    entry = row.entry_price
+    low = min(sl.seen_low, exit_price) / entry - 1.0
+    high = max(sl.seen_high, exit_price) / entry - 1.0
+    row.mae = min(low if side > 0 else -high, 0.0)
+    row.mfe = max(high if side > 0 else -low, 0.0)
     book.n_trades = n + 1
     return pnl
 
@@ -110,6 +130,9 @@ def book_entry(cfg: Record, sl: Record, book: Record, out: Outputs, s: int, fill
         sl.realized = 0.0
         sl.exit_qty = 0.0
         sl.exit_value = 0.0
+        sl.seen_low = price
+        sl.seen_high = price
+    widen(sl, price, price)
     if fill.first:
         sl.entries += 1
         sl.today += 1
@@ -142,6 +165,7 @@ def book_exit(
     sl.fees += fee
     sl.exit_qty += qty
     sl.exit_value += qty * price
+    widen(sl, price, price)
     rest = sl.qty - qty
     record_order(book, out.orders, s, -side, fill)
     if rest > EPS * sl.entered:

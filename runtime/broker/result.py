@@ -10,7 +10,7 @@ and the metrics and CSV writers work on whole columns; `BacktestResult.trades` /
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
@@ -38,6 +38,10 @@ class Trade:
     exit_reason: ExitReason  # why it was closed; "end" when still open
     entry_bar: int  # index of the entry fill bar on the sleeve's own clock
     exit_bar: int  # index of the exit fill bar (the last bar when still open)
+    # Excursions: the worst / best price the position saw (its fills, every bar held through from its open
+    # to its close, the mark when still open) as a return on entry_price, from the position's side.
+    mae: float  # maximum adverse excursion, <= 0 (-0.03: the price went 3% against the position)
+    mfe: float  # maximum favourable excursion, >= 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class TradeTable:
     exit_reason: np.ndarray  # object (str) an ExitReason
     entry_bar: np.ndarray  # int64 index of the entry fill bar on the sleeve's clock
     exit_bar: np.ndarray  # int64 index of the exit fill bar (the last bar when still open)
+    mae: np.ndarray  # float64 maximum adverse excursion, a return on the entry price (<= 0)
+    mfe: np.ndarray  # float64 maximum favourable excursion, a return on the entry price (>= 0)
 
     def __len__(self) -> int:
         """Number of trades."""
@@ -206,6 +212,22 @@ class BacktestResult:
     quote: str  # quote currency, e.g. "USDT"
     synthetic: bool  # True when any input candles came from the synthetic generator
     alerts: tuple[Alert, ...] = ()  # alerts that fired, in time order (sleeves in spec order at one time)
+
+    def since(self, start: int | None) -> BacktestResult:
+        """The result over the points closing after `start` (UTC ms; None: all of it), e.g. after --from.
+
+        The points before are the warm-up: read for the indicators, never traded (no decision may fill
+        before the start), so the equity there is the flat capital and nothing else is cut.
+        """
+        if start is None:
+            return self
+        first = int(np.searchsorted(self.time, start, side="right"))
+        if first == 0:
+            return self
+        return replace(
+            self, time=self.time[first:], equity=self.equity[first:], cash=self.cash[first:],
+            exposure=self.exposure[first:],
+        )  # fmt: skip
 
     @cached_property
     def trades(self) -> tuple[Trade, ...]:

@@ -377,6 +377,8 @@ def _trades(rows: np.ndarray, sleeves: Sequence[SleeveInput]) -> TradeTable:
         exit_reason=_names(rows["reason"], REASONS),
         entry_bar=rows["entry_bar"].copy(),
         exit_bar=rows["exit_bar"].copy(),
+        mae=rows["mae"].copy(),
+        mfe=rows["mfe"].copy(),
     )
 
 
@@ -483,7 +485,7 @@ def simulate(portfolio: PortfolioInput) -> BacktestResult:
 
 # Snapshot format: its name and version (bump the version whenever a dtype or the layout below changes).
 SNAPSHOT_FORMAT = "strat.broker.Simulator"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 # Arrays of a snapshot: the state bundle's fields, then the outputs (trimmed to what was written).
 _STATE_FIELDS = ("sleeves", "book", "rule_latch", "rule_held", "kelly")
 _OUTPUT_FIELDS = ("time", "equity", "cash", "exposure", "trades", "orders", "events")
@@ -607,7 +609,7 @@ class Simulator:
     def snapshot(self) -> dict[str, Any]:
         """The simulator's whole state as plain values (JSON- and pickle-safe); see `restore`.
 
-        Format (version 1): {"format": SNAPSHOT_FORMAT, "version": 1, "sleeves": [names], "rules": [rule
+        Format (version 2): {"format": SNAPSHOT_FORMAT, "version": 2, "sleeves": [names], "rules": [rule
         texts], "points": points stepped, "bars": [bars received per sleeve], "rebalance_ms": the rebalancing
         period (ms, 0 = none), "config": {field: array},
         "state": {field: array}, "outputs": {field: array}}, where "config" holds the packed settings

@@ -130,6 +130,8 @@ SLEEVE_STATE = np.dtype(
         ("stop", _F),  # stop level, price (NaN = none)
         ("tp", _F),  # target level, price (NaN = none)
         ("extreme", _F),  # best price since entry (highest high long, lowest low short)
+        ("seen_low", _F),  # lowest price the position has seen: its fills and the bars held through
+        ("seen_high", _F),  # highest price the position has seen: its fills and the bars held through
         ("trail", _F),  # trailing distance (price), or fraction when the kind is O_PCT
         ("trail_at", _F),  # price at which trailing starts
         ("be_at", _F),  # price at which the stop moves to breakeven (NaN = never)
@@ -210,6 +212,8 @@ TRADE = np.dtype(
         ("reason", _I),  # exit reason (R_*)
         ("entry_bar", _I),  # entry fill bar index, sleeve's clock
         ("exit_bar", _I),  # exit fill bar index (the last bar when open)
+        ("mae", _F),  # maximum adverse excursion: worst price seen as a return on entry_price (<= 0)
+        ("mfe", _F),  # maximum favourable excursion: best price seen as a return on entry_price (>= 0)
     ]
 )
 

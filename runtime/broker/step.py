@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from runtime.broker.accounting import mark, rebalance, roll_calendar
+from runtime.broker.accounting import mark, rebalance, roll_calendar, widen
 from runtime.broker.brackets import bracket_hit, follow
 from runtime.broker.fills import At, fill_bracket, fill_pending
 from runtime.broker.orders import clear_order, place_order
@@ -135,22 +135,29 @@ def step_points(
                 if cfg.close_fill != 1 and sl.ord_kind != K_NONE and sl.ord_due <= j:
                     at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
                     fill_pending(config, state, out, cfg, sl, book, s, at)
-                # 2. Brackets of positions filled before this bar, unless an exit is already on its way.
+                # 2. Brackets of the open position, unless an exit is already on its way. The bar an entry
+                # filled on at its open counts too: all of its range comes after the fill.
+                if sl.side == 0:
+                    continue
                 has_bracket = cfg.stop_kind + cfg.tp_kind + cfg.trail_kind > 0
-                if has_bracket and sl.side != 0 and sl.entry_bar < j and sl.ord_kind != K_EXIT:
+                if has_bracket and sl.ord_kind != K_EXIT:
                     hit, price, reason = bracket_hit(cfg, sl, bo[s, c], bh[s, c], bl[s, c])
                     if hit:
                         at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
                         fill_bracket(cfg, sl, book, out, ring, s, at, price, reason)
                     else:
-                        # Still open: the bar feeds the trailing stop and the breakeven move.
+                        # Still open: the bar feeds the trailing stop and the breakeven move (from the
+                        # next bar on: the order of high and low inside a bar is unknown).
                         follow(cfg, sl, bh[s, c], bl[s, c])
+                # 3. A position still open after the open is held through the bar (to its close).
+                if sl.side != 0:
+                    widen(sl, bl[s, c], bh[s, c])
         if phase == PHASE_OPEN:
             continue
         for k in range(k0, k1):
             s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
             cfg, sl = cfgs[s], sleeves[s]
-            # 3. Decisions at the close; with fill: close, due orders fill right away at this close.
+            # 4. Decisions at the close; with fill: close, due orders fill right away at this close.
             # Bitwise, not `or`: one test instead of four branches on the common quiet bar.
             if el[s, c] | xl[s, c] | es[s, c] | xs[s, c] or (sl.side != 0 and cfg.max_hold > 0):
                 decide(cfg, sl, book, (el[s, c], xl[s, c], es[s, c], xs[s, c]), dist, s, j, c, time)
@@ -159,7 +166,7 @@ def step_points(
                 fill_pending(config, state, out, cfg, sl, book, s, at)
             sl.last = bc[s, c]
             sl.last_bar = j
-        # 4. Mark the account, reset budgets when due, then let the risk rules act on what they see.
+        # 5. Mark the account, reset budgets when due, then let the risk rules act on what they see.
         gross = mark(sleeves, book)
         if time >= book.next_rebalance:
             rebalance(config, sleeves, book, time)

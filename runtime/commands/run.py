@@ -189,7 +189,11 @@ def _simulate(
     if not args.no_report:
         from runtime.backtest.report import plotted_lines, run_setup, write_report
 
-        candles = {market_pair(sp.sleeve.symbol): sp.feeds.candles[0] for sp in run_plan.sleeves}
+        # The price charts start where the reported period does (no warm-up bar before --from).
+        candles = {
+            market_pair(sp.sleeve.symbol): sp.feeds.candles[0].slice(run_plan.start, None)
+            for sp in run_plan.sleeves
+        }
         write_report(
             result,
             summary,

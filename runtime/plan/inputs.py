@@ -107,7 +107,7 @@ def sleeve_input(
         execution=_execution(dict(sp.strategy.execution), fixed, tf_ms),
         max_entries=int(fixed.number(settings.get("max_entries")) or m.SleeveInput.max_entries),
         scale_in=fixed.number(settings.get("scale_in")) or m.SleeveInput.scale_in,
-        warmup=sp.graph.warmup,
+        warmup=sp.first_decision,
         precision=None
         if sp.rules is None
         else m.Precision(sp.rules.amount_step, sp.rules.min_qty, sp.rules.min_notional),

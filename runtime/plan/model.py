@@ -70,11 +70,14 @@ class Execution:
 
 @dataclass(frozen=True)
 class Bracket:
-    """Exit rules attached to a position, checked from the bar after the fill against high and low.
+    """Exit rules attached to a position, checked against each bar's high and low from the fill on.
 
-    A gap through a stop or target fills at the bar's open; stops fill as market orders (taker fee,
-    slippage), targets as limit orders (maker fee, no slippage). With pyramiding, the levels set by the
-    first entry stay in force.
+    An entry filled at a bar's open is checked on that bar already (all of its range comes after the
+    open); one filled at a close from the next bar. A gap through a stop or target fills at the bar's open;
+    stops fill as market orders (taker fee, slippage), targets as limit orders (maker fee, no slippage).
+    A bar's best price moves the trailing stop and the breakeven stop for the bars after it only (the
+    order of high and low inside a bar is unknown). With pyramiding, the levels set by the first entry
+    stay in force.
     """
 
     stop: PriceOffset | None = None  # stop-loss distance below (long) / above (short) the fill price

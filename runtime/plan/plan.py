@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dsl.ir import PortfolioIR, Program, RiskRuleIR, SleeveIR, StrategyIR
 from dsl.units import format_duration, parse_symbol
 from runtime.data.candles import Candles, DataError
@@ -63,6 +65,9 @@ class SleevePlan:
     graph: Graph  # compiled graph
     feeds: Feeds  # candles of every clock of the graph
     rules: MarketRules | None = None  # the exchange's trading rules for the symbol, when known
+    # First base bar that may decide: the graph's warm-up, or the first bar opening at or after the run's
+    # start (--from) when that comes later (the bars before it are read for the indicators only).
+    first_decision: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,9 @@ class RunPlan:
     risk: tuple[RiskRuleIR, ...]  # risk rules
     sleeves: tuple[SleevePlan, ...]  # sleeves in spec order
     notes: tuple[str, ...] = ()  # what the plan decided about the range that the user should read
+    # Start of the reported period (--from), UTC ms: the result holds the points closing after it; None
+    # reports every point from the first bar read.
+    start: int | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -148,7 +156,15 @@ def plan(
         for clock, series in candles.items():
             _check_fresh(clock, series)
     sleeves = [
-        SleevePlan(sl, t, v, g, Feeds(g, c), rules(sl.symbol) if rules is not None else None)
+        SleevePlan(
+            sl,
+            t,
+            v,
+            g,
+            Feeds(g, c),
+            rules(sl.symbol) if rules is not None else None,
+            _first_decision(g, c[g.base].time, start),
+        )
         for sl, t, v, g, c in loaded
     ]
     quote = portfolio.quote or _quote(portfolio.sleeves[0].symbol)
@@ -160,7 +176,18 @@ def plan(
         portfolio.risk,
         tuple(sleeves),
         tuple(notes),
+        start,
     )
+
+
+def _first_decision(graph: Graph, times: Any, start: int | None) -> int:
+    """The first base bar (open `times`, UTC ms) that may decide: warm, and opening at or after `start`.
+
+    A decision at the close of a bar before the start would fill inside the warm-up, which is not traded.
+    """
+    if start is None:
+        return graph.warmup
+    return max(graph.warmup, int(np.searchsorted(times, start)))
 
 
 # One sleeve while planned: its spec, template, param values, graph and candles per clock.

@@ -79,6 +79,8 @@ class RunTradeRow(Base):
     exit_reason: Mapped[str] = mapped_column(String(32))  # why it closed ("end" when still open)
     entry_bar: Mapped[int] = mapped_column(Integer)  # entry fill bar index on the sleeve's clock
     exit_bar: Mapped[int] = mapped_column(Integer)  # exit fill bar index on the sleeve's clock
+    mae: Mapped[float] = mapped_column(Double)  # maximum adverse excursion, return on the entry price
+    mfe: Mapped[float] = mapped_column(Double)  # maximum favourable excursion, return on the entry price
 
 
 def _now_ms() -> int:

@@ -59,9 +59,26 @@ def small_result(synthetic: bool = False) -> BacktestResult:
             "take_profit",
             1,
             3,
+            -0.01,
+            0.1,
         ),
         Trade(
-            "revert", "ETH/USDT", "short", T0 + 2 * HOUR, 50.0, None, 45.0, 2.0, 9.9, 0.099, 0.1, "end", 2, 3
+            "revert",
+            "ETH/USDT",
+            "short",
+            T0 + 2 * HOUR,
+            50.0,
+            None,
+            45.0,
+            2.0,
+            9.9,
+            0.099,
+            0.1,
+            "end",
+            2,
+            3,
+            -0.02,
+            0.12,
         ),
     )
     orders = (
@@ -97,6 +114,15 @@ def load_candles(path: Path) -> Candles:
     """Read a candle CSV of ../shared/data."""
     frame = pd.read_csv(path)
     return Candles(*(frame[c].to_numpy() for c in ("timestamp", "open", "high", "low", "close")))
+
+
+def _excursions(
+    candles: Candles, first: int, end: int, entry: float, exit_price: float
+) -> tuple[float, float]:
+    """(mae, mfe) of a long entered at bar `first`'s open and held through the bars before `end`."""
+    low = min(float(candles.low[first:end].min()), exit_price)
+    high = max(float(candles.high[first:end].max()), exit_price)
+    return min(low / entry - 1.0, 0.0), max(high / entry - 1.0, 0.0)
 
 
 def s1_result(candles: Candles, capital: float = 10_000.0, fee: float = 0.001) -> BacktestResult:
@@ -157,6 +183,7 @@ def s1_result(candles: Candles, capital: float = 10_000.0, fee: float = 0.001) -
                     "signal",
                     entry[0],
                     t,
+                    *_excursions(candles, entry[0], t, entry[1], float(opens[t])),
                 )
             )
             orders.append(
@@ -195,6 +222,7 @@ def s1_result(candles: Candles, capital: float = 10_000.0, fee: float = 0.001) -
                 "end",
                 entry[0],
                 n - 1,
+                *_excursions(candles, entry[0], n, entry[1], float(close[-1])),
             )
         )
     return BacktestResult(

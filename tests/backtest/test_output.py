@@ -27,10 +27,10 @@ def _write(tmp_path: Path, name: str = "out", synthetic: bool = False) -> Path:
 def test_trades_csv_exact(tmp_path: Path) -> None:
     out = _write(tmp_path)
     assert (out / "trades.csv").read_text() == (
-        "sleeve,symbol,side,entry_time,entry_price,exit_time,exit_price,qty,pnl,return,fees,exit_reason\n"
+        "sleeve,symbol,side,entry_time,entry_price,exit_time,exit_price,qty,pnl,return,fees,exit_reason,mae,mfe\n"
         "trend,BTC/USDT,long,2024-01-01T01:00:00Z,100.0,2024-01-01T03:00:00Z,110.0,1.0,9.79,0.0979,0.21,"
-        "take_profit\n"
-        "revert,ETH/USDT,short,2024-01-01T02:00:00Z,50.0,,45.0,2.0,9.9,0.099,0.1,end\n"
+        "take_profit,-0.01,0.1\n"
+        "revert,ETH/USDT,short,2024-01-01T02:00:00Z,50.0,,45.0,2.0,9.9,0.099,0.1,end,-0.02,0.12\n"
     )
 
 

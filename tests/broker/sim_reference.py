@@ -116,7 +116,8 @@ def loop_reference(
             cash -= qty * price + fees
             side, entry, entry_bar = pending, price, t
         pending = 0
-        if side != 0 and entry_bar < t:
+        if side != 0:
+            # From the fill bar on (an entry fills at the open, before the bar's range).
             # Stop first (worst case); a gap through a level fills at the open.
             sl = entry * (1 - side * stop) if stop is not None else None
             tp = entry * (1 + side * target) if target is not None else None

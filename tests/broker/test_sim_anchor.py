@@ -62,3 +62,20 @@ def test_replay_gives_identical_trades_and_equity(shared_data: Path) -> None:
     assert replay.orders == batch.orders
     assert np.array_equal(replay.equity, batch.equity)
     assert np.array_equal(replay.time, batch.time)
+
+
+def test_s1_excursions_are_the_extremes_of_the_bars_held(shared_data: Path) -> None:
+    # Each entry fills at a bar's open, each exit at a later bar's open: the bars held through are
+    # entry_bar .. exit_bar - 1 (to the last bar for the one still open), plus the two fill prices.
+    pf = s1_portfolio(shared_data)
+    s = pf.sleeves[0]
+    t = simulate(pf).trade_table
+    for e, x, done, entry, exit_price, mae, mfe in zip(
+        t.entry_bar, t.exit_bar, t.closed, t.entry_price, t.exit_price, t.mae, t.mfe, strict=True
+    ):
+        end = x if done else x + 1
+        low = min(s.low[e:end].min(), exit_price)
+        high = max(s.high[e:end].max(), exit_price)
+        assert mae == min(low / entry - 1.0, 0.0)
+        assert mfe == max(high / entry - 1.0, 0.0)
+    assert t.mae.min() < -0.1 and t.mfe.max() > 0.3

@@ -61,13 +61,95 @@ def test_exit_wins_over_entry_on_the_same_bar() -> None:
     assert simulate(solo(sleeve(FLAT, el=(1,), xl=(1,)))).trades == ()
 
 
-def test_stop_loss_fills_at_the_level_from_the_bar_after_the_fill() -> None:
-    # The fill bar (1) dips to 90 but is not checked; bar 2 touches 94 and stops out at 95.
+def test_stop_loss_is_checked_on_the_fill_bar_after_its_open() -> None:
+    # The entry fills at bar 1's open (100); the rest of bar 1 dips to 90: stopped out at 95 on bar 1.
     t = only_trade(
         o=[100, 100, 100, 100], h=[100, 100, 101, 100], lo=[100, 90, 94, 100], c=[100, 100, 96, 100], el=(0,),
         bracket=Bracket(stop=("percent", 0.05)),
     )  # fmt: skip
-    assert (t.exit_reason, t.exit_bar, t.exit_price, t.pnl) == ("stop_loss", 2, 95.0, -50.0)
+    assert (t.exit_reason, t.entry_bar, t.exit_bar, t.exit_price, t.pnl) == ("stop_loss", 1, 1, 95.0, -50.0)
+
+
+def test_short_target_is_checked_on_the_fill_bar() -> None:
+    t = only_trade(
+        o=[100, 100, 100, 100], h=[100, 101, 100, 100], lo=[100, 89, 100, 100], es=(0,),
+        bracket=Bracket(stop=("percent", 0.05), take_profit=("percent", 0.10)),
+    )  # fmt: skip
+    assert (t.side, t.exit_reason, t.exit_bar, t.exit_price, t.pnl) == (
+        "short",
+        "take_profit",
+        1,
+        90.0,
+        100.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("ambiguity", "reason", "price"), [("worst_case", "stop_loss", 95.0), ("best_case", "take_profit", 110.0)]
+)
+def test_ambiguity_decides_on_the_fill_bar_too(ambiguity: str, reason: str, price: float) -> None:
+    t = only_trade(
+        o=[100, 100, 100], h=[100, 112, 100], lo=[100, 94, 100], el=(0,),
+        execution=Execution(fee_maker=0.0, fee_taker=0.0, ambiguity=ambiguity),  # type: ignore[arg-type]
+        bracket=Bracket(stop=("percent", 0.05), take_profit=("percent", 0.10)),
+    )  # fmt: skip
+    assert (t.exit_reason, t.exit_bar, t.exit_price) == (reason, 1, pytest.approx(price, rel=1e-15))
+
+
+def test_fill_bar_high_moves_the_trailing_stop_from_the_next_bar_only() -> None:
+    # Bar 1 (the fill bar) runs to 120 and dips to 95: whether the dip came after the high is unknown, so
+    # the trail stays at 90 (10% under the entry) on bar 1; from bar 2 on it is 108 (10% under 120).
+    t = only_trade(
+        o=[100, 100, 110, 110], h=[100, 120, 112, 110], lo=[100, 95, 107, 110], c=[100, 110, 110, 110],
+        el=(0,), bracket=Bracket(trailing_stop=("percent", 0.10)),
+    )  # fmt: skip
+    assert (t.exit_reason, t.exit_bar, t.exit_price) == ("trailing_stop", 2, 108.0)
+
+
+def test_fill_bar_reaching_breakeven_moves_the_stop_from_the_next_bar_only() -> None:
+    # Bar 1 reaches 1R (105) and dips to 99: the stop is still at 95 there; on bar 2 it is at the entry.
+    t = only_trade(
+        o=[100, 100, 101, 101], h=[100, 106, 102, 101], lo=[100, 99, 99.5, 101], el=(0,),
+        bracket=Bracket(stop=("percent", 0.05), breakeven_after=1.0),
+    )  # fmt: skip
+    assert (t.exit_reason, t.exit_bar, t.exit_price, t.pnl) == ("stop_loss", 2, 100.0, 0.0)
+
+
+def test_with_fill_at_the_close_the_brackets_start_on_the_next_bar() -> None:
+    # Bar 0 decides and fills at its close (100): its low of 90 came before the fill. Bar 1 stops out.
+    t = only_trade(
+        o=[100, 100, 100], h=[100, 100, 100], lo=[90, 94, 100], el=(0,),
+        execution=Execution(fill="close", fee_maker=0.0, fee_taker=0.0),
+        bracket=Bracket(stop=("percent", 0.05)),
+    )  # fmt: skip
+    assert (t.entry_bar, t.exit_bar, t.exit_price) == (0, 1, 95.0)
+
+
+def test_excursions_count_the_bars_held_through_and_the_fills() -> None:
+    # Long from 100 (bar 1's open): bars 1 and 2 are held through (lows 97 / 96, highs 104 / 103); bar 3
+    # is the exit bar at its open, 102, whose range is after the exit.
+    t = only_trade(
+        o=[100, 100, 101, 102, 102], h=[100, 104, 103, 120, 100], lo=[100, 97, 96, 80, 100], el=(0,), xl=(2,),
+    )  # fmt: skip
+    assert (t.exit_bar, t.exit_price) == (3, 102.0)
+    assert (t.mae, t.mfe) == (pytest.approx(-0.04, rel=1e-12), pytest.approx(0.04, rel=1e-12))
+
+
+def test_excursions_of_a_stopped_short_end_at_the_stop() -> None:
+    # Short from 100: the fill bar is held through (low 98, high 101); bar 2 hits the 5% stop at 105 with
+    # a high of 110, which counts only as far as the fill.
+    t = only_trade(
+        o=[100, 100, 100, 100], h=[100, 101, 110, 100], lo=[100, 98, 99, 100], es=(0,),
+        bracket=Bracket(stop=("percent", 0.05)),
+    )  # fmt: skip
+    assert (t.exit_reason, t.exit_bar, t.exit_price) == ("stop_loss", 2, 105.0)
+    assert (t.mae, t.mfe) == (pytest.approx(-0.05, rel=1e-12), pytest.approx(0.02, rel=1e-12))
+
+
+def test_excursions_never_change_sign() -> None:
+    # A long that only rose: no adverse excursion; the open one is marked at the last close.
+    t = only_trade(o=[100, 100, 105, 110], h=[100, 106, 108, 112], lo=[100, 100, 104, 109], el=(0,))
+    assert (t.exit_reason, t.mae, t.mfe) == ("end", 0.0, pytest.approx(0.12, rel=1e-12))
 
 
 def test_a_gap_through_the_stop_fills_at_the_open() -> None:

@@ -122,3 +122,23 @@ def test_fee_sets_both_sides_and_maker_or_taker_fee_one() -> None:
     sp = _sleeve(text)
     execution = sleeve_input(sp, *batch_signals(sp)[:2]).execution
     assert execution == m.Execution(fee_maker=0.0005, fee_taker=0.002, slippage_bps=5.0)
+
+
+def test_no_decision_before_the_start_even_with_more_history_than_the_warm_up() -> None:
+    # `_load` gives all twenty bars whatever is asked: bars 0..9 open before the start (10 h), far more
+    # than the 3-bar warm-up. They are read for the indicators; the first decision is bar 10's.
+    from runtime.backtest.drive import backtest
+
+    program = _program(LONG_ONLY)
+    start = 10 * HOUR
+    run_plan = plan(program, select(program, None, None), _load, start, None)
+    (sp,) = run_plan.sleeves
+    assert (sp.graph.warmup, sp.first_decision, run_plan.start) == (3, 10, start)
+    signals = batch_signals(sp)
+    assert not signals.decisions.entry_long[:10].any() and signals.decisions.entry_long[10:].any()
+    assert sleeve_input(sp, signals.decisions, signals.offsets).warmup == 10
+    result = backtest(run_plan)
+    assert result.time[0] == start + HOUR  # the first point closing after the start
+    assert len(result.trades) > 0 and min(t.entry_time for t in result.trades) > start
+    # Without a start the same plan decides from the warm-up on and reports every bar.
+    assert plan(program, select(program, None, None), _load, None, None).sleeves[0].first_decision == 3

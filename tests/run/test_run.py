@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from runtime.cli import main
@@ -48,9 +50,81 @@ def test_s1_anchor_matches_every_reference_engine(shared_data: Path, tmp_path: P
     assert summary["closed_trades"] == 1179
     assert round(summary["final_equity"], 2) == 74640.42
     assert round(summary["max_drawdown"], 4) == 0.6646
-    trades = (tmp_path / "out" / "trades.csv").read_text().splitlines()
-    assert len(trades) == 1181
-    assert trades[-1].endswith(",end")
+    with (tmp_path / "out" / "trades.csv").open() as handle:
+        trades = list(csv.DictReader(handle))
+    assert len(trades) == 1180
+    assert trades[-1]["exit_reason"] == "end"
+
+
+# Buys an hourly ETH candle that fell more than 5% inside the hour, with a 3% stop: on 2024-08-05 it buys
+# the 01:00 open (2,526.81), the hour falls to 2,111 and the next one opens at 2,319.24 (-8.2%).
+DIP = """strat 1
+
+strategy dip:
+    symbol:    "BINANCE:ETH/USDT"
+    timeframe: 1h
+    entry long when close < open * 0.95
+    stop_loss: 3%
+    size: equity_pct(100%)
+    execution:
+        fee:      0%
+        slippage: 0bps
+"""
+
+
+@pytest.mark.parametrize("mode", ["--backtest", "--replay"])
+def test_a_stop_is_hit_on_the_bar_the_entry_fills_on(shared_data: Path, tmp_path: Path, mode: str) -> None:
+    spec = tmp_path / "dip.strat"
+    spec.write_text(DIP)
+    data = shared_data / "ETHUSDT-1h.csv"
+    _run(spec, data, tmp_path / "out", "--from", "2024-08-05", "--to", "2024-08-05T03:00", mode)
+    with (tmp_path / "out" / "trades.csv").open() as handle:
+        first, second = csv.DictReader(handle)
+    # Stopped at the level inside the fill bar, not at the next bar's open 8.2% below the entry.
+    assert (first["entry_time"], first["exit_time"], first["exit_reason"]) == (
+        "2024-08-05T01:00:00Z", "2024-08-05T01:00:00Z", "stop_loss",
+    )  # fmt: skip
+    assert float(first["entry_price"]) == 2526.81
+    assert float(first["exit_price"]) == pytest.approx(2526.81 * 0.97, rel=1e-15)
+    assert float(first["return"]) == pytest.approx(-0.03, rel=1e-12)
+    assert (float(first["mae"]), float(first["mfe"])) == (pytest.approx(-0.03, rel=1e-12), 0.0)
+    # The 01:00 hour fell 8.2% too: the 02:00 entry at 2,319.24 is stopped on its own fill bar as well.
+    assert (second["entry_time"], second["exit_time"], float(second["entry_price"])) == (
+        "2024-08-05T02:00:00Z", "2024-08-05T02:00:00Z", 2319.24,
+    )  # fmt: skip
+    assert float(second["exit_price"]) == pytest.approx(2319.24 * 0.97, rel=1e-15)
+
+
+def test_from_starts_the_reported_period(shared_data: Path, tmp_path: Path) -> None:
+    # ma_cross reads about two days of warm-up before 2024-03-01; none of it is reported or traded.
+    spec = ROOT / "library" / "ma_cross.strat"
+    summary = _run(spec, shared_data, tmp_path / "out", "--from", "2024-03-01", "--to", "2024-04-01")
+    assert (summary["start"], summary["end"], summary["bars"]) == (
+        "2024-03-01T00:00:00Z",
+        "2024-04-01T00:00:00Z",
+        744,
+    )
+    with (tmp_path / "out" / "equity.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert (rows[0]["time"], len(rows)) == ("2024-03-01T01:00:00Z", 744)  # the first bar closing after --from
+    with (tmp_path / "out" / "trades.csv").open() as handle:
+        trades = list(csv.DictReader(handle))
+    assert trades and min(t["entry_time"] for t in trades) >= "2024-03-01T00:00:00Z"
+    # The metrics are those of the cut curve: the capital, then the equity of each row.
+    capital = summary["capital"]
+    curve = np.array([capital] + [float(r["equity"]) for r in rows])
+    rets = curve[1:] / curve[:-1] - 1.0
+    per_year = 365 * 24
+    assert summary["sharpe"] == pytest.approx(rets.mean() / rets.std(ddof=1) * np.sqrt(per_year), rel=1e-6)
+    assert summary["volatility"] == pytest.approx(rets.std(ddof=1) * np.sqrt(per_year), rel=1e-6)
+    assert summary["total_return"] == pytest.approx(curve[-1] / capital - 1.0, rel=1e-6)
+    peak = np.maximum.accumulate(curve)
+    assert summary["max_drawdown"] == pytest.approx((1.0 - curve / peak).max(), rel=1e-6)
+    assert summary["exposure"] == sum(float(r["exposure"]) > 0 for r in rows) / len(rows)
+    # The same run in replay gives the same files.
+    _run(spec, shared_data, tmp_path / "replay", "--from", "2024-03-01", "--to", "2024-04-01", "--replay")
+    for name in ("trades.csv", "equity.csv", "summary.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "replay" / name).read_bytes(), name
 
 
 SPECS = sorted(p for d in ("library", "specs") for p in (ROOT / d).glob("*.strat") if p.name != "risk.strat")
