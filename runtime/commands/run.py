@@ -203,7 +203,9 @@ def _simulate(
             lines=plotted_lines(run_plan),
             setup=run_setup(run_plan, args.spec, notes),
         )
-    print_summary(summary, console, alerts=len(result.alerts))
+    # The alert count is news only for a spec that has alert rules.
+    has_alerts = any(sp.graph.alerts for sp in run_plan.sleeves)
+    print_summary(summary, console, alerts=len(result.alerts) if has_alerts else None)
     if not args.no_save:
         _save(args, source, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
