@@ -6,11 +6,13 @@ typos a new user makes (each must give exactly one clear, located message).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from dsl_helpers import HEAD, PORTFOLIO, ROOT, check, diags
 
+from dsl.builtins import KEYWORDS
 from dsl.checker import check_file
 
 # The hint of an unknown import names both places that were searched.
@@ -508,3 +510,14 @@ def test_a_broken_line_does_not_hide_the_rest_of_its_block() -> None:
     """After a missing colon the strategy body is still checked; after an unclosed bracket, the next lines."""
     source = EXAMPLE.replace("strategy sma_rsi:", "strategy sma_rsi").replace("r > 75", "r > 75%")
     assert [(c, ln) for c, ln, *_ in diags(source)] == [("E001", 4), ("E023", 22)]
+
+
+def test_every_keyword_may_name_a_keyword_argument() -> None:
+    # The grammar lists the keywords a keyword argument's name may be: exactly the language's keywords.
+    grammar = (ROOT / "grammar.lark").read_text(encoding="utf-8")
+    rule = re.search(r"^\?kwname: NAME (.*?)\n(?!\s+\|)", grammar, re.S | re.M)
+    assert rule is not None
+    assert set(re.findall(r'"(\w+)"', rule.group(1))) == KEYWORDS
+    # Each parses as a name there (and is then an unknown keyword argument of sma, not a syntax error).
+    for word in sorted(KEYWORDS):
+        assert [d[:2] for d in diags(HEAD + f"    x = sma(close, 5, {word}=1)\n")] == [("E021", 5)], word
