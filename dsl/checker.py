@@ -492,7 +492,7 @@ class FileChecker:
             elif not isinstance(st, s.Param | s.Binding | s.Constraint) and not _is_placeholder(st):
                 self._misplaced(st, "strategy")
         symbol = self._symbol(settings.get("symbol"), block)
-        self._strategy_warnings(block, rules, strategy_settings, settings.get("size"))
+        self._strategy_warnings(block, rules, strategy_settings, settings)
         # The derived warm-up: the longest lookback path over everything a decision reads.
         roots = [r.cond for r in rules] + [v for k, v in strategy_settings.items() if v.qual == Qual.SERIES]
         defaults = {name: p.default for name, p in ctx.params.items()}
@@ -558,14 +558,31 @@ class FileChecker:
         return text
 
     def _strategy_warnings(
-        self, block: s.Block, rules: list[RuleIR], settings: dict[str, Expr], size: s.Setting | None
+        self,
+        block: s.Block,
+        rules: list[RuleIR],
+        settings: dict[str, Expr],
+        written: dict[str, s.Setting],
     ) -> None:
         """W054 (an entry with no way out) and E081 (risk sizing without a stop).
 
-        Both judge the strategy as a whole, so they stay silent when an error inside it (a misspelt
-        `stoploss:`, an unreadable rule) may be their real cause.
+        Both judge the strategy as a whole, so each stays silent only when an error may be its real
+        cause: W054 after any error inside the strategy (an unreadable rule or bracket), E081 when a
+        `stop_loss` was written but did not check, or an unknown setting may be a misspelt `stop_loss:`.
+        Any other error (in a rule, a binding, a param) leaves E081 reported: every error of a file is.
         """
-        if self.rep.has_errors_within(block.span):
+        quiet = self.rep.has_errors_within(block.span)  # W054's judgement, before E081 adds an error
+        sizing, size = settings.get("size"), written.get("size")
+        risk_sized = size is not None and sizing is not None and sizing.value == "risk_per_trade"
+        stop_unknown = "stop_loss" in written or any(name not in b.STRATEGY_SETTINGS for name in written)
+        if size is not None and risk_sized and "stop_loss" not in settings and not stop_unknown:
+            self.rep.add(
+                "E081",
+                size.value.span,
+                "risk_per_trade() needs stop_loss",
+                "the risk per trade is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
+            )
+        if quiet:
             return
         brackets = {"stop_loss", "take_profit", "trailing_stop", "max_hold"} & settings.keys()
         for side in ("long", "short"):
@@ -578,15 +595,6 @@ class FileChecker:
                     f"entry {side} has no exit: no exit rule, stop, target "
                     "or max_hold ever closes the position",
                 )
-        sizing = settings.get("size")
-        risk_sized = size is not None and sizing is not None and sizing.value == "risk_per_trade"
-        if size is not None and risk_sized and "stop_loss" not in settings:
-            self.rep.add(
-                "E081",
-                size.value.span,
-                "risk_per_trade() needs stop_loss",
-                "the risk per trade is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
-            )
 
     # ---------------------------------------------------------------- params and overrides
 

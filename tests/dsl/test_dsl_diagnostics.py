@@ -521,3 +521,27 @@ def test_every_keyword_may_name_a_keyword_argument() -> None:
     # Each parses as a name there (and is then an unknown keyword argument of sma, not a syntax error).
     for word in sorted(KEYWORDS):
         assert [d[:2] for d in diags(HEAD + f"    x = sma(close, 5, {word}=1)\n")] == [("E021", 5)], word
+
+
+def test_every_error_of_a_five_error_file_is_reported_e081_included() -> None:
+    text = HEAD.replace("1h", "7h") + (
+        "    x = sma(close, fast)\n"
+        "    y = undefined_thing + 1\n"
+        "    size: risk_per_trade(1%)\n"
+        "    entry long when foo(close) > 1\n"
+        "    exit long when close > 2%\n"
+    )
+    assert [d[:3] for d in diags(text)] == [
+        ("E036", 4, 16),
+        ("E010", 5, 20),
+        ("E010", 6, 9),
+        ("E081", 7, 11),
+        ("E011", 8, 21),
+        ("E023", 9, 20),
+    ]
+
+
+@pytest.mark.parametrize("stop", ["    stoploss: 2%\n", "    stop_loss: 2 * undefined_atr\n"])
+def test_e081_stays_silent_when_a_broken_stop_may_be_its_cause(stop: str) -> None:
+    text = HEAD + stop + "    size: risk_per_trade(1%)\n    entry long when close > open\n"
+    assert "E081" not in [d[0] for d in diags(text)]
