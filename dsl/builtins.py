@@ -158,7 +158,7 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
     Signature(
         "rsi",
         (Arg("source", "series"), Arg("length", "length", 14)),
-        "number",
+        "points",
         recursive=True,
         # `length` changes are needed, the first one on bar 1.
         first_valid=_lag,
@@ -200,7 +200,7 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
     Signature(
         "adx",
         (Arg("length", "length", 14),),
-        "number",
+        "points",
         implicit=_HLC,
         recursive=True,
         # DM starts on bar 1, DI is seeded after `length` bars more, ADX after `length` DX values.
@@ -212,7 +212,7 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
         (Arg("k", "length", 14), Arg("d", "length", 3)),
         "stoch",
         implicit=_HLC,
-        fields=(("k", "number"), ("d", "number")),
+        fields=(("k", "points"), ("d", "points")),
         first_valid=lambda p: _full(p, "k") + _full(p, "d"),
     ),
     Signature("cci", (Arg("length", "length", 20),), "number", implicit=_HLC, first_valid=_full),

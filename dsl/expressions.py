@@ -16,7 +16,7 @@ from dsl.ir import (
 from dsl.parser import ERROR_NAME
 from dsl.render import format_value
 from dsl.scopes import ERROR, Env, resolve_once, timeframe_literal
-from dsl.types import NUMERIC, Qual, Type, divide, join_qual, multiply, struct, unify
+from dsl.types import NUMERIC, PLAIN, Qual, Type, divide, join_qual, multiply, struct, unify
 from dsl.units import DURATION_MS, TIMEFRAMES, parse_duration, parse_symbol
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ class Expressions:
         kinds = set(spec.kinds)
         ok = (
             node.kind in kinds
+            or ("number" in kinds and node.kind in PLAIN)
             or ("int" in kinds and node.kind == "number" and node.integer)
             or (node.kind == "number" and node.qual == Qual.CONST and kinds & {"price", "qty", "money"})
         )
@@ -199,10 +200,10 @@ class Expressions:
         want = {
             "percent": ("percent",),
             "duration": ("duration",),
-            "qty": ("qty", "money", "number"),
+            "qty": ("qty", "money", *PLAIN),
             "length": ("number",),
             "count": ("number",),
-            "number": ("number",),
+            "number": tuple(PLAIN),
         }[arg.role]
         if node.kind not in want or (arg.role in ("length", "count") and not node.integer):
             expected = {
@@ -690,7 +691,8 @@ class Expressions:
                 return ERROR
         if op in _COMPARISONS:
             if unify(_t(left), _t(right), compare=True) is None:
-                self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
+                hint = self._scale_hint(node.left, left, op, node.right, right)
+                self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}", hint)
                 return ERROR
             return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
         kind = _arith_kind(op, left, right)
@@ -716,6 +718,18 @@ class Expressions:
         """The source text of an expression as written (for hints)."""
         return source_text(self.fc.session.sources.get(self.rep.file, ""), node.span)
 
+    def _scale_hint(self, a: s.Expr, left: Expr, op: str, b: s.Expr, right: Expr) -> str | None:
+        """For `rsi(close, 14) > 75%` (points with a percentage): the comparison on the 0–100 scale."""
+        if {left.kind, right.kind} != {"points", "percent"}:
+            return None
+        name = self._text(a if left.kind == "points" else b)
+        percent = right if right.kind == "percent" else left
+        if percent.op != "const" or not isinstance(percent.value, int | float):
+            return f"{name} is on a 0–100 scale, not a percentage"
+        number = format_value(percent.value * 100, "number")
+        sides = (name, number) if left.kind == "points" else (number, name)
+        return f"{name} is on a 0–100 scale: write `{sides[0]} {op} {sides[1]}`"
+
     def _chain_hint(self, node: s.BinOp) -> str | None:
         """For `30 < r < 70` (a comparison of a comparison): the `and` form it means, else None."""
         inner = node.left
@@ -734,7 +748,9 @@ class Expressions:
                 self.rep.add("E022", side.span, f"'crosses' needs number series; got {type_text(value)}")
                 return ERROR
         if unify(_t(left), _t(right), compare=True) is None:
-            self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
+            op = f"crosses {node.direction}"
+            hint = self._scale_hint(node.left, left, op, node.right, right)
+            self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}", hint)
             return ERROR
         return Expr.make(
             "cross", node.direction, (left, right), kind="bool", qual=Qual.SERIES, clock=_clock([left, right])

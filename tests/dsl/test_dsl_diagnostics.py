@@ -429,8 +429,8 @@ TYPOS = {
         "E023",
         22,
         54,
-        "cannot compare number with percent",
-        None,
+        "cannot compare points with percent",
+        "r is on a 0–100 scale: write `r > 75`",
     ),
     "indentation-deeper": (
         "    exit  long",
