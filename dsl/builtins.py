@@ -395,6 +395,27 @@ SLEEVE_METRICS: dict[str, str] = {
     "exposure": "percent",
     "trades_today": "number",
 }
+
+
+@dataclass(frozen=True)
+class CapLimit:
+    """The domain of a `cap METRIC at LIMIT` limit: `low < limit <= high` (or `low <= limit` for counts)."""
+
+    low: float  # smallest limit (excluded for fractions: a cap at 0% would veto every entry)
+    high: float | None  # largest limit, None for no bound
+    whole: bool  # a count: whole numbers only, and `low` itself allowed
+
+
+# Metrics a cap may limit (the ones an entry makes bigger), with their limits' domains; the broker reads
+# this table too (runtime.broker.simulator), so a spec `strat check` accepts is one `strat run` applies.
+CAPPABLE: dict[str, CapLimit] = {
+    "gross_exposure": CapLimit(0.0, 10.0, whole=False),
+    "net_exposure": CapLimit(0.0, 10.0, whole=False),
+    "position": CapLimit(0.0, 10.0, whole=False),
+    "open_positions": CapLimit(0.0, None, whole=True),
+    "exposure": CapLimit(0.0, 10.0, whole=False),
+}
+
 # Metrics an optimize block can rank by or require, with their kinds.
 RESULT_METRICS: dict[str, str] = {
     "total_return": "percent",

@@ -572,16 +572,18 @@ class FileChecker:
         Any other error (in a rule, a binding, a param) leaves E081 reported: every error of a file is.
         """
         quiet = self.rep.has_errors_within(block.span)  # W054's judgement, before E081 adds an error
-        sizing, size = settings.get("size"), written.get("size")
-        risk_sized = size is not None and sizing is not None and sizing.value == "risk_per_trade"
         stop_unknown = "stop_loss" in written or any(name not in b.STRATEGY_SETTINGS for name in written)
-        if size is not None and risk_sized and "stop_loss" not in settings and not stop_unknown:
-            self.rep.add(
-                "E081",
-                size.value.span,
-                "risk_per_trade() needs stop_loss",
-                "the risk per trade is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
-            )
+        if "stop_loss" not in settings and not stop_unknown:
+            # Settings measured in R, the initial risk: the distance to the stop.
+            for name, value in settings.items():
+                what = _measured_to_the_stop(name, value)
+                if what is not None and name in written:
+                    self.rep.add(
+                        "E081",
+                        written[name].value.span,
+                        f"{what[0]} needs stop_loss",
+                        f"{what[1]} is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
+                    )
         if quiet:
             return
         brackets = {"stop_loss", "take_profit", "trailing_stop", "max_hold"} & settings.keys()
@@ -771,6 +773,8 @@ class FileChecker:
                 self.rep.add("E023", st.limit.span, f"cap {metric} needs a limit in {kind}; got {limit.kind}")
                 return None
             value = evaluate(limit, {})
+            if not self._cap_domain(metric, kind, value, st):
+                return None
             return RiskRuleIR(
                 scope=scope,
                 action="cap",
@@ -790,11 +794,45 @@ class FileChecker:
                 )
             elif node is not ERROR:
                 duration = int(evaluate(node, {}) or 0)
-        if cond is ERROR:
+        if cond is ERROR or st.cond is None:
+            return None
+        wrong = _risk_condition_problem(cond, st.cond)
+        if wrong is not None:
+            self.rep.add(
+                "E052",
+                wrong.span,
+                "a risk condition compares a metric with a fixed value",
+                "for example drawdown > 15% or day_pnl < -4%, joined by and, or, not",
+            )
             return None
         return RiskRuleIR(
             scope=scope, action=st.action, cond=cond, duration_ms=duration, metric=None, limit=None, text=text
         )
+
+    def _cap_domain(self, metric: str, kind: str, value: object, st: s.RiskAction) -> bool:
+        """Whether `metric` may be capped and `value` lies in its limit's domain (E052, E025 otherwise)."""
+        domain = b.CAPPABLE.get(metric)
+        if domain is None:
+            self.rep.add(
+                "E052",
+                st.metric_span or st.span,
+                f"cannot cap {metric}: a cap limits what an entry adds",
+                f"cappable: {', '.join(b.CAPPABLE)}; for {metric} write halt, pause or flatten when ...",
+            )
+            return False
+        assert st.limit is not None  # a cap rule always has its limit (the grammar requires it)
+        number = float(value) if isinstance(value, int | float) else math.nan
+        shown = {"low": format_value(domain.low, kind), "high": format_value(domain.high or 0.0, kind)}
+        if domain.whole and not (number >= domain.low and number.is_integer()):
+            problem = f"cap {metric} must be a whole number >= {shown['low']}"
+        elif not domain.whole and not number > domain.low:
+            problem = f"cap {metric} must be > {shown['low']}"
+        elif domain.high is not None and not number <= domain.high:
+            problem = f"cap {metric} must be <= {shown['high']}"
+        else:
+            return True
+        self.rep.add("E025", st.limit.span, problem)
+        return False
 
     def _metric_kind(self, metric: str, span: Span, scope: str) -> str | None:
         """The kind of a risk metric visible at `scope`, or None after reporting E052."""
@@ -1207,6 +1245,45 @@ def _parse_override(text: str, param: ParamIR) -> float | None:
         return float(text.replace("_", ""))
     except ValueError:
         return None
+
+
+def _measured_to_the_stop(name: str, value: Expr) -> tuple[str, str] | None:
+    """How E081 names a strategy setting measured to the stop (in R) and what it measures; None otherwise."""
+    if name == "size" and value.value == "risk_per_trade":
+        return "risk_per_trade()", "the risk per trade"
+    if name in ("take_profit", "trail_after") and value.kind == "R":
+        return f"{name} in R", f"an R multiple ({name})"
+    if name == "breakeven_after":
+        return name, "breakeven_after (an R multiple)"
+    return None
+
+
+def _risk_condition_problem(cond: Expr, syntax: s.Expr) -> s.Expr | None:
+    """The part of a risk condition the broker cannot evaluate, or None when all of it is a comparison.
+
+    The broker evaluates comparisons of one metric with a fixed value, joined by and, or, not. The IR
+    and the syntax are walked together so the problem is located at its own text (at the whole
+    condition where they differ, as after a def is inlined).
+    """
+    if (cond.op, cond.value) in (("binary", "and"), ("binary", "or"), ("unary", "not")):
+        parts: tuple[s.Expr, ...] = ()
+        if isinstance(syntax, s.BinOp) and syntax.op == cond.value:
+            parts = (syntax.left, syntax.right)
+        elif isinstance(syntax, s.Unary) and syntax.op == cond.value:
+            parts = (syntax.operand,)
+        if len(parts) != len(cond.args):
+            parts = (syntax,) * len(cond.args)
+        for arg, part in zip(cond.args, parts, strict=True):
+            found = _risk_condition_problem(arg, part)
+            if found is not None:
+                return found
+        return None
+    if cond.op == "binary" and cond.value in ("<", "<=", ">", ">=", "==", "!="):
+        left, right = cond.args
+        metric, fixed = (left, right) if left.op == "metric" else (right, left)
+        if metric.op == "metric" and isinstance(evaluate(fixed, {}), int | float):
+            return None
+    return syntax
 
 
 def _int(node: Expr | None) -> int | None:
