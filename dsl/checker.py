@@ -251,7 +251,8 @@ class FileChecker:
         self.path = path  # resolved file path
         self.module = module  # parsed statements
         self.rep = reporter  # this file's diagnostics
-        self.overrides = overrides  # --set name=value texts for the strategies of this file
+        self.overrides = overrides  # --set texts by name (`param` or `sleeve.param`), for this file only
+        self.used_overrides: set[str] = set()  # the --set names some strategy or sleeve of the file took
         self.globals = Globals()  # the file's global scope
         self.out = _FileDefs()  # what the file defines
         self.names: dict[str, Span] = {}  # top-level names and where they are defined
@@ -285,6 +286,7 @@ class FileChecker:
                 self.globals.defs[st.name] = (st, self.globals)
         for st in stmts:
             self._top(st)
+        self._unused_overrides()
         self.out.consts.update(
             {k: v for k, v in self.globals.consts.items() if k in self.globals.const_syntax}
         )
@@ -693,33 +695,96 @@ class FileChecker:
         return node
 
     def _apply_overrides(self, ctx: StrategyScope, block: s.Block) -> None:
-        """Apply `--set name=value` overrides to this file's strategies (each checked like a default)."""
+        """Apply `--set name=value` to this file's strategy (each value checked like a default).
+
+        A name the strategy has no param for is left to the file's other strategies and sleeves; one that
+        nothing in the file takes is reported once, by `_unused_overrides`.
+        """
         for name, text in self.overrides.items():
+            if name in ("symbol", "timeframe"):
+                self.used_overrides.add(name)
             if name not in ctx.params:
-                if name not in ("symbol", "timeframe"):
-                    self.rep.add(
-                        "E051",
-                        block.name_span,
-                        f"strategy '{block.name}' has no param '{name}'",
-                        did_you_mean(name, ctx.params),
-                    )
                 continue
-            value = _parse_override(text, ctx.params[name])
-            if value is None:
+            self.used_overrides.add(name)
+            value = self._override_value(name, text, ctx.params[name], block.name_span)
+            if value is not None:
+                ctx.params[name] = ctx.params[name].model_copy(update={"default": value})
+
+    def _override_value(self, name: str, text: str, param: ParamIR, span: Span) -> float | None:
+        """The value of `--set name=text` for `param`, or None after E005 (unreadable) or E040 (domain)."""
+        value = _parse_override(text, param)
+        if value is None:
+            self.rep.add(
+                "E005",
+                span,
+                f"--set {name}={text}: '{text}' is not a valid value for {param.name} ({param.kind})",
+            )
+            return None
+        problem = _domain_problem(param, value)
+        if problem:
+            self.rep.add("E040", span, f"--set {name}={text}: {problem}")
+            return None
+        return value
+
+    def _sleeve_overrides(self, st: s.Sleeve, template: StrategyIR) -> list[tuple[str, float]]:
+        """The `--set` values for one sleeve: `SLEEVE.param=v`, and `param=v` when its template has it."""
+        params = {p.name: p for p in template.params}
+        own = template.file == _display(self.path)  # its default already took a bare `param=v`
+        found: list[tuple[str, float]] = []
+        for key, text in self.overrides.items():
+            sleeve, dot, name = key.rpartition(".")
+            if (dot and sleeve != st.name) or (not dot and name not in params):
+                continue
+            self.used_overrides.add(key)
+            if name not in params:
                 self.rep.add(
-                    "E005",
-                    block.name_span,
-                    f"--set {name}={text}: '{text}' is not a valid value for "
-                    f"{name} ({ctx.params[name].kind})",
+                    "E051",
+                    st.name_span,
+                    f"--set {key}: sleeve '{st.name}' ({template.name}) has no param '{name}'",
+                    did_you_mean(name, params),
                 )
                 continue
-            problem = _domain_problem(ctx.params[name], value)
-            if problem:
-                self.rep.add("E040", block.name_span, f"--set {name}={text}: {problem}")
+            if own and not dot:
+                # Checked (and any error reported) where the template's default took it.
+                quiet = _parse_override(text, params[name])
+                if quiet is not None and not _domain_problem(params[name], quiet):
+                    found.append((name, quiet))
                 continue
-            ctx.params[name] = ctx.params[name].model_copy(update={"default": value})
+            value = self._override_value(key, text, params[name], st.name_span)
+            if value is not None:
+                found.append((name, value))
+        return found
 
-    # ---------------------------------------------------------------- settings
+    def _unused_overrides(self) -> None:
+        """E051 for each `--set` name that no strategy, sleeve or param of the file takes."""
+        unused = [key for key in self.overrides if key not in self.used_overrides]
+        if not unused:
+            return
+        # Where a `--set` problem is shown: the file's first portfolio, else its first strategy.
+        heads = [
+            st for st in self.module.stmts if isinstance(st, s.Block) and st.kind in ("portfolio", "strategy")
+        ]
+        heads.sort(key=lambda st: st.kind != "portfolio")
+        span = heads[0].name_span if heads else Span.point(1, 1)
+        sleeves = [sleeve for portfolio in self.out.portfolios for sleeve in portfolio.sleeves]
+        own = [t for t in self.out.strategies.values() if t.file == _display(self.path)]
+        names = [p.name for t in own for p in t.params]
+        names += [
+            p.name
+            for sl in sleeves
+            if sl.strategy in self.templates
+            for p in self.templates[sl.strategy].params
+        ]
+        for key in unused:
+            sleeve, dot, _ = key.rpartition(".")
+            if dot:
+                message = f"--set {key}: this file has no sleeve '{sleeve}'"
+                known = [sl.name for sl in sleeves]
+                hint = did_you_mean(sleeve, known) or (f"sleeves: {', '.join(known)}" if known else None)
+            else:
+                message = f"--set {key}: no strategy or sleeve of this file has a param '{key}'"
+                hint = did_you_mean(key, dict.fromkeys(names))
+            self.rep.add("E051", span, message, hint)
 
     def _setting(
         self, st: s.Setting, specs: Mapping[str, b.SettingSpec], env: Env, out: dict[str, Expr], where: str
@@ -967,6 +1032,8 @@ class FileChecker:
                 self.rep.add("E040", kw.value.span, problem)
                 continue
             overrides.append((kw.name, float(value)))
+        # `--set` wins over the sleeve's own values.
+        overrides = list((dict(overrides) | dict(self._sleeve_overrides(st, template))).items())
         # Constraints of the template must still hold with the overrides.
         values = {p.name: p.default for p in template.params} | dict(overrides)
         for constraint in template.constraints:
@@ -1230,8 +1297,13 @@ def _domain_problem(param: ParamIR, value: float) -> str | None:
 
 
 def _parse_override(text: str, param: ParamIR) -> float | None:
-    """Parse a `--set` value in the param's unit (`30`, `1.5%`, `4h`)."""
-    text = text.strip()
+    """Parse a `--set` value in the param's unit (`30`, `1.5%`, `4h`); None unless a finite number."""
+    value = _override_number(text.strip(), param)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _override_number(text: str, param: ParamIR) -> float | None:
+    """The number a `--set` text (stripped) stands for in the param's unit, or None if unreadable."""
     try:
         if param.kind == "percent":
             return float(text.rstrip("%")) / 100 if text.endswith("%") else None

@@ -52,7 +52,12 @@ def test_a_cap_limit_outside_its_domain_is_e025_at_the_value(rule: str, message:
 
 @pytest.mark.parametrize(
     "rule",
-    ["cap gross_exposure at 1000%", "cap position at 0.5%", "cap open_positions at 0", "cap open_positions at 3"],
+    [
+        "cap gross_exposure at 1000%",
+        "cap position at 0.5%",
+        "cap open_positions at 0",
+        "cap open_positions at 3",
+    ],
 )
 def test_a_cap_limit_inside_its_domain_checks_clean(rule: str) -> None:
     assert _rule(rule) == []
