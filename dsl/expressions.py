@@ -722,11 +722,14 @@ class Expressions:
         """For `rsi(close, 14) > 75%` (points with a percentage): the comparison on the 0–100 scale."""
         if {left.kind, right.kind} != {"points", "percent"}:
             return None
-        name = self._text(a if left.kind == "points" else b)
+        scaled = a if left.kind == "points" else b
         percent = right if right.kind == "percent" else left
-        if percent.op != "const" or not isinstance(percent.value, int | float):
-            return f"{name} is on a 0–100 scale, not a percentage"
-        number = format_value(percent.value * 100, "number")
+        fixed = percent.op == "const" and isinstance(percent.value, int | float)
+        if not fixed or not isinstance(scaled, s.Name | s.Call | s.Field):
+            # An expression's text may not stand alone (its span leaves out brackets): say it in words.
+            return "rsi, stoch and adx are on a 0–100 scale: compare them with a number such as 75, not 75%"
+        name = self._text(scaled)
+        number = format_value(float(percent.value) * 100, "number")  # type: ignore[arg-type]
         sides = (name, number) if left.kind == "points" else (number, name)
         return f"{name} is on a 0–100 scale: write `{sides[0]} {op} {sides[1]}`"
 

@@ -77,3 +77,9 @@ def test_kind_algebra_of_the_plain_numbers() -> None:
     assert unify(Type("points"), Type("number"), compare=True) == "points"
     assert unify(Type("number"), Type("percent"), compare=True) is None
     assert unify(Type("number"), Type("percent")) == "number"
+
+
+def test_an_oscillator_expression_with_a_percentage_gets_the_rule_in_words() -> None:
+    hint = "rsi, stoch and adx are on a 0–100 scale: compare them with a number such as 75, not 75%"
+    found = diags(_line("(rsi(close, 14) - 50) / 2 > 10%"))
+    assert found == [("E023", 5, 22, "cannot compare points with percent", hint)]
