@@ -32,6 +32,7 @@ from dsl.ir import (
     RuleIR,
     SleeveIR,
     StrategyIR,
+    Value,
     evaluate,
 )
 from dsl.parser import ERROR_NAME, is_placeholder, parse
@@ -262,6 +263,7 @@ class FileChecker:
         # is checked once, so nested defs cost linear, not exponential, work.
         self.inlined: dict[tuple[object, ...], Expr] = {}
         self.expanded: dict[str, int] = {}  # node digest → its size written out as a tree (capped)
+        self.const_values: dict[str, Value] = {}  # node digest → value, of the fixed arithmetic checked
 
     # ---------------------------------------------------------------- top level
 
@@ -858,7 +860,11 @@ class FileChecker:
                     "E026", st.duration.span, f"pause expects a duration such as 24h; got {node.kind}"
                 )
             elif node is not ERROR:
-                duration = int(evaluate(node, {}) or 0)
+                length = evaluate(node, {})
+                if isinstance(length, int | float) and math.isfinite(length):
+                    duration = int(length)
+                else:
+                    self.rep.add("E025", st.duration.span, f"a pause lasts a finite duration; got {length}")
         if cond is ERROR or st.cond is None:
             return None
         wrong = _risk_condition_problem(cond, st.cond)

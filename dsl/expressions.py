@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -221,8 +222,14 @@ class Expressions:
         return self._positive(sig, arg, node, given)
 
     def _positive(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
-        """Lengths must be >= 1 and counts >= 0 wherever their value is known (E025)."""
+        """Fixed arguments are finite, lengths >= 1 and counts >= 0 wherever their value is known (E025)."""
         value = evaluate(node, self._defaults())
+        if isinstance(value, float) and not math.isfinite(value):
+            # A product of fixed values past a float's range (`a * a * a ...`) has no usable value.
+            self.rep.add(
+                "E025", given.span, f"{arg.name} of {sig.name}() must be a finite number; got {value}"
+            )
+            return False
         floor = 1 if arg.role == "length" else 0
         if arg.role in ("length", "count") and isinstance(value, int | float) and not value >= floor:
             self.rep.add("E025", given.span, f"{arg.name} of {sig.name}() must be >= {floor}")
@@ -422,7 +429,9 @@ class Expressions:
             args.append(value)
             if arg.role in ("series", "cond"):
                 series.append(value)
-        first = series[0] if series else None
+        # A "same" result takes the unit of the first value argument (valuewhen's source, not its cond).
+        values = [a for a, spec in zip(args, sig.args, strict=True) if spec.role == "series"]
+        first = values[0] if values else None
         kind = sig.result
         if kind == "same":
             kind = first.kind if first is not None and first.kind != "na" else "number"
@@ -712,7 +721,14 @@ class Expressions:
             self.rep.add("E025", node.right.span, "division by zero")
             return ERROR
         integer = op in "+-*" and left.integer and right.integer
-        return Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
+        result = Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
+        if qual == Qual.CONST:
+            # Fixed arithmetic has a value now; one past a float's range (`a * a * ... * a`) has none.
+            fixed = evaluate(result, {}, self.fc.const_values)
+            if isinstance(fixed, float) and not math.isfinite(fixed):
+                self.rep.add("E025", node.span, f"this fixed value is out of range ({fixed})")
+                return ERROR
+        return result
 
     def _text(self, node: s.Expr) -> str:
         """The source text of an expression as written (for hints)."""

@@ -250,11 +250,25 @@ class Program(Frozen):
         raise KeyError(name)
 
 
+def _bounded(value: Any) -> Any:
+    """A whole number past a float's exact range as a float (±inf past its range), else `value`.
+
+    Python's ints grow without bound: `a * a * ... * a` of fixed values would otherwise become an int no
+    float conversion (warm-up, the runtime) survives; as a float it is an infinite value the checks refuse.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
+
+
 # Binary operators a constant evaluation understands.
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
+    "+": lambda a, b: _bounded(a + b),
+    "-": lambda a, b: _bounded(a - b),
+    "*": lambda a, b: _bounded(a * b),
     "/": lambda a, b: a / b if b else math.nan,
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -267,13 +281,32 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def evaluate(expr: Expr, params: Mapping[str, float]) -> Value:
-    """Evaluate a const or param expression; None when it depends on series or a value is unknown."""
-    if expr.op == "const":
-        return expr.value
-    if expr.op == "param":
-        return params.get(str(expr.value))
-    values = [evaluate(a, params) for a in expr.args]
+def evaluate(expr: Expr, params: Mapping[str, float], memo: dict[str, Value] | None = None) -> Value:
+    """Evaluate a const or param expression; None when it depends on series or a value is unknown.
+
+    Nodes are shared (hash-consed), so each distinct node is evaluated once, by its digest, in `memo`: a
+    fresh one per call, or one the caller keeps across calls that all pass the same `params` (the
+    checker's, for fixed values), so that evaluating a growing expression node by node stays linear.
+    """
+    known: dict[str, Value] = {} if memo is None else memo
+
+    def value(node: Expr) -> Value:
+        """The value of one node, from the memo when seen before."""
+        if node.op == "const":
+            return node.value
+        if node.op == "param":
+            return params.get(str(node.value))
+        if node.digest in known:
+            return known[node.digest]
+        found = _apply(node, [value(a) for a in node.args])
+        known[node.digest] = found
+        return found
+
+    return value(expr)
+
+
+def _apply(expr: Expr, values: list[Value]) -> Value:
+    """The value of one operator node given its operands' values (None when one is unknown)."""
     if any(v is None for v in values):
         return None
     if expr.op == "binary" and isinstance(expr.value, str):

@@ -83,3 +83,10 @@ def test_an_oscillator_expression_with_a_percentage_gets_the_rule_in_words() -> 
     hint = "rsi, stoch and adx are on a 0–100 scale: compare them with a number such as 75, not 75%"
     found = diags(_line("(rsi(close, 14) - 50) / 2 > 10%"))
     assert found == [("E023", 5, 22, "cannot compare points with percent", hint)]
+
+
+def test_valuewhen_has_its_sources_unit_not_its_conditions() -> None:
+    assert diags(_line("valuewhen(close > open, close, 0) > open")) == []
+    assert [d[3] for d in diags(_line("valuewhen(close > open, close, 0) > 2%"))] == [
+        "cannot compare price with percent"
+    ]
