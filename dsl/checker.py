@@ -703,8 +703,6 @@ class FileChecker:
         nothing in the file takes is reported once, by `_unused_overrides`.
         """
         for name, text in self.overrides.items():
-            if name in ("symbol", "timeframe"):
-                self.used_overrides.add(name)
             if name not in ctx.params:
                 continue
             self.used_overrides.add(name)
@@ -786,6 +784,8 @@ class FileChecker:
             else:
                 message = f"--set {key}: no strategy or sleeve of this file has a param '{key}'"
                 hint = did_you_mean(key, dict.fromkeys(names))
+                if key in ("symbol", "timeframe"):
+                    hint = f"--set changes params; write the {key} in the spec (or a sleeve's {key}=...)"
             self.rep.add("E051", span, message, hint)
 
     def _setting(

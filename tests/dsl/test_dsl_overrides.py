@@ -91,6 +91,16 @@ def test_a_sleeve_param_applies_to_that_sleeve_only() -> None:
                 "did you mean 'fast'?",
             ),
         ),
+        (
+            {"symbol": "BINANCE:ETH/USDT"},
+            (
+                "E051",
+                12,
+                11,
+                "--set symbol: no strategy or sleeve of this file has a param 'symbol'",
+                "--set changes params; write the symbol in the spec (or a sleeve's symbol=...)",
+            ),
+        ),
         ({"fast": "999"}, ("E040", 17, 12, "--set fast=999: fast = 999 is outside 5..50", None)),
         (
             {"btc_trend.fast": "7"},
