@@ -34,6 +34,7 @@ from dsl.ir import (
     StrategyIR,
     Value,
     evaluate,
+    risk_comparison,
 )
 from dsl.parser import ERROR_NAME, is_placeholder, parse
 from dsl.render import explain, format_value, render_expr
@@ -1356,12 +1357,7 @@ def _risk_condition_problem(cond: Expr, syntax: s.Expr) -> s.Expr | None:
             if found is not None:
                 return found
         return None
-    if cond.op == "binary" and cond.value in ("<", "<=", ">", ">=", "==", "!="):
-        left, right = cond.args
-        metric, fixed = (left, right) if left.op == "metric" else (right, left)
-        if metric.op == "metric" and isinstance(evaluate(fixed, {}), int | float):
-            return None
-    return syntax
+    return None if risk_comparison(cond) is not None else syntax
 
 
 def _int(node: Expr | None) -> int | None:

@@ -316,3 +316,25 @@ def _apply(expr: Expr, values: list[Value]) -> Value:
     if expr.op == "if":
         return values[1] if values[0] else values[2]
     return None
+
+
+# A comparison read the other way round (`15% < drawdown` is `drawdown > 15%`).
+FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
+
+
+def risk_comparison(expr: Expr) -> tuple[str, str, float] | None:
+    """A risk condition's comparison as (metric, operator, fixed value), metric first; None if it is not one.
+
+    The one reading of the form the broker evaluates: the checker refuses any other (E052), the runtime
+    builds its rules from this.
+    """
+    if expr.op != "binary" or expr.value not in FLIPPED:
+        return None
+    left, right = expr.args
+    op = str(expr.value)
+    if left.op != "metric":
+        left, right, op = right, left, FLIPPED[op]
+    value = evaluate(right, {})
+    if left.op != "metric" or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return str(left.value), op, float(value)

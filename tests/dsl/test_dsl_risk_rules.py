@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from dsl_helpers import PORTFOLIO, diags
+from dsl_helpers import PORTFOLIO, check, diags
 
 from dsl.builtins import CAPPABLE
 from runtime.broker import simulator
+from runtime.plan.inputs import risk_rule
+from runtime.plan.model import Any, Compare
 
 # A portfolio over ma_cross with one sleeve; the rule under test is line 6 (inside `risk:` or
 # `risk per sleeve:` on line 5).
@@ -101,3 +103,12 @@ def test_a_setting_measured_to_the_stop_needs_a_stop(setting: str, message: str)
 def test_the_broker_reads_the_cappable_metrics_from_the_language() -> None:
     assert simulator.CAPPABLE is CAPPABLE
     assert list(CAPPABLE) == ["gross_exposure", "net_exposure", "position", "open_positions", "exposure"]
+
+
+def test_a_fixed_expression_before_the_metric_reads_the_other_way_round_in_check_and_run() -> None:
+    rule = "halt when -4% - 1% > day_pnl or 15% < drawdown"
+    assert _rule(rule) == []
+    program = check(SLEEVE + f"    risk:\n        {rule}\n").program
+    assert program is not None
+    built = risk_rule(program.portfolios[0].risk[0])
+    assert built.condition == Any((Compare("day_pnl", "<", -0.05), Compare("drawdown", ">", 0.15)))
