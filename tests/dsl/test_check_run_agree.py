@@ -19,7 +19,7 @@ from dsl_helpers import ROOT, SPEC_PATH
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsl.builtins import PORTFOLIO_METRICS, SLEEVE_METRICS
+from dsl.builtins import CAPPABLE, PORTFOLIO_METRICS, SLEEVE_METRICS
 from dsl.checker import check_source
 from runtime.cli import main
 
@@ -67,7 +67,7 @@ WRONG = ["0%", "1500%", "2.5", "-1", "2R", "24h", "99999999999999%"]
 # Comparisons of a risk condition.
 OPS = [">", ">=", "<", "<=", "==", "!="]
 # Hypothesis settings: bounded, derandomized (reproducible in CI), quick.
-PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
 def _pick(draw: st.DrawFn, good: list[str], bad: list[str], *, absent: int = 8) -> str | None:
@@ -105,6 +105,9 @@ def _comparison(draw: st.DrawFn, scope: list[str]) -> str:
             st.sampled_from([f"{metric} > {draw(st.sampled_from(scope))}", "true", f"{metric} * 2 > 1"])
         )
     value = _pick(draw, VALUES[SLEEVE_METRICS[metric]], WRONG, absent=0)
+    if roll == 8:
+        # The fixed side first, as an expression: read the other way round.
+        return f"{value} + 0 * {value} {draw(st.sampled_from(OPS))} {metric}"
     return f"{metric} {draw(st.sampled_from(OPS))} {value}"
 
 
@@ -121,7 +124,8 @@ def _rule(draw: st.DrawFn, scope: list[str]) -> str:
     """One risk rule of any action over the metrics of `scope` (a cap of any of them, cappable or not)."""
     action = draw(st.sampled_from(["halt", "pause", "flatten", "cap"]))
     if action == "cap":
-        metric = draw(st.sampled_from(scope))
+        # Mostly a cappable metric, sometimes any (which check must refuse).
+        metric = draw(st.sampled_from(scope + [m for m in scope if m in CAPPABLE] * 3))
         limits = CAP_LIMITS[SLEEVE_METRICS[metric]]
         return f"cap {metric} at {_pick(draw, limits, WRONG, absent=0)}"
     pause = f" {draw(st.sampled_from(['24h', '2h']))}" if action == "pause" else ""
