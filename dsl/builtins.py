@@ -158,7 +158,7 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
     Signature(
         "rsi",
         (Arg("source", "series"), Arg("length", "length", 14)),
-        "number",
+        "points",
         recursive=True,
         # `length` changes are needed, the first one on bar 1.
         first_valid=_lag,
@@ -200,7 +200,7 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
     Signature(
         "adx",
         (Arg("length", "length", 14),),
-        "number",
+        "points",
         implicit=_HLC,
         recursive=True,
         # DM starts on bar 1, DI is seeded after `length` bars more, ADX after `length` DX values.
@@ -212,7 +212,7 @@ SERIES_FUNCTIONS: dict[str, Signature] = _sig(
         (Arg("k", "length", 14), Arg("d", "length", 3)),
         "stoch",
         implicit=_HLC,
-        fields=(("k", "number"), ("d", "number")),
+        fields=(("k", "points"), ("d", "points")),
         first_valid=lambda p: _full(p, "k") + _full(p, "d"),
     ),
     Signature("cci", (Arg("length", "length", 20),), "number", implicit=_HLC, first_valid=_full),
@@ -395,6 +395,27 @@ SLEEVE_METRICS: dict[str, str] = {
     "exposure": "percent",
     "trades_today": "number",
 }
+
+
+@dataclass(frozen=True)
+class CapLimit:
+    """The domain of a `cap METRIC at LIMIT` limit: `low < limit <= high` (or `low <= limit` for counts)."""
+
+    low: float  # smallest limit (excluded for fractions: a cap at 0% would veto every entry)
+    high: float | None  # largest limit, None for no bound
+    whole: bool  # a count: whole numbers only, and `low` itself allowed
+
+
+# Metrics a cap may limit (the ones an entry makes bigger), with their limits' domains; the broker reads
+# this table too (runtime.broker.simulator), so a spec `strat check` accepts is one `strat run` applies.
+CAPPABLE: dict[str, CapLimit] = {
+    "gross_exposure": CapLimit(0.0, 10.0, whole=False),
+    "net_exposure": CapLimit(0.0, 10.0, whole=False),
+    "position": CapLimit(0.0, 10.0, whole=False),
+    "open_positions": CapLimit(0.0, None, whole=True),
+    "exposure": CapLimit(0.0, 10.0, whole=False),
+}
+
 # Metrics an optimize block can rank by or require, with their kinds.
 RESULT_METRICS: dict[str, str] = {
     "total_return": "percent",

@@ -32,7 +32,9 @@ from dsl.ir import (
     RuleIR,
     SleeveIR,
     StrategyIR,
+    Value,
     evaluate,
+    risk_comparison,
 )
 from dsl.parser import ERROR_NAME, is_placeholder, parse
 from dsl.render import explain, format_value, render_expr
@@ -251,7 +253,8 @@ class FileChecker:
         self.path = path  # resolved file path
         self.module = module  # parsed statements
         self.rep = reporter  # this file's diagnostics
-        self.overrides = overrides  # --set name=value texts for the strategies of this file
+        self.overrides = overrides  # --set texts by name (`param` or `sleeve.param`), for this file only
+        self.used_overrides: set[str] = set()  # the --set names some strategy or sleeve of the file took
         self.globals = Globals()  # the file's global scope
         self.out = _FileDefs()  # what the file defines
         self.names: dict[str, Span] = {}  # top-level names and where they are defined
@@ -261,6 +264,7 @@ class FileChecker:
         # is checked once, so nested defs cost linear, not exponential, work.
         self.inlined: dict[tuple[object, ...], Expr] = {}
         self.expanded: dict[str, int] = {}  # node digest → its size written out as a tree (capped)
+        self.const_values: dict[str, Value] = {}  # node digest → value, of the fixed arithmetic checked
 
     # ---------------------------------------------------------------- top level
 
@@ -285,6 +289,7 @@ class FileChecker:
                 self.globals.defs[st.name] = (st, self.globals)
         for st in stmts:
             self._top(st)
+        self._unused_overrides()
         self.out.consts.update(
             {k: v for k, v in self.globals.consts.items() if k in self.globals.const_syntax}
         )
@@ -493,7 +498,7 @@ class FileChecker:
                 self._misplaced(st, "strategy")
         data = strategy_settings.pop("data", None)  # where candles come from: not a trading setting
         symbol = self._symbol(settings.get("symbol"), block)
-        self._strategy_warnings(block, rules, strategy_settings, settings.get("size"))
+        self._strategy_warnings(block, rules, strategy_settings, settings)
         # The derived warm-up: the longest lookback path over everything a decision reads.
         roots = [r.cond for r in rules] + [v for k, v in strategy_settings.items() if v.qual == Qual.SERIES]
         defaults = {name: p.default for name, p in ctx.params.items()}
@@ -560,14 +565,33 @@ class FileChecker:
         return text
 
     def _strategy_warnings(
-        self, block: s.Block, rules: list[RuleIR], settings: dict[str, Expr], size: s.Setting | None
+        self,
+        block: s.Block,
+        rules: list[RuleIR],
+        settings: dict[str, Expr],
+        written: dict[str, s.Setting],
     ) -> None:
         """W054 (an entry with no way out) and E081 (risk sizing without a stop).
 
-        Both judge the strategy as a whole, so they stay silent when an error inside it (a misspelt
-        `stoploss:`, an unreadable rule) may be their real cause.
+        Both judge the strategy as a whole, so each stays silent only when an error may be its real
+        cause: W054 after any error inside the strategy (an unreadable rule or bracket), E081 when a
+        `stop_loss` was written but did not check, or an unknown setting may be a misspelt `stop_loss:`.
+        Any other error (in a rule, a binding, a param) leaves E081 reported: every error of a file is.
         """
-        if self.rep.has_errors_within(block.span):
+        quiet = self.rep.has_errors_within(block.span)  # W054's judgement, before E081 adds an error
+        stop_unknown = "stop_loss" in written or any(name not in b.STRATEGY_SETTINGS for name in written)
+        if "stop_loss" not in settings and not stop_unknown:
+            # Settings measured in R, the initial risk: the distance to the stop.
+            for name, value in settings.items():
+                what = _measured_to_the_stop(name, value)
+                if what is not None and name in written:
+                    self.rep.add(
+                        "E081",
+                        written[name].value.span,
+                        f"{what[0]} needs stop_loss",
+                        f"{what[1]} is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
+                    )
+        if quiet:
             return
         brackets = {"stop_loss", "take_profit", "trailing_stop", "max_hold"} & settings.keys()
         for side in ("long", "short"):
@@ -580,15 +604,6 @@ class FileChecker:
                     f"entry {side} has no exit: no exit rule, stop, target "
                     "or max_hold ever closes the position",
                 )
-        sizing = settings.get("size")
-        risk_sized = size is not None and sizing is not None and sizing.value == "risk_per_trade"
-        if size is not None and risk_sized and "stop_loss" not in settings:
-            self.rep.add(
-                "E081",
-                size.value.span,
-                "risk_per_trade() needs stop_loss",
-                "the risk per trade is measured to the stop: add stop_loss: 2% (or 2 * atr(14))",
-            )
 
     # ---------------------------------------------------------------- params and overrides
 
@@ -685,33 +700,96 @@ class FileChecker:
         return node
 
     def _apply_overrides(self, ctx: StrategyScope, block: s.Block) -> None:
-        """Apply `--set name=value` overrides to this file's strategies (each checked like a default)."""
+        """Apply `--set name=value` to this file's strategy (each value checked like a default).
+
+        A name the strategy has no param for is left to the file's other strategies and sleeves; one that
+        nothing in the file takes is reported once, by `_unused_overrides`.
+        """
         for name, text in self.overrides.items():
             if name not in ctx.params:
-                if name not in ("symbol", "timeframe"):
-                    self.rep.add(
-                        "E051",
-                        block.name_span,
-                        f"strategy '{block.name}' has no param '{name}'",
-                        did_you_mean(name, ctx.params),
-                    )
                 continue
-            value = _parse_override(text, ctx.params[name])
-            if value is None:
+            self.used_overrides.add(name)
+            value = self._override_value(name, text, ctx.params[name], block.name_span)
+            if value is not None:
+                ctx.params[name] = ctx.params[name].model_copy(update={"default": value})
+
+    def _override_value(self, name: str, text: str, param: ParamIR, span: Span) -> float | None:
+        """The value of `--set name=text` for `param`, or None after E005 (unreadable) or E040 (domain)."""
+        value = _parse_override(text, param)
+        if value is None:
+            self.rep.add(
+                "E005",
+                span,
+                f"--set {name}={text}: '{text}' is not a valid value for {param.name} ({param.kind})",
+            )
+            return None
+        problem = _domain_problem(param, value)
+        if problem:
+            self.rep.add("E040", span, f"--set {name}={text}: {problem}")
+            return None
+        return value
+
+    def _sleeve_overrides(self, st: s.Sleeve, template: StrategyIR) -> list[tuple[str, float]]:
+        """The `--set` values for one sleeve: `SLEEVE.param=v`, and `param=v` when its template has it."""
+        params = {p.name: p for p in template.params}
+        own = template.file == _display(self.path)  # its default already took a bare `param=v`
+        found: list[tuple[str, float]] = []
+        for key, text in self.overrides.items():
+            sleeve, dot, name = key.rpartition(".")
+            if (dot and sleeve != st.name) or (not dot and name not in params):
+                continue
+            self.used_overrides.add(key)
+            if name not in params:
                 self.rep.add(
-                    "E005",
-                    block.name_span,
-                    f"--set {name}={text}: '{text}' is not a valid value for "
-                    f"{name} ({ctx.params[name].kind})",
+                    "E051",
+                    st.name_span,
+                    f"--set {key}: sleeve '{st.name}' ({template.name}) has no param '{name}'",
+                    did_you_mean(name, params),
                 )
                 continue
-            problem = _domain_problem(ctx.params[name], value)
-            if problem:
-                self.rep.add("E040", block.name_span, f"--set {name}={text}: {problem}")
+            if own and not dot:
+                # Checked (and any error reported) where the template's default took it.
+                quiet = _parse_override(text, params[name])
+                if quiet is not None and not _domain_problem(params[name], quiet):
+                    found.append((name, quiet))
                 continue
-            ctx.params[name] = ctx.params[name].model_copy(update={"default": value})
+            value = self._override_value(key, text, params[name], st.name_span)
+            if value is not None:
+                found.append((name, value))
+        return found
 
-    # ---------------------------------------------------------------- settings
+    def _unused_overrides(self) -> None:
+        """E051 for each `--set` name that no strategy, sleeve or param of the file takes."""
+        unused = [key for key in self.overrides if key not in self.used_overrides]
+        if not unused:
+            return
+        # Where a `--set` problem is shown: the file's first portfolio, else its first strategy.
+        heads = [
+            st for st in self.module.stmts if isinstance(st, s.Block) and st.kind in ("portfolio", "strategy")
+        ]
+        heads.sort(key=lambda st: st.kind != "portfolio")
+        span = heads[0].name_span if heads else Span.point(1, 1)
+        sleeves = [sleeve for portfolio in self.out.portfolios for sleeve in portfolio.sleeves]
+        own = [t for t in self.out.strategies.values() if t.file == _display(self.path)]
+        names = [p.name for t in own for p in t.params]
+        names += [
+            p.name
+            for sl in sleeves
+            if sl.strategy in self.templates
+            for p in self.templates[sl.strategy].params
+        ]
+        for key in unused:
+            sleeve, dot, _ = key.rpartition(".")
+            if dot:
+                message = f"--set {key}: this file has no sleeve '{sleeve}'"
+                known = [sl.name for sl in sleeves]
+                hint = did_you_mean(sleeve, known) or (f"sleeves: {', '.join(known)}" if known else None)
+            else:
+                message = f"--set {key}: no strategy or sleeve of this file has a param '{key}'"
+                hint = did_you_mean(key, dict.fromkeys(names))
+                if key in ("symbol", "timeframe"):
+                    hint = f"--set changes params; write the {key} in the spec (or a sleeve's {key}=...)"
+            self.rep.add("E051", span, message, hint)
 
     def _setting(
         self, st: s.Setting, specs: Mapping[str, b.SettingSpec], env: Env, out: dict[str, Expr], where: str
@@ -802,6 +880,8 @@ class FileChecker:
                 self.rep.add("E023", st.limit.span, f"cap {metric} needs a limit in {kind}; got {limit.kind}")
                 return None
             value = evaluate(limit, {})
+            if not self._cap_domain(metric, kind, value, st):
+                return None
             return RiskRuleIR(
                 scope=scope,
                 action="cap",
@@ -820,12 +900,50 @@ class FileChecker:
                     "E026", st.duration.span, f"pause expects a duration such as 24h; got {node.kind}"
                 )
             elif node is not ERROR:
-                duration = int(evaluate(node, {}) or 0)
-        if cond is ERROR:
+                length = evaluate(node, {})
+                if isinstance(length, int | float) and math.isfinite(length):
+                    duration = int(length)
+                else:
+                    self.rep.add("E025", st.duration.span, f"a pause lasts a finite duration; got {length}")
+        if cond is ERROR or st.cond is None:
+            return None
+        wrong = _risk_condition_problem(cond, st.cond)
+        if wrong is not None:
+            self.rep.add(
+                "E052",
+                wrong.span,
+                "a risk condition compares a metric with a fixed value",
+                "for example drawdown > 15% or day_pnl < -4%, joined by and, or, not",
+            )
             return None
         return RiskRuleIR(
             scope=scope, action=st.action, cond=cond, duration_ms=duration, metric=None, limit=None, text=text
         )
+
+    def _cap_domain(self, metric: str, kind: str, value: object, st: s.RiskAction) -> bool:
+        """Whether `metric` may be capped and `value` lies in its limit's domain (E052, E025 otherwise)."""
+        domain = b.CAPPABLE.get(metric)
+        if domain is None:
+            self.rep.add(
+                "E052",
+                st.metric_span or st.span,
+                f"cannot cap {metric}: a cap limits what an entry adds",
+                f"cappable: {', '.join(b.CAPPABLE)}; for {metric} write halt, pause or flatten when ...",
+            )
+            return False
+        assert st.limit is not None  # a cap rule always has its limit (the grammar requires it)
+        number = float(value) if isinstance(value, int | float) else math.nan
+        shown = {"low": format_value(domain.low, kind), "high": format_value(domain.high or 0.0, kind)}
+        if domain.whole and not (number >= domain.low and number.is_integer()):
+            problem = f"cap {metric} must be a whole number >= {shown['low']}"
+        elif not domain.whole and not number > domain.low:
+            problem = f"cap {metric} must be > {shown['low']}"
+        elif domain.high is not None and not number <= domain.high:
+            problem = f"cap {metric} must be <= {shown['high']}"
+        else:
+            return True
+        self.rep.add("E025", st.limit.span, problem)
+        return False
 
     def _metric_kind(self, metric: str, span: Span, scope: str) -> str | None:
         """The kind of a risk metric visible at `scope`, or None after reporting E052."""
@@ -961,6 +1079,8 @@ class FileChecker:
                 self.rep.add("E040", kw.value.span, problem)
                 continue
             overrides.append((kw.name, float(value)))
+        # `--set` wins over the sleeve's own values.
+        overrides = list((dict(overrides) | dict(self._sleeve_overrides(st, template))).items())
         # Constraints of the template must still hold with the overrides.
         values = {p.name: p.default for p in template.params} | dict(overrides)
         for constraint in template.constraints:
@@ -1224,8 +1344,13 @@ def _domain_problem(param: ParamIR, value: float) -> str | None:
 
 
 def _parse_override(text: str, param: ParamIR) -> float | None:
-    """Parse a `--set` value in the param's unit (`30`, `1.5%`, `4h`)."""
-    text = text.strip()
+    """Parse a `--set` value in the param's unit (`30`, `1.5%`, `4h`); None unless a finite number."""
+    value = _override_number(text.strip(), param)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _override_number(text: str, param: ParamIR) -> float | None:
+    """The number a `--set` text (stripped) stands for in the param's unit, or None if unreadable."""
     try:
         if param.kind == "percent":
             return float(text.rstrip("%")) / 100 if text.endswith("%") else None
@@ -1239,6 +1364,40 @@ def _parse_override(text: str, param: ParamIR) -> float | None:
         return float(text.replace("_", ""))
     except ValueError:
         return None
+
+
+def _measured_to_the_stop(name: str, value: Expr) -> tuple[str, str] | None:
+    """How E081 names a strategy setting measured to the stop (in R) and what it measures; None otherwise."""
+    if name == "size" and value.value == "risk_per_trade":
+        return "risk_per_trade()", "the risk per trade"
+    if name in ("take_profit", "trail_after") and value.kind == "R":
+        return f"{name} in R", f"an R multiple ({name})"
+    if name == "breakeven_after":
+        return name, "breakeven_after (an R multiple)"
+    return None
+
+
+def _risk_condition_problem(cond: Expr, syntax: s.Expr) -> s.Expr | None:
+    """The part of a risk condition the broker cannot evaluate, or None when all of it is a comparison.
+
+    The broker evaluates comparisons of one metric with a fixed value, joined by and, or, not. The IR
+    and the syntax are walked together so the problem is located at its own text (at the whole
+    condition where they differ, as after a def is inlined).
+    """
+    if (cond.op, cond.value) in (("binary", "and"), ("binary", "or"), ("unary", "not")):
+        parts: tuple[s.Expr, ...] = ()
+        if isinstance(syntax, s.BinOp) and syntax.op == cond.value:
+            parts = (syntax.left, syntax.right)
+        elif isinstance(syntax, s.Unary) and syntax.op == cond.value:
+            parts = (syntax.operand,)
+        if len(parts) != len(cond.args):
+            parts = (syntax,) * len(cond.args)
+        for arg, part in zip(cond.args, parts, strict=True):
+            found = _risk_condition_problem(arg, part)
+            if found is not None:
+                return found
+        return None
+    return None if risk_comparison(cond) is not None else syntax
 
 
 def _int(node: Expr | None) -> int | None:

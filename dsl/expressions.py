@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from dsl.ir import (
 from dsl.parser import ERROR_NAME
 from dsl.render import format_value
 from dsl.scopes import ERROR, Env, resolve_once, timeframe_literal
-from dsl.types import NUMERIC, Qual, Type, divide, join_qual, multiply, struct, unify
+from dsl.types import NUMERIC, PLAIN, Qual, Type, divide, join_qual, multiply, struct, unify
 from dsl.units import DURATION_MS, TIMEFRAMES, parse_duration, parse_symbol
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class Expressions:
         kinds = set(spec.kinds)
         ok = (
             node.kind in kinds
+            or ("number" in kinds and node.kind in PLAIN)
             or ("int" in kinds and node.kind == "number" and node.integer)
             or (node.kind == "number" and node.qual == Qual.CONST and kinds & {"price", "qty", "money"})
         )
@@ -202,10 +204,10 @@ class Expressions:
         want = {
             "percent": ("percent",),
             "duration": ("duration",),
-            "qty": ("qty", "money", "number"),
+            "qty": ("qty", "money", *PLAIN),
             "length": ("number",),
             "count": ("number",),
-            "number": ("number",),
+            "number": tuple(PLAIN),
         }[arg.role]
         if node.kind not in want or (arg.role in ("length", "count") and not node.integer):
             expected = {
@@ -223,8 +225,14 @@ class Expressions:
         return self._positive(sig, arg, node, given)
 
     def _positive(self, sig: b.Signature, arg: b.Arg, node: Expr, given: s.Expr) -> bool:
-        """Lengths must be within 1..MAX_LENGTH and counts >= 0 wherever their value is known (E025)."""
+        """Fixed arguments are finite, lengths within 1..MAX_LENGTH and counts >= 0 where known (E025)."""
         value = evaluate(node, self._defaults())
+        if isinstance(value, float) and not math.isfinite(value):
+            # A product of fixed values past a float's range (`a * a * a ...`) has no usable value.
+            self.rep.add(
+                "E025", given.span, f"{arg.name} of {sig.name}() must be a finite number; got {value}"
+            )
+            return False
         floor = 1 if arg.role == "length" else 0
         if arg.role in ("length", "count") and isinstance(value, int | float) and not value >= floor:
             self.rep.add("E025", given.span, f"{arg.name} of {sig.name}() must be >= {floor}")
@@ -431,7 +439,9 @@ class Expressions:
             args.append(value)
             if arg.role in ("series", "cond"):
                 series.append(value)
-        first = series[0] if series else None
+        # A "same" result takes the unit of the first value argument (valuewhen's source, not its cond).
+        values = [a for a, spec in zip(args, sig.args, strict=True) if spec.role == "series"]
+        first = values[0] if values else None
         kind = sig.result
         if kind == "same":
             kind = first.kind if first is not None and first.kind != "na" else "number"
@@ -700,7 +710,8 @@ class Expressions:
                 return ERROR
         if op in _COMPARISONS:
             if unify(_t(left), _t(right), compare=True) is None:
-                self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
+                hint = self._scale_hint(node.left, left, op, node.right, right)
+                self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}", hint)
                 return ERROR
             return Expr.make("binary", op, (left, right), kind="bool", qual=qual, clock=clock)
         kind = _arith_kind(op, left, right)
@@ -720,11 +731,33 @@ class Expressions:
             self.rep.add("E025", node.right.span, "division by zero")
             return ERROR
         integer = op in "+-*" and left.integer and right.integer
-        return Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
+        result = Expr.make("binary", op, (left, right), kind=kind, qual=qual, clock=clock, integer=integer)
+        if qual == Qual.CONST:
+            # Fixed arithmetic has a value now; one past a float's range (`a * a * ... * a`) has none.
+            fixed = evaluate(result, {}, self.fc.const_values)
+            if isinstance(fixed, float) and not math.isfinite(fixed):
+                self.rep.add("E025", node.span, f"this fixed value is out of range ({fixed})")
+                return ERROR
+        return result
 
     def _text(self, node: s.Expr) -> str:
         """The source text of an expression as written (for hints)."""
         return source_text(self.fc.session.sources.get(self.rep.file, ""), node.span)
+
+    def _scale_hint(self, a: s.Expr, left: Expr, op: str, b: s.Expr, right: Expr) -> str | None:
+        """For `rsi(close, 14) > 75%` (points with a percentage): the comparison on the 0–100 scale."""
+        if {left.kind, right.kind} != {"points", "percent"}:
+            return None
+        scaled = a if left.kind == "points" else b
+        percent = right if right.kind == "percent" else left
+        fixed = percent.op == "const" and isinstance(percent.value, int | float)
+        if not fixed or not isinstance(scaled, s.Name | s.Call | s.Field):
+            # An expression's text may not stand alone (its span leaves out brackets): say it in words.
+            return "rsi, stoch and adx are on a 0–100 scale: compare them with a number such as 75, not 75%"
+        name = self._text(scaled)
+        number = format_value(float(percent.value) * 100, "number")  # type: ignore[arg-type]
+        sides = (name, number) if left.kind == "points" else (number, name)
+        return f"{name} is on a 0–100 scale: write `{sides[0]} {op} {sides[1]}`"
 
     def _chain_hint(self, node: s.BinOp) -> str | None:
         """For `30 < r < 70` (a comparison of a comparison): the `and` form it means, else None."""
@@ -744,7 +777,9 @@ class Expressions:
                 self.rep.add("E022", side.span, f"'crosses' needs number series; got {type_text(value)}")
                 return ERROR
         if unify(_t(left), _t(right), compare=True) is None:
-            self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}")
+            op = f"crosses {node.direction}"
+            hint = self._scale_hint(node.left, left, op, node.right, right)
+            self.rep.add("E023", node.span, f"cannot compare {left.kind} with {right.kind}", hint)
             return ERROR
         return Expr.make(
             "cross", node.direction, (left, right), kind="bool", qual=Qual.SERIES, clock=_clock([left, right])

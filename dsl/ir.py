@@ -255,11 +255,25 @@ class Program(Frozen):
         raise KeyError(name)
 
 
+def _bounded(value: Any) -> Any:
+    """A whole number past a float's exact range as a float (±inf past its range), else `value`.
+
+    Python's ints grow without bound: `a * a * ... * a` of fixed values would otherwise become an int no
+    float conversion (warm-up, the runtime) survives; as a float it is an infinite value the checks refuse.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
+
+
 # Binary operators a constant evaluation understands.
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
+    "+": lambda a, b: _bounded(a + b),
+    "-": lambda a, b: _bounded(a - b),
+    "*": lambda a, b: _bounded(a * b),
     "/": lambda a, b: a / b if b else math.nan,
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -272,13 +286,32 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def evaluate(expr: Expr, params: Mapping[str, float]) -> Value:
-    """Evaluate a const or param expression; None when it depends on series or a value is unknown."""
-    if expr.op == "const":
-        return expr.value
-    if expr.op == "param":
-        return params.get(str(expr.value))
-    values = [evaluate(a, params) for a in expr.args]
+def evaluate(expr: Expr, params: Mapping[str, float], memo: dict[str, Value] | None = None) -> Value:
+    """Evaluate a const or param expression; None when it depends on series or a value is unknown.
+
+    Nodes are shared (hash-consed), so each distinct node is evaluated once, by its digest, in `memo`: a
+    fresh one per call, or one the caller keeps across calls that all pass the same `params` (the
+    checker's, for fixed values), so that evaluating a growing expression node by node stays linear.
+    """
+    known: dict[str, Value] = {} if memo is None else memo
+
+    def value(node: Expr) -> Value:
+        """The value of one node, from the memo when seen before."""
+        if node.op == "const":
+            return node.value
+        if node.op == "param":
+            return params.get(str(node.value))
+        if node.digest in known:
+            return known[node.digest]
+        found = _apply(node, [value(a) for a in node.args])
+        known[node.digest] = found
+        return found
+
+    return value(expr)
+
+
+def _apply(expr: Expr, values: list[Value]) -> Value:
+    """The value of one operator node given its operands' values (None when one is unknown)."""
     if any(v is None for v in values):
         return None
     if expr.op == "binary" and isinstance(expr.value, str):
@@ -288,3 +321,25 @@ def evaluate(expr: Expr, params: Mapping[str, float]) -> Value:
     if expr.op == "if":
         return values[1] if values[0] else values[2]
     return None
+
+
+# A comparison read the other way round (`15% < drawdown` is `drawdown > 15%`).
+FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
+
+
+def risk_comparison(expr: Expr) -> tuple[str, str, float] | None:
+    """A risk condition's comparison as (metric, operator, fixed value), metric first; None if it is not one.
+
+    The one reading of the form the broker evaluates: the checker refuses any other (E052), the runtime
+    builds its rules from this.
+    """
+    if expr.op != "binary" or expr.value not in FLIPPED:
+        return None
+    left, right = expr.args
+    op = str(expr.value)
+    if left.op != "metric":
+        left, right, op = right, left, FLIPPED[op]
+    value = evaluate(right, {})
+    if left.op != "metric" or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return str(left.value), op, float(value)

@@ -417,7 +417,7 @@ def _builder(rule: str, expansion: list[str]) -> Builder | None:
     if rule == "start":
         # `_NL? stmt*`: the statements, if any.
         return (lambda i: i[-1][0]) if size and expansion[-1] != "_NL" else (lambda i: [])
-    if rule in ("stmt", "simple_stmt", "expr", "arg", "postfix") or (rule == "chain" and size == 1):
+    if rule in ("stmt", "simple_stmt", "expr", "arg", "postfix", "kwname") or (rule == "chain" and size == 1):
         if size == 1:
             return None
         # `(expr)` and `stmt _NL`: the inner value, spanning the brackets or the newline.

@@ -3,6 +3,11 @@
 Units make "close > 2%" a compile error: values carry what they measure. Plain number literals are
 "adaptable": they may stand for a price, quantity or money amount (`close > 30000`, `3 * atr(14)`), never
 for a percentage, duration or R multiple, whose literals always carry their suffix.
+
+Two plain-number kinds say what a number is: a `ratio` (the quotient of two values of one unit, such as
+`(close - entry) / entry`) is a fraction and compares with a percentage directly (`> 2%`); `points` (the
+bounded oscillators rsi, stoch, adx, on a 0–100 scale) never does (`rsi > 75%` is an error, `rsi > 75` is
+meant). Both are plain numbers everywhere else.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ class Qual(IntEnum):
 
 
 # Kinds with a magnitude, usable in arithmetic.
-NUMERIC = frozenset({"number", "price", "qty", "money", "percent", "bps", "R", "duration"})
+NUMERIC = frozenset({"number", "ratio", "points", "price", "qty", "money", "percent", "bps", "R", "duration"})
+# Plain numbers: a number, a ratio of like units (a fraction), points on an oscillator's 0–100 scale.
+PLAIN = frozenset({"number", "ratio", "points"})
 # Kinds a plain number literal may stand for.
-ADAPTABLE = frozenset({"number", "price", "qty", "money"})
+ADAPTABLE = frozenset({"number", "ratio", "points", "price", "qty", "money"})
 
 
 @dataclass(frozen=True)
@@ -72,18 +79,29 @@ def unify(a: Type, b: Type, *, compare: bool = False) -> str | None:
         return b.kind
     if b.adaptable and a.kind in ADAPTABLE:
         return a.kind
+    pair = {a.kind, b.kind}
+    # A ratio is a fraction: it meets a percentage as one (`(close - entry) / entry > 2%`, `r + 1%`).
+    if pair == {"ratio", "percent"}:
+        return "ratio"
     # "1 + 2%" means 1.02: a percentage joins a plain number as a fraction. Not in a comparison:
-    # `rsi(close, 14) > 75%` would silently compare with 0.75.
-    if {a.kind, b.kind} == {"number", "percent"} and not compare:
+    # `x > 75%` would silently compare with 0.75; and never points (`rsi + 5%` has no meaning).
+    if pair == {"number", "percent"} and not compare:
         return "number"
+    # Plain numbers of different kinds mix as plain numbers (`rsi > threshold`, `a / b + roc`), except a
+    # fraction with a 0–100 scale.
+    if pair <= PLAIN and pair != {"ratio", "points"}:
+        return "points" if "points" in pair else "number"
     return None
 
 
 def multiply(a: str, b: str) -> str | None:
     """The kind of a × b, or None when the product has no meaning here (price × price)."""
-    if a == "number":
+    if a in PLAIN and b in PLAIN:
+        # Scaling keeps a 0–100 scale (`2 * rsi`) but not a fraction (`100 * ratio` is a number).
+        return a if a == b else "points" if "points" in (a, b) else "number"
+    if a in PLAIN:
         return b
-    if b == "number":
+    if b in PLAIN:
         return a
     pair = {a, b}
     if "percent" in pair or "bps" in pair:
@@ -99,10 +117,11 @@ def multiply(a: str, b: str) -> str | None:
 
 def divide(a: str, b: str) -> str | None:
     """The kind of a / b, or None when the ratio has no meaning here."""
-    if b in ("number", "percent"):
-        return a
     if a == b:
-        return "number"
+        # Like units divide into a fraction: price / price, qty / qty, number / number.
+        return "ratio"
+    if b in PLAIN or b == "percent":
+        return a
     if a == "money" and b == "price":
         return "qty"
     if a == "money" and b == "qty":

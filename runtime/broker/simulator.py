@@ -35,6 +35,7 @@ from typing import Any, get_args
 
 import numpy as np
 
+from dsl.builtins import CAPPABLE
 from dsl.units import timeframe_ms
 from runtime.broker import state as st
 from runtime.broker.accounting import finish_open
@@ -65,8 +66,6 @@ _SIZING_KINDS = {
     "fixed": st.Z_FIXED,
     "kelly": st.Z_KELLY,
 }
-# Metrics a cap may limit: the ones an entry makes bigger.
-_CAPPABLE = ("gross_exposure", "net_exposure", "position", "open_positions", "exposure")
 # The compiled step, typed loosely for mypy (numba's dispatcher has no useful signature).
 _STEP_POINTS: Callable[..., int] = step_points
 _FINISH_OPEN: Callable[..., None] = finish_open
@@ -177,9 +176,10 @@ def _condition_metrics(cond: Condition | None) -> list[str]:
 def _check_rule(rule: RiskRule) -> None:
     """Refuse a risk rule the simulator cannot apply, naming it."""
     if rule.action == "cap":
-        if rule.cap_metric not in _CAPPABLE:
+        # The language's one list of cappable metrics (a checked spec never fails here).
+        if rule.cap_metric not in CAPPABLE:
             raise ValueError(
-                f"risk rule {rule.text!r}: cannot cap {rule.cap_metric}; capped: {', '.join(_CAPPABLE)}"
+                f"risk rule {rule.text!r}: cannot cap {rule.cap_metric}; capped: {', '.join(CAPPABLE)}"
             )
     elif rule.condition is None:
         raise ValueError(f"risk rule {rule.text!r}: {rule.action} needs a condition")

@@ -62,6 +62,7 @@ class Source:
     kind: SourceKind = SourceKind.STORE  # where candles come from
     path: Path | None = None  # the CSV file or folder (kind CSV only)
     exchange: str = "binance"  # ccxt exchange id when a symbol names none (and the store's name for it)
+    exchange_asked: bool = False  # --exchange was given: a symbol naming another exchange is an error
     api_url: str | None = None  # exchange REST base URL override (a proxy or a local test server)
     db_url: str | None = None  # store URL (None: $STRAT_DB_URL or the default SQLite file)
     fill_gaps: bool = False  # forward-fill missing bars with zero volume (marked filled)
@@ -88,7 +89,8 @@ class Source:
         return cls(
             kind=kind,
             path=Path(args.data) if kind is SourceKind.CSV else None,
-            exchange=args.exchange,
+            exchange=args.exchange or cls.exchange,
+            exchange_asked=args.exchange is not None,
             api_url=args.exchange_url,
             db_url=args.db,
             fill_gaps=args.fill_gaps,
@@ -136,11 +138,9 @@ class Source:
 
         `feed` is an `ExchangeFeed` to use instead of creating one (tests pass one with a fake clock).
         """
-        from runtime.data.candles import market_symbol
         from runtime.data.loader import Loaded, from_csv, prepare
 
-        named_exchange, pair = market_symbol(symbol)
-        exchange = named_exchange or self.exchange
+        exchange, pair = self.market(symbol)
         if self.kind is SourceKind.STORE:
             from runtime.store.feed import CachedFeed
             from runtime.store.schema import open_store
@@ -217,13 +217,26 @@ class Source:
         # Looked at before SQLAlchemy is imported: a run without a store pays nothing for the lookup.
         if not store_exists(self.db_url):
             return None
-        from runtime.data.candles import market_symbol
         from runtime.store.markets import MarketStore
         from runtime.store.schema import open_store
 
-        engine = open_store(self.db_url)
-        exchange, pair = market_symbol(symbol)
-        return MarketStore(engine).get(exchange or self.exchange, pair)
+        exchange, pair = self.market(symbol)
+        return MarketStore(open_store(self.db_url)).get(exchange, pair)
+
+    def market(self, symbol: str) -> tuple[str, str]:
+        """The exchange and pair of `symbol`: the exchange it names, else --exchange (or binance).
+
+        Raises DataError when the symbol names another exchange than an --exchange given on the command.
+        """
+        from runtime.data.candles import DataError, market_symbol
+
+        named, pair = market_symbol(symbol)
+        if named is not None and self.exchange_asked and named != self.exchange.lower():
+            raise DataError(
+                f"--exchange {self.exchange} disagrees with the symbol {symbol}, which names {named}: "
+                "drop --exchange, or name the exchange in the symbol"
+            )
+        return named or self.exchange, pair
 
 
 def _exchange_feed(exchange: str, api_url: str | None) -> ExchangeFeed:
@@ -243,7 +256,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "synthetic market, or 'exchange' for the store, then the exchange; default: the spec's data: "
         "setting, else the exchange",
     )
-    add_exchange_arguments(group)
+    add_exchange_arguments(group, default=None)
     group.add_argument(
         "--fill-gaps",
         action="store_true",
@@ -258,9 +271,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     add_db_argument(group)
 
 
-def add_exchange_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
-    """Add --exchange and --exchange-url."""
-    group.add_argument("--exchange", default="binance", help="ccxt exchange id (default: binance)")
+def add_exchange_arguments(
+    group: argparse._ArgumentGroup | argparse.ArgumentParser, default: str | None = "binance"
+) -> None:
+    """Add --exchange and --exchange-url; a `default` of None lets `Source` tell an --exchange given."""
+    group.add_argument("--exchange", default=default, help="ccxt exchange id (default: binance)")
     group.add_argument(
         "--exchange-url",
         metavar="URL",

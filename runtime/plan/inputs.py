@@ -15,7 +15,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from dsl.ir import Expr, RiskRuleIR, evaluate
+from dsl.ir import Expr, RiskRuleIR, evaluate, risk_comparison
 from dsl.units import TIMEFRAMES, parse_symbol
 from runtime.graph.compiler import Graph
 from runtime.plan import model as m
@@ -211,10 +211,6 @@ def _execution(settings: Mapping[str, Expr], fixed: _Fixed, tf_ms: int) -> m.Exe
     )
 
 
-# Flipped comparison operators, for `15% < drawdown`.
-_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
-
-
 def risk_rule(rule: RiskRuleIR) -> m.RiskRule:
     """A checked risk rule as the engine's typed rule."""
     scope: Any = rule.scope
@@ -235,15 +231,9 @@ def _condition(expr: Expr, text: str) -> m.Condition:
         return m.All(items) if expr.value == "and" else m.Any(items)
     if expr.op == "unary" and expr.value == "not":
         return m.Not(_condition(expr.args[0], text))
-    if expr.op == "binary" and expr.value in _FLIP:
-        left, right = expr.args
-        if left.op == "const" and right.op == "metric":
-            left, right, op = right, left, _FLIP[str(expr.value)]
-        else:
-            op = str(expr.value)
-        value = evaluate(right, {})
-        if left.op == "metric" and isinstance(value, int | float):
-            return m.Compare(str(left.value), op, float(value))  # type: ignore[arg-type]
+    comparison = risk_comparison(expr)
+    if comparison is not None:
+        return m.Compare(*comparison)  # type: ignore[arg-type]
     raise RunError(f"risk rule '{text}': compare a metric with a fixed value, e.g. drawdown > 15%")
 
 

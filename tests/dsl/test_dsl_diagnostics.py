@@ -6,11 +6,13 @@ typos a new user makes (each must give exactly one clear, located message).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from dsl_helpers import HEAD, PORTFOLIO, ROOT, check, diags
 
+from dsl.builtins import KEYWORDS
 from dsl.checker import check_file
 
 # The hint of an unknown import names both places that were searched.
@@ -427,8 +429,8 @@ TYPOS = {
         "E023",
         22,
         54,
-        "cannot compare number with percent",
-        None,
+        "cannot compare points with percent",
+        "r is on a 0–100 scale: write `r > 75`",
     ),
     "indentation-deeper": (
         "    exit  long",
@@ -508,3 +510,38 @@ def test_a_broken_line_does_not_hide_the_rest_of_its_block() -> None:
     """After a missing colon the strategy body is still checked; after an unclosed bracket, the next lines."""
     source = EXAMPLE.replace("strategy sma_rsi:", "strategy sma_rsi").replace("r > 75", "r > 75%")
     assert [(c, ln) for c, ln, *_ in diags(source)] == [("E001", 4), ("E023", 22)]
+
+
+def test_every_keyword_may_name_a_keyword_argument() -> None:
+    # The grammar lists the keywords a keyword argument's name may be: exactly the language's keywords.
+    grammar = (ROOT / "grammar.lark").read_text(encoding="utf-8")
+    rule = re.search(r"^\?kwname: NAME (.*?)\n(?!\s+\|)", grammar, re.S | re.M)
+    assert rule is not None
+    assert set(re.findall(r'"(\w+)"', rule.group(1))) == KEYWORDS
+    # Each parses as a name there (and is then an unknown keyword argument of sma, not a syntax error).
+    for word in sorted(KEYWORDS):
+        assert [d[:2] for d in diags(HEAD + f"    x = sma(close, 5, {word}=1)\n")] == [("E021", 5)], word
+
+
+def test_every_error_of_a_five_error_file_is_reported_e081_included() -> None:
+    text = HEAD.replace("1h", "7h") + (
+        "    x = sma(close, fast)\n"
+        "    y = undefined_thing + 1\n"
+        "    size: risk_per_trade(1%)\n"
+        "    entry long when foo(close) > 1\n"
+        "    exit long when close > 2%\n"
+    )
+    assert [d[:3] for d in diags(text)] == [
+        ("E036", 4, 16),
+        ("E010", 5, 20),
+        ("E010", 6, 9),
+        ("E081", 7, 11),
+        ("E011", 8, 21),
+        ("E023", 9, 20),
+    ]
+
+
+@pytest.mark.parametrize("stop", ["    stoploss: 2%\n", "    stop_loss: 2 * undefined_atr\n"])
+def test_e081_stays_silent_when_a_broken_stop_may_be_its_cause(stop: str) -> None:
+    text = HEAD + stop + "    size: risk_per_trade(1%)\n    entry long when close > open\n"
+    assert "E081" not in [d[0] for d in diags(text)]

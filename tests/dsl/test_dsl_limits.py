@@ -10,6 +10,7 @@ exponential written out is E014 at the call.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,38 @@ def test_a_line_past_ten_thousand_characters_is_refused_where_it_stands() -> Non
         f"line of {len(text.splitlines()[4]):,} characters; a line may have at most 10,000",
     )
     assert ("E010", 6) in [(d[0], d[1]) for d in diags(text)]  # the lines after it are still checked
+
+
+# A fixed value past a float's range: 23 factors of 1e15.
+_HUGE = "const a = 1000000000000000\nconst big = " + " * ".join(["a"] * 23) + "\n"
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        "    param p = big\n",
+        "    x = close[big]\n",
+        "    max_hold: big * 1h\n",
+        "    stop_loss: big * atr(14)\n",
+    ],
+)
+def test_fixed_arithmetic_past_a_floats_range_is_e025_where_it_overflows(use: str) -> None:
+    text = "strat 1\n" + _HUGE + HEAD.removeprefix("strat 1\n") + use + "    entry long when close > open\n"
+    assert [d[:4] for d in diags(text + "    exit long when close < open\n")] == [
+        ("E025", 3, 13, "this fixed value is out of range (inf)")
+    ]
+
+
+def test_fixed_values_built_on_shared_consts_are_evaluated_in_linear_time() -> None:
+    # c40 = 2**40 written as a tree: evaluated node by node it would never finish.
+    consts = "const c0 = 1\n" + "".join(f"const c{i} = c{i - 1} + c{i - 1}\n" for i in range(1, 41))
+    text = (
+        "strat 1\n"
+        + consts
+        + HEAD.removeprefix("strat 1\n")
+        + "    x = valuewhen(close > open, close, c40)\n"
+    )
+    started = time.perf_counter()
+    found = diags(text + "    entry long when close > x\n    exit long when close < open\n")
+    assert time.perf_counter() - started < 2.0
+    assert found == []
