@@ -7,7 +7,7 @@ creates the engine of a URL once per process and all tables with it (`create_sch
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 # The model modules: importing them registers their tables on Base.
@@ -20,8 +20,23 @@ _OPEN: dict[str, Engine] = {}
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table the store knows that the database lacks (existing ones are left as they are)."""
+    """Create every table the store knows that the database lacks, and the columns an older store lacks.
+
+    A store written by an earlier version keeps its rows: a column added since (e.g. the trades' `mae`)
+    is added empty (NULL for the old rows), so that saving into it works again.
+    """
     Base.metadata.create_all(engine)
+    existing = inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            have = {column["name"] for column in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    connection.execute(
+                        text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}")
+                    )
 
 
 class StoreError(StratError):

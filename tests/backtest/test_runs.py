@@ -146,3 +146,23 @@ def test_runs_commands(
         assert capsys.readouterr().out == "no saved run with id 99\n"
     finally:
         close_store(url)
+
+
+def test_a_store_of_an_earlier_version_gains_the_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Saving into a store whose trades table predates the mae/mfe columns works; old rows stay."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    RunStore(open_store(url)).save(_record())
+    close_store(url)
+    # Make it the store an earlier version wrote: no mae / mfe columns.
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE backtest_run_trades DROP COLUMN mae")
+        db.execute("ALTER TABLE backtest_run_trades DROP COLUMN mfe")
+    store = RunStore(open_store(url))
+    try:
+        assert store.save(_record()) == 2
+        assert [run.id for run in store.latest(10)] == [2, 1]
+    finally:
+        close_store(url)
