@@ -195,13 +195,15 @@ class Source:
     ) -> Candles:
         """`load` for a command: the candles, with their file and what validation found printed to stderr.
 
-        `notes`, when given, also receives that note ('' when clean) under the candles' label.
+        `notes`, when given, also receives that line under the candles' label (the file that fed them and
+        the note; '' for clean candles of no file). A series read again later (a finer file covering more
+        of the range) replaces its earlier line.
         """
         loaded = self.load(symbol, timeframe, first, last)
         note = report_note(loaded.report)
-        if notes is not None:
-            notes[loaded.candles.label] = note
         origin = f" from {loaded.origin}" if loaded.origin else ""
+        if notes is not None:
+            notes[loaded.candles.label] = "; ".join(x for x in (origin.strip(), note) if x)
         if note or origin:
             print(f"{loaded.candles.label}{origin}" + (f": {note}" if note else ""), file=sys.stderr)
         return loaded.candles

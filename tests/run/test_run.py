@@ -170,3 +170,14 @@ def test_a_run_without_a_store_never_imports_sqlalchemy(shared_data: Path, tmp_p
     env = {**os.environ, "STRAT_DB_URL": f"sqlite:///{tmp_path / 'none' / 'x.db'}"}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_report_names_the_file_behind_each_series(shared_data: Path, tmp_path: Path) -> None:
+    # The demo's BTC 4h sleeve is read again from the 5m file (the 1h file ends in April): the report's
+    # data section says so, as the console does.
+    out = tmp_path / "o"
+    spec = str(ROOT / "specs" / "portfolio.strat")
+    assert main(["run", spec, "--data", str(shared_data), "--out", str(out), "--no-save"]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "from BTCUSDT-5m.csv (5m, resampled)" in html
+    assert "from ETHUSDT-1h.csv (1h)" in html
