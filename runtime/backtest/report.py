@@ -7,8 +7,9 @@ price chart per symbol with the strategy's own price-level series (moving averag
 entry and exit, monthly returns heatmap, risk events, alerts, the run's parameters and data, and the trade
 table. Every chart starts at the run's first bar (warm-up history is not drawn). Long series are thinned
 for display (per-bucket minima and maxima, so spikes and troughs survive) to at most about `MAX_POINTS`
-points; trade markers are always all drawn, outlined so they show on either candle colour, and a small
-script sizes them by how many are in view (small when thousands are, large when zoomed in).
+points; trade markers are outlined so they show on either candle colour, and a small script thins and
+sizes them by how many are in view (at most 600 drawn, small when thousands are, all and large when
+zoomed in).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ MAX_CANDLES = 3_000
 MAX_TRADE_ROWS = 5_000
 # Trade markers in view at which they are drawn at full size; more in view draw them smaller (see _SIZE_JS).
 FULL_SIZE_MARKERS = 150
+# Most trade markers drawn in view at once; more in view are thinned to every k-th (see _SIZE_JS).
+MAX_SHOWN_MARKERS = 600
 # Marker colours: none is a candle colour, and each marker has a dark outline, so all show on any candle.
 ENTRY_COLORS = {"long": "#1e88e5", "short": "#8e24aa"}  # blue long entries, purple short entries
 EXIT_COLOR = "#ffb300"  # amber exits
@@ -101,9 +104,10 @@ th{background:#f4f4f4;text-align:left}td.n{text-align:right;font-variant-numeric
 .neg{color:#b71c1c}.note{color:#666;font-size:12px}table.kv{width:auto;min-width:40%}
 """
 
-# Sizes the trade markers of every price chart by how many are in view, on load and on every zoom or pan:
-# full size up to FULL_SIZE_MARKERS in view, then smaller (down to 3 px) as the count grows. It reads the
-# decoded traces (`_fullData`: the figure's arrays arrive base64-encoded in `data`).
+# Thins and sizes the trade markers of every price chart by how many are in view, on load and on every zoom
+# or pan: at most MAX_SHOWN_MARKERS are drawn (every k-th of those in view, the others transparent: still
+# there to hover), at full size up to FULL_SIZE_MARKERS in view, then smaller (down to 3 px) as the count
+# grows. It reads the decoded traces (`_fullData`: the figure's arrays arrive base64-encoded in `data`).
 _SIZE_JS = """
 function ms(v){ return typeof v==='number' ? v : Date.parse(String(v).replace(' ','T')+'Z'); }
 window.addEventListener('load', function(){
@@ -114,12 +118,17 @@ window.addEventListener('load', function(){
       Array.prototype.forEach.call(t.x, function(x){ var v=ms(x); if(v>=lo&&v<=hi) n++; }); } });
     if(!idx.length) return;
     var size=Math.max(3, Math.min(10, 10*Math.sqrt(FULL_SIZE/Math.max(n,1))));
-    Plotly.restyle(div, {'marker.size': size, 'marker.line.width': size < 6 ? 0.5 : 1}, idx);
+    var every=Math.max(1, Math.ceil(n/MAX_SHOWN)), seen=0, opacity=[];
+    idx.forEach(function(i){ opacity.push(Array.prototype.map.call(div._fullData.find(function(t){
+      return t.index===i; }).x, function(x){ var v=ms(x); if(v<lo||v>hi) return 1;
+      return (seen++ % every)===0 ? 1 : 0; })); });
+    Plotly.restyle(div, {'marker.size': size, 'marker.line.width': size < 6 ? 0.5 : 1,
+                         'marker.opacity': opacity}, idx);
   }
   div.on('plotly_relayout', resize); resize();
  });
 });
-""".replace("FULL_SIZE", str(FULL_SIZE_MARKERS))
+""".replace("FULL_SIZE", str(FULL_SIZE_MARKERS)).replace("MAX_SHOWN", str(MAX_SHOWN_MARKERS))
 
 
 def decimate(series: Sequence[np.ndarray], max_points: int = MAX_POINTS) -> np.ndarray:

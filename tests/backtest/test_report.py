@@ -82,8 +82,10 @@ def _open(
             page.screenshot(path=str(screenshot))
             if zoom is not None:
                 # Marker sizes of the first price chart with everything in view, then zoomed in.
+                # (size of each trades trace, markers drawn opaque)
                 sizes = "() => document.getElementById('price-chart-0')._fullData" \
-                    ".filter(t => t.meta === 'trades').map(t => t.marker.size)"  # fmt: skip
+                    ".filter(t => t.meta === 'trades').map(t => [t.marker.size," \
+                    " [].concat(t.marker.opacity).filter(o => o === 1).length])"  # fmt: skip
                 zoom.append(page.evaluate(sizes))
                 page.evaluate(
                     "() => Plotly.relayout('price-chart-0', {'xaxis.range': ['2024-01-01', '2024-02-01']})"
@@ -151,8 +153,12 @@ def test_s1_report_renders_in_chromium(tmp_path: Path, shared_data: Path) -> Non
     charts, rows, errors, failed, remote = _open(report, tmp_path / "s1.png", zoom)
     assert (charts, rows) == (4, 1180)
     assert (errors, failed, remote) == ([], [], [])
-    # 2,359 markers in view draw at the smallest size; a month (about 15 trades) at full size.
-    assert zoom == [[3, 3], [10, 10]]
+    # 2,359 markers in view: every 4th drawn (at most 600), at the smallest size; zoomed to a month, every
+    # marker is drawn (opacity 1 also outside the view) at full size.
+    (entries, exits), (month_entries, month_exits) = zoom
+    assert (entries[0], exits[0], month_entries[0], month_exits[0]) == (3, 3, 10, 10)
+    assert 550 <= entries[1] + exits[1] <= 600
+    assert (month_entries[1], month_exits[1]) == (1180, 1179)
 
 
 def test_benchmarks_buy_and_hold_from_the_first_close() -> None:
