@@ -7,8 +7,16 @@ creates the engine of a URL once per process and all tables with it (`create_sch
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import Engine, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 
 # The model modules: importing them registers their tables on Base.
 from runtime.errors import StratError
@@ -83,15 +91,24 @@ def check_url(url: str | None) -> None:
 
 
 def _create_schema_once(engine: Engine) -> None:
-    """Create the tables, tolerating another process creating them at the same moment (first use)."""
-    try:
-        create_schema(engine)
-    except OperationalError as error:
-        # Two processes saw the table missing and both created it: the second create fails on "already
-        # exists". The schema is complete then; a second pass checks that.
-        if "already exists" not in str(error):
-            raise
-        create_schema(engine)
+    """Create the tables, tolerating other processes creating them at the same moment (first use).
+
+    Several processes may see a table missing and all create it: all but one fail on "already exists"
+    (or, adding a column, "duplicate column"). Each pass creates only what is still missing, so passing
+    again until one succeeds converges (one pass per table at most).
+    """
+    for attempt in range(len(Base.metadata.tables) * 2 + 1):
+        try:
+            create_schema(engine)
+            return
+        except (OperationalError, ProgrammingError) as error:
+            text_ = str(error)
+            if "locked" in text_:
+                # Another process holds the database past the busy timeout of one statement: wait a bit.
+                time.sleep(0.05 * (attempt + 1))
+            elif "already exists" not in text_ and "duplicate column" not in text_:
+                raise
+    create_schema(engine)
 
 
 def _shown(url: str) -> str:
