@@ -18,6 +18,9 @@ def select(program: Program, strategy: str | None, capital: float | None) -> Por
         return chosen.model_copy(update={"capital": capital}) if capital is not None else chosen
     if strategy is None:
         own = [s for s in program.strategies if s.file == program.file] or list(program.strategies)
+        if not own and not program.portfolios:
+            # A file of risk profiles or defs only (library/risk.strat): nothing to run in it.
+            raise RunError(f"{program.file} defines no strategy or portfolio to run (it is meant to be used)")
         if len(program.portfolios) > 1 or len(own) != 1:
             names = [p.name for p in program.portfolios] or [s.name for s in own]
             raise RunError(f"{program.file} defines {', '.join(names)}: choose one with --strategy NAME")

@@ -64,6 +64,7 @@ CASES = [
     (["run", MACD, "--capital", "inf"], 2, "the capital must be a finite amount above 0"),
     (["series", MACD, "--data", "{bad}/nonnum.csv", "--out", "{bad}/s.csv"], 1, "open is 'abc'"),
     (["check", "{bad}/missing.strat"], 2, "no such file"),
+    (["run", str(ROOT / "library" / "risk.strat")], 1, "risk.strat defines no strategy or portfolio to run"),
 ]
 
 
