@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime.data.clock import wall_clock_ms
+from runtime.data.times import wall_clock_ms
 
 if TYPE_CHECKING:
     from runtime.data.candles import Candles

@@ -1,8 +1,17 @@
-"""Rendering open times for people (standard library only, so that any command may import it early)."""
+"""UTC times in ms: the local clock every source reads "now" from, and rendering for people.
+
+Standard library only, so that any command may import it early.
+"""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+
+
+def wall_clock_ms() -> int:
+    """The current UTC time in ms."""
+    return time.time_ns() // 1_000_000
 
 
 def format_time(ms: int | None) -> str:

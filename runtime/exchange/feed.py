@@ -16,8 +16,8 @@ import numpy as np
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import Candle, Candles
-from runtime.data.clock import wall_clock_ms
 from runtime.data.markets import MarketRules
+from runtime.data.times import wall_clock_ms
 from runtime.exchange.client import ExchangeClient, RetryPolicy
 
 # Called after each page with (candles fetched so far, candles expected in the whole range).

@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import Candles
-from runtime.data.clock import wall_clock_ms
 from runtime.data.resample import finer_timeframes
+from runtime.data.times import wall_clock_ms
 from runtime.store.candles import CandleStore
 from runtime.store.markets import MarketStore
 

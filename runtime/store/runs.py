@@ -11,7 +11,6 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import (
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from runtime.backtest.metrics import Summary
 from runtime.broker.result import BacktestResult, Trade
+from runtime.data.times import wall_clock_ms
 from runtime.store.db import Base, session_scope
 
 
@@ -83,11 +83,6 @@ class RunTradeRow(Base):
     mfe: Mapped[float] = mapped_column(Double)  # maximum favourable excursion, return on the entry price
 
 
-def _now_ms() -> int:
-    """The wall-clock time in UTC milliseconds."""
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
 @dataclass(frozen=True, eq=False)
 class RunRecord:
     """Everything saved about one run."""
@@ -103,7 +98,7 @@ class RunRecord:
     equity_time: np.ndarray  # int64 bar close times, UTC ms
     equity: np.ndarray  # float64 equity at each bar, quote currency
     mode: str = "backtest"  # "backtest" or "replay"
-    created_at: int = field(default_factory=_now_ms)  # wall-clock save time, UTC ms
+    created_at: int = field(default_factory=wall_clock_ms)  # wall-clock save time, UTC ms
 
     @property
     def spec_hash(self) -> str:
