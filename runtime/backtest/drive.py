@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from runtime.broker.result import Alert, BacktestResult
-from runtime.graph.drivers import StreamDriver, run_batch
+from runtime.graph.drivers import StreamDriver, run_batch, truth, truth_np
 from runtime.graph.timeline import points
 from runtime.plan.inputs import (
     Decisions,
@@ -83,7 +83,7 @@ def _decided(values: np.ndarray | None, first: int, n: int) -> np.ndarray:
     """A bool decision array: the rule held (not na, not zero) at or after bar `first`."""
     if values is None:
         return np.zeros(n, dtype=np.bool_)
-    decided = (values == values) & (values != 0.0)
+    decided = truth_np(values)
     decided[: min(first, n)] = False
     return decided
 
@@ -161,11 +161,11 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
         driver.push(0, sleeves[s].feeds.bar(0, i))
         values: list[Any] = driver.values
         # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
-        el, xl, es, xs = [i >= first and node is not None and _truthy(values[node]) for node in decisions]
+        el, xl, es, xs = [i >= first and node is not None and truth(values[node]) for node in decisions]
         stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
         if i >= first:
             alerts.extend(
-                _alert(sleeves[s], k, i) for k, node in enumerate(alert_nodes[s]) if _truthy(values[node])
+                _alert(sleeves[s], k, i) for k, node in enumerate(alert_nodes[s]) if truth(values[node])
             )
         return dataclasses.replace(
             update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
@@ -194,11 +194,6 @@ def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> B
             simulator.step(*updates, decide=decide)
     result = simulator.finish().since(rp.start)
     return dataclasses.replace(result, alerts=tuple(alerts)) if alerts else result
-
-
-def _truthy(value: float) -> bool:
-    """Whether a streamed condition holds."""
-    return value == value and value != 0.0
 
 
 def warm_kernels() -> None:

@@ -46,12 +46,12 @@ _COMPARE_NP: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _truth(x: float) -> bool:
+def truth(x: float) -> bool:
     """Whether a scalar condition holds: non-zero and not na."""
     return x == x and x != 0.0
 
 
-def _truth_np(x: Any) -> Any:
+def truth_np(x: Any) -> Any:
     """Where an array condition holds."""
     return (x == x) & (x != 0.0)
 
@@ -62,9 +62,9 @@ def _scalar_binary(op: str) -> Callable[[float, float], float]:
         compare = _COMPARE[op]
         return lambda a, z: 1.0 if compare(a, z) else 0.0
     if op == "and":
-        return lambda a, z: 1.0 if _truth(a) and _truth(z) else 0.0
+        return lambda a, z: 1.0 if truth(a) and truth(z) else 0.0
     if op == "or":
-        return lambda a, z: 1.0 if _truth(a) or _truth(z) else 0.0
+        return lambda a, z: 1.0 if truth(a) or truth(z) else 0.0
     if op == "/":
         return lambda a, z: a / z if z != 0.0 else math.nan
     return {"+": pyop.add, "-": pyop.sub, "*": pyop.mul}[op]
@@ -76,9 +76,9 @@ def _array_binary(op: str, a: Any, z: Any) -> Array:
         if op in _COMPARE_NP:
             return np.asarray(_COMPARE_NP[op](a, z), dtype=np.float64)
         if op == "and":
-            return np.asarray(_truth_np(a) & _truth_np(z), dtype=np.float64)
+            return np.asarray(truth_np(a) & truth_np(z), dtype=np.float64)
         if op == "or":
-            return np.asarray(_truth_np(a) | _truth_np(z), dtype=np.float64)
+            return np.asarray(truth_np(a) | truth_np(z), dtype=np.float64)
         if op == "/":
             return np.where(np.asarray(z) != 0.0, np.divide(a, z), np.nan)
         return np.asarray({"+": np.add, "-": np.subtract, "*": np.multiply}[op](a, z), dtype=np.float64)
@@ -168,10 +168,10 @@ def _batch_node(graph: Graph, feeds: Feeds, node_id: int, args: list[Any]) -> An
     if kind == "unary":
         x = args[0]
         with np.errstate(all="ignore"):
-            return np.asarray(1.0 - _truth_np(x), dtype=np.float64) if node.name == "not" else -x
+            return np.asarray(1.0 - truth_np(x), dtype=np.float64) if node.name == "not" else -x
     if kind == "if":
         cond, a, z = args
-        return np.where(_truth_np(cond), a, z).astype(np.float64)
+        return np.where(truth_np(cond), a, z).astype(np.float64)
     if kind == "align":
         src = graph.nodes[node.inputs[0]].clock
         idx = np.searchsorted(feeds.closes[src], feeds.closes[node.clock], side="right") - 1
@@ -239,11 +239,11 @@ class StreamDriver:
         if kind == "unary":
             (a,) = ins
             if node.name == "not":
-                return lambda v: 0.0 if _truth(v[a]) else 1.0
+                return lambda v: 0.0 if truth(v[a]) else 1.0
             return lambda v: -v[a]
         if kind == "if":
             c, a, z = ins
-            return lambda v: v[a] if _truth(v[c]) else v[z]
+            return lambda v: v[a] if truth(v[c]) else v[z]
         if kind == "align":
             (src,) = ins
             return lambda v: v[src]
