@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import sys
-import tempfile
-import time
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 from runtime.errors import StratError
 
@@ -89,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _internal_error(args: argparse.Namespace, error: Exception) -> int:
     """Log the full trace of an unexpected error to a file and print one line pointing at it."""
+    # Imported here: only a bug reaches this path, and every command's start-up would pay ~10 ms for them.
+    import json
+    import os
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     log = Path(tempfile.gettempdir()) / f"strat-crash-{stamp}-{os.getpid()}.log"
     try:
