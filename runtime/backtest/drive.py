@@ -13,20 +13,18 @@ sleeves in spec order at one time, alerts in spec order within a sleeve, the sam
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from runtime.broker.result import Alert, BacktestResult
-from runtime.graph.drivers import StreamDriver, run_batch, truth, truth_np
-from runtime.graph.timeline import points
+from runtime.broker.result import BacktestResult
+from runtime.broker.session import alert_of
+from runtime.graph.drivers import run_batch, truth_np
 from runtime.plan.inputs import (
     Decisions,
     Offsets,
     decision_nodes,
-    market_pair,
     offset_nodes,
     portfolio_input,
     sleeve_input,
@@ -71,14 +69,6 @@ def batch_signals(sp: SleevePlan) -> Signals:
     )
 
 
-def _alert(sp: SleevePlan, k: int, i: int) -> Alert:
-    """The firing of alert `k` of a sleeve at the close of its base bar `i`."""
-    close = int(sp.feeds.candles[0].time[i]) + sp.graph.base.ms
-    return Alert(
-        close, sp.sleeve.name, sp.strategy.name, market_pair(sp.sleeve.symbol), sp.strategy.alerts[k].message
-    )
-
-
 def _decided(values: np.ndarray | None, first: int, n: int) -> np.ndarray:
     """A bool decision array: the rule held (not na, not zero) at or after bar `first`."""
     if values is None:
@@ -114,86 +104,22 @@ def backtest(rp: RunPlan) -> BacktestResult:
     )
     if not fired:
         return result
-    return dataclasses.replace(result, alerts=tuple(_alert(rp.sleeves[s], k, i) for _, s, k, i in fired))
+    return dataclasses.replace(result, alerts=tuple(alert_of(rp.sleeves[s], k, i) for _, s, k, i in fired))
 
 
 def replay(rp: RunPlan, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
     """The live engine's path with history (`progress(done, total)` is told about every 10,000 bars).
 
     Every bar goes through the streaming driver and the broker is stepped once per point of the merged
-    time line (`runtime.graph.timeline`) of every sleeve's clocks, exactly as live trading would feed
-    them: at each point the broker first fills due orders and checks brackets, then each sleeve's base bar
-    is evaluated with its trade state at the close, then its decisions act.
+    time line (`runtime.graph.timeline`) of every sleeve's clocks by `broker.session.Session`, the driver
+    paper and live trading use.
     """
-    from runtime.broker.simulator import BarUpdate, Simulator, TradeState
+    from runtime.broker.session import Session
 
-    sleeves = rp.sleeves
-    # The broker's settings come from the sleeves; bars and decisions arrive through `step`.
-    shells = []
-    for sp in sleeves:
-        n = sp.feeds.length(0)
-        none: Decisions[np.ndarray] = Decisions._make(np.zeros(n, dtype=np.bool_) for _ in Decisions._fields)
-        marks: Offsets[np.ndarray | None] = Offsets._make(
-            None if node is None else np.zeros(n) for node in offset_nodes(sp.graph)
-        )
-        shells.append(sleeve_input(sp, none, marks))
-    simulator = Simulator(portfolio_input(rp, shells))
-    drivers = [StreamDriver(sp.graph) for sp in sleeves]
-    nodes = [(decision_nodes(sp.graph), offset_nodes(sp.graph)) for sp in sleeves]
-    alert_nodes = [sp.graph.alerts for sp in sleeves]
-    index = {sp.sleeve.name: s for s, sp in enumerate(sleeves)}
-    # One feed per clock of every sleeve, sleeves in spec order: the feeds of the merged time line.
-    feeds = [(s, clock) for s, sp in enumerate(sleeves) for clock in range(len(sp.feeds.candles))]
-    opens = [sleeves[s].feeds.candles[clock].time for s, clock in feeds]
-    bar_ms = [sleeves[s].feeds.bar_ms[clock] for s, clock in feeds]
-    pending: dict[str, int] = {}  # base-bar index of each sleeve's bar in the point being stepped
-    alerts: list[Alert] = []  # alerts fired so far, in the order the bars are decided
-
-    def decide(update: BarUpdate, state: TradeState) -> BarUpdate:
-        """Evaluate a sleeve's base bar with its trade state at the close; return the decided bar."""
-        s = index[update.sleeve]
-        driver, (decisions, offsets), first = drivers[s], nodes[s], sleeves[s].first_decision
-        i = pending[update.sleeve]
-        driver.state = {
-            "position_size": state.position_size, "entry_price": state.entry_price,
-            "bars_since_entry": state.bars_since_entry, "unrealized_pnl": state.unrealized_pnl,
-        }  # fmt: skip
-        driver.push(0, sleeves[s].feeds.bar(0, i))
-        values: list[Any] = driver.values
-        # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
-        el, xl, es, xs = [i >= first and node is not None and truth(values[node]) for node in decisions]
-        stop, target, trail = [math.nan if node is None else float(values[node]) for node in offsets]
-        if i >= first:
-            alerts.extend(
-                _alert(sleeves[s], k, i) for k, node in enumerate(alert_nodes[s]) if truth(values[node])
-            )
-        return dataclasses.replace(
-            update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
-            stop_distance=stop, target_distance=target, trail_distance=trail,
-        )  # fmt: skip
-
-    total = sum(len(t) for t in opens)
-    done = 0
-    for point in points(opens, bar_ms):
-        updates = []
-        for feed, i in point.bars:
-            if progress is not None and done % _PROGRESS_EVERY == 0:
-                progress(done, total)
-            done += 1
-            s, clock = feeds[feed]
-            sp = sleeves[s]
-            if clock != 0:
-                # A slower clock's bar needs no trade state: it is evaluated as it arrives.
-                drivers[s].push(clock, sp.feeds.bar(clock, i))
-                continue
-            # A base bar is evaluated inside the broker's step, with the trade state at its close.
-            pending[sp.sleeve.name] = i
-            o, h, low, c, v = sp.feeds.ohlcv(0, i)
-            updates.append(BarUpdate(sp.sleeve.name, int(sp.feeds.candles[0].time[i]), o, h, low, c, v))
-        if updates:
-            simulator.step(*updates, decide=decide)
-    result = simulator.finish().since(rp.start)
-    return dataclasses.replace(result, alerts=tuple(alerts)) if alerts else result
+    session = Session(rp)
+    session.run_history(progress)
+    result = session.simulator.finish().since(rp.start)
+    return dataclasses.replace(result, alerts=tuple(session.alerts)) if session.alerts else result
 
 
 def warm_kernels() -> None:

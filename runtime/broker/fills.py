@@ -2,8 +2,9 @@
 
 This is one client of the accounting (`accounting.apply_fill`, the record-level `book_fill`): it decides
 the quantity and the price a simulated order fills at (sizing it at its first fill with
-`sizing.entry_size`, capping it with `risk.apply_caps`), then books the fill. The exchange broker of a
-live run replaces this module, not the accounting. The step hands its sleeve records in (see orders.py).
+`sizing.entry_size`, capping it with `risk.apply_caps`), then books the fill. A live run's exchange
+fills its orders instead: `order_qty` sizes a pending order for the exchange and `book_external` books
+what the exchange reports, through the same accounting. The step hands its sleeve records in (see orders.py).
 """
 
 from __future__ import annotations
@@ -162,3 +163,35 @@ def fill_bracket(
         # The participation cap left a rest: it goes out as a market order on the next bar.
         place_order(sl, K_EXIT, side, at.bar + 1, reason)
         sl.ord_req = req if qty > 0.0 else sl.qty
+
+
+@njit(cache=True)
+def order_qty(config: Config, state: State, out: Outputs, s: int, price: float, close_time: int) -> float:
+    """Quantity sleeve s's pending order should ask an exchange for, at expected `price` (live).
+
+    An exit asks for the whole position; an entry is sized like a simulated one (`entry_size`, then the
+    cap rules and the cash, on the amount step) at `price`, the close it was decided at plus the fixed
+    slippage. 0 when nothing can be asked for (the order is then dropped by the caller).
+    """
+    cfg, sl, book = config.sleeves[s], state.sleeves[s], state.book[0]
+    side, kind = sl.ord_side, sl.ord_kind
+    if kind == K_NONE:
+        return 0.0
+    if kind == K_EXIT:
+        return sl.qty
+    expected = price * (1.0 + side * cfg.slip)
+    qty = entry_size(cfg, sl, book, state.kelly, s, kind, expected)
+    if config.rules.shape[0] > 0:
+        qty = apply_caps(config, state, out, s, side, qty, expected, close_time)
+    return fit_entry(cfg, sl, book, qty, expected)
+
+
+@njit(cache=True)
+def book_external(config: Config, state: State, out: Outputs, s: int, fill: Fill, done: bool) -> None:
+    """Book one exchange fill of sleeve s's pending order; `done` empties the slot (the order is over)."""
+    cfg, sl, book = config.sleeves[s], state.sleeves[s], state.book[0]
+    if fill.qty > 0.0:
+        apply_fill(cfg, sl, book, out, state.kelly, s, fill)
+        sl.ord_filled = 1
+    if done or (fill.intent == K_EXIT and sl.side == 0):
+        clear_order(sl)

@@ -38,7 +38,8 @@ import numpy as np
 from dsl.builtins import CAPPABLE
 from dsl.units import timeframe_ms
 from runtime.broker import state as st
-from runtime.broker.accounting import finish_open
+from runtime.broker.accounting import Fill, finish_open
+from runtime.broker.fills import book_external, order_qty
 from runtime.broker.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
 from runtime.broker.step import step_points
 from runtime.graph.timeline import timeline
@@ -69,6 +70,8 @@ _SIZING_KINDS = {
 # The compiled step, typed loosely for mypy (numba's dispatcher has no useful signature).
 _STEP_POINTS: Callable[..., int] = step_points
 _FINISH_OPEN: Callable[..., None] = finish_open
+_ORDER_QTY: Callable[..., float] = order_qty
+_BOOK_EXTERNAL: Callable[..., None] = book_external
 
 
 @dataclass(frozen=True)
@@ -185,14 +188,15 @@ def _check_rule(rule: RiskRule) -> None:
         raise ValueError(f"risk rule {rule.text!r}: {rule.action} needs a condition")
 
 
-def _sleeve_config(sl: SleeveInput, symbol: int) -> tuple[object, ...]:
-    """One sleeve's settings as a `state.SLEEVE_CONFIG` record (checked first)."""
+def _sleeve_config(sl: SleeveInput, symbol: int, external: bool) -> tuple[object, ...]:
+    """One sleeve's settings as a `state.SLEEVE_CONFIG` record (checked first); see `pack_config`."""
     _check_sleeve(sl)
     ex, b, z, prec = sl.execution, sl.bracket, sl.sizing, sl.precision
     stop, tp, trail, after = (_offset(o) for o in (b.stop, b.take_profit, b.trailing_stop, b.trail_after))
     fields: dict[str, object] = {
         "close_fill": 1 if ex.fill == "close" else 0,
         "latency": ex.latency_bars,
+        "external": 1 if external else 0,
         "best_case": 1 if ex.ambiguity == "best_case" else 0,
         "stop_kind": stop[0],
         "tp_kind": tp[0],
@@ -228,8 +232,11 @@ def _sleeve_config(sl: SleeveInput, symbol: int) -> tuple[object, ...]:
     return tuple(fields[name] for name in st.SLEEVE_CONFIG.names or ())
 
 
-def pack_config(portfolio: PortfolioInput) -> st.Config:
-    """Translate sleeves and risk rules into the broker's `Config`, checking them on the way."""
+def pack_config(portfolio: PortfolioInput, external: bool = False) -> st.Config:
+    """Translate sleeves and risk rules into the broker's `Config`, checking them on the way.
+
+    `external`: an exchange fills the orders (live trading), not the simulated fill model.
+    """
     sleeves = portfolio.sleeves
     if not sleeves:
         raise ValueError("a portfolio needs at least one sleeve")
@@ -240,7 +247,7 @@ def pack_config(portfolio: PortfolioInput) -> st.Config:
         raise ValueError("sleeve weights add up to more than 100%")
     symbols = list(dict.fromkeys(s.symbol for s in sleeves))
     config = np.array(
-        [_sleeve_config(sl, symbols.index(sl.symbol)) for sl in sleeves], dtype=st.SLEEVE_CONFIG
+        [_sleeve_config(sl, symbols.index(sl.symbol), external) for sl in sleeves], dtype=st.SLEEVE_CONFIG
     )
     items: list[tuple[int, int, int, float]] = []
     rules = np.zeros(len(portfolio.risk), dtype=st.RULE)
@@ -276,10 +283,13 @@ def _uses_distance(sleeves: Sequence[SleeveInput]) -> bool:
 class _Engine:
     """Broker config, state and growable outputs of one run, plus the conversion to a BacktestResult."""
 
-    def __init__(self, portfolio: PortfolioInput, points: int, trades: int) -> None:
-        """Allocate state for `portfolio` with room for `points` time-line points and `trades` trades."""
+    def __init__(self, portfolio: PortfolioInput, points: int, trades: int, external: bool = False) -> None:
+        """Allocate state for `portfolio` with room for `points` time-line points and `trades` trades.
+
+        `external`: an exchange fills the orders (see `pack_config`).
+        """
         self.portfolio = portfolio  # the run's input
-        self.config = pack_config(portfolio)  # packed settings
+        self.config = pack_config(portfolio, external)  # packed settings
         kelly_size = max(s.sizing.kelly_lookback for s in portfolio.sleeves)
         self.state = st.new_state(self.config, portfolio.capital, kelly_size)  # mutable broker state
         self.out = st.new_outputs(points, trades)  # outputs, grown by ensure_room
@@ -485,7 +495,7 @@ def simulate(portfolio: PortfolioInput) -> BacktestResult:
 
 # Snapshot format: its name and version (bump the version whenever a dtype or the layout below changes).
 SNAPSHOT_FORMAT = "strat.broker.Simulator"
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 # Arrays of a snapshot: the state bundle's fields, then the outputs (trimmed to what was written).
 _STATE_FIELDS = ("sleeves", "book", "rule_latch", "rule_held", "kelly")
 _OUTPUT_FIELDS = ("time", "equity", "cash", "exposure", "trades", "orders", "events")
@@ -512,19 +522,40 @@ def _decode(item: dict[str, Any], expected: np.dtype, what: str) -> np.ndarray:
     return raw.astype(expected)  # a writable copy in native byte order
 
 
+@dataclass(frozen=True)
+class PendingOrder:
+    """A sleeve's pending order as an exchange broker sends it (see `Simulator.pending`)."""
+
+    sleeve: str  # sleeve name
+    index: int  # sleeve index, spec order
+    intent: str  # "entry", "exit" or "scale_in"
+    side: int  # side of the position the order opens or closes: +1 long, -1 short
+    reason: ExitReason  # why the order exists ("signal", "stop", "max_hold", "risk", ...)
+    qty: float  # quantity to ask for, base units (0: nothing can be asked for)
+    filled: bool  # whether part of it has been booked already
+
+    @property
+    def buy(self) -> bool:
+        """Whether the order buys (an entry of a long or the exit of a short)."""
+        return (self.side > 0) == (self.intent != "exit")
+
+
 class Simulator:
-    """The same broker driven bar by bar (replay of history, paper trading): `step` once per time point.
+    """The same broker driven bar by bar (replay of history, paper and live trading): `step` per point.
 
     The portfolio's sleeve settings and risk rules are used; its candle arrays are not (bars arrive
     through `step`), but their length sizes the first output buffers. Only the current bar of each sleeve
-    is held (see the module docstring for what grows).
+    is held (see the module docstring for what grows). With `external` (live trading) the orders are
+    filled by an exchange: `pending` lists what to send, `book` books what the exchange reports and
+    `drop` gives an order up; the step itself then fills nothing.
     """
 
-    def __init__(self, portfolio: PortfolioInput) -> None:
-        """Prepare an empty account for `portfolio`."""
+    def __init__(self, portfolio: PortfolioInput, external: bool = False) -> None:
+        """Prepare an empty account for `portfolio` (`external`: an exchange fills the orders)."""
         sleeves = portfolio.sleeves
         size = max(16, max(len(s.time) for s in sleeves) + 1)
-        self._engine = _Engine(portfolio, size, 64)  # broker state and outputs
+        self.external = external  # whether an exchange fills the orders
+        self._engine = _Engine(portfolio, size, 64, external)  # broker state and outputs
         self._index = {s.name: i for i, s in enumerate(sleeves)}  # sleeve name -> index
         self._tf = np.array([timeframe_ms(s.timeframe) for s in sleeves], dtype=np.int64)  # timeframes, ms
         n = len(sleeves)
@@ -587,6 +618,72 @@ class Simulator:
             arr[s, 0] = value
         bars.distance[s, 0] = (u.stop_distance, u.target_distance, u.trail_distance)
 
+    def pending(self) -> list[PendingOrder]:
+        """Every sleeve's pending order, sized for an exchange at the sleeve's last close (spec order)."""
+        engine = self._engine
+        state, config = engine.state, engine.config
+        found = []
+        for s, name in enumerate(self._index):
+            sl = state.sleeves[s]
+            kind = int(sl["ord_kind"])
+            if kind == st.K_NONE:
+                continue
+            close = int(self._bars.time[s, 0]) + int(self._tf[s])
+            engine.ensure_room(self._points + 1)
+            qty = _ORDER_QTY(config, state, engine.out, s, float(sl["last"]), close)
+            found.append(
+                PendingOrder(
+                    name,
+                    s,
+                    INTENTS[kind],
+                    int(sl["ord_side"]),
+                    REASONS[int(sl["ord_reason"])],
+                    float(qty),
+                    bool(sl["ord_filled"]),
+                )
+            )
+        return found
+
+    def book(self, order: PendingOrder, qty: float, price: float, fee: float, requested: float) -> None:
+        """Book an exchange fill of `order` (qty base units at `price`, `fee` in quote currency).
+
+        The fill counts on the bar after the decision (as a simulated next-open fill would), stamped with
+        the decision bar's close time. An exit that closes the whole position ends the order.
+        """
+        engine = self._engine
+        s = order.index
+        sl = engine.state.sleeves[s]
+        if int(sl["ord_kind"]) == st.K_NONE:
+            raise ValueError(f"sleeve {order.sleeve} has no pending order to book a fill on")
+        engine.ensure_room(self._points + 1)
+        close = int(self._bars.time[s, 0]) + int(self._tf[s])
+        fill = Fill(
+            int(self._n[s]),
+            close,
+            int(sl["ord_side"]),
+            int(sl["ord_kind"]),
+            int(sl["ord_reason"]),
+            requested,
+            qty,
+            price,
+            fee,
+            not bool(sl["ord_filled"]),
+        )
+        _BOOK_EXTERNAL(engine.config, engine.state, engine.out, s, fill, False)
+
+    def drop(self, sleeve: str) -> None:
+        """End a sleeve's pending order (filled, rejected, or given up); what was booked stays."""
+        sl = self._engine.state.sleeves[self._index[sleeve]]
+        sl["ord_kind"] = st.K_NONE
+        sl["ord_filled"] = 0
+        sl["ord_req"] = np.nan
+        sl["ord_rem"] = np.nan
+
+    def position(self, sleeve: str) -> float:
+        """A sleeve's signed position, base units (> 0 long, < 0 short)."""
+        sl = self._engine.state.sleeves[self._index[sleeve]]
+        return float(sl["side"]) * float(sl["qty"])
+
     def reset_halt(self) -> None:
         """Lift every halt (the manual reset): entries are allowed again from the next decision."""
         state = self._engine.state
@@ -609,7 +706,7 @@ class Simulator:
     def snapshot(self) -> dict[str, Any]:
         """The simulator's whole state as plain values (JSON- and pickle-safe); see `restore`.
 
-        Format (version 2): {"format": SNAPSHOT_FORMAT, "version": 2, "sleeves": [names], "rules": [rule
+        Format (version 3): {"format": SNAPSHOT_FORMAT, "version": 3, "sleeves": [names], "rules": [rule
         texts], "points": points stepped, "bars": [bars received per sleeve], "rebalance_ms": the rebalancing
         period (ms, 0 = none), "config": {field: array},
         "state": {field: array}, "outputs": {field: array}}, where "config" holds the packed settings
@@ -645,7 +742,9 @@ class Simulator:
         }
 
     @classmethod
-    def restore(cls, portfolio: PortfolioInput, snapshot: dict[str, Any]) -> Simulator:
+    def restore(
+        cls, portfolio: PortfolioInput, snapshot: dict[str, Any], external: bool = False
+    ) -> Simulator:
         """A simulator for `portfolio` that continues exactly where the one that wrote `snapshot` stopped.
 
         Refuses (ValueError) a snapshot of another format or version, or of a portfolio with other
@@ -659,7 +758,7 @@ class Simulator:
                 f"simulator snapshot version {version} cannot be restored: this version reads "
                 f"version {SNAPSHOT_VERSION} only"
             )
-        sim = cls(portfolio)
+        sim = cls(portfolio, external)
         engine = sim._engine
         if snapshot["sleeves"] != list(sim._index) or snapshot["rules"] != [r.text for r in portfolio.risk]:
             raise ValueError("simulator snapshot: written for a portfolio with other sleeves or risk rules")

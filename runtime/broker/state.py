@@ -65,6 +65,9 @@ SLEEVE_CONFIG = np.dtype(
     [
         ("close_fill", _I),  # 1 when orders fill at the close of their due bar, 0 at its open
         ("latency", _I),  # extra bars between the decision and the fill
+        # 1 when an exchange fills the orders (live): pending orders wait for `book_fill` from outside and
+        # a bracket hit places a market exit instead of filling at the level; 0 = the simulated fill model
+        ("external", _I),
         ("best_case", _I),  # 1 when a bar touching stop and target takes the target first
         ("stop_kind", _I),  # stop offset kind (O_*)
         ("tp_kind", _I),  # take-profit offset kind

@@ -132,7 +132,7 @@ def step_points(
                 s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
                 cfg, sl = cfgs[s], sleeves[s]
                 # 1. Orders due on this bar fill at its open (fill: next_open).
-                if cfg.close_fill != 1 and sl.ord_kind != K_NONE and sl.ord_due <= j:
+                if cfg.close_fill != 1 and sl.ord_kind != K_NONE and sl.ord_due <= j and cfg.external == 0:
                     at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
                     fill_pending(config, state, out, cfg, sl, book, s, at)
                 # 2. Brackets of the open position, unless an exit is already on its way. The bar an entry
@@ -142,7 +142,10 @@ def step_points(
                 has_bracket = cfg.stop_kind + cfg.tp_kind + cfg.trail_kind > 0
                 if has_bracket and sl.ord_kind != K_EXIT:
                     hit, price, reason = bracket_hit(cfg, sl, bo[s, c], bh[s, c], bl[s, c])
-                    if hit:
+                    if hit and cfg.external == 1:
+                        # Live: the level was crossed on this closed bar; a market exit goes out now.
+                        place_order(sl, K_EXIT, sl.side, j, reason)
+                    elif hit:
                         at = At(j, bt[s, c], time, bo[s, c], bv[s, c])
                         fill_bracket(cfg, sl, book, out, ring, s, at, price, reason)
                     else:
@@ -161,7 +164,7 @@ def step_points(
             # Bitwise, not `or`: one test instead of four branches on the common quiet bar.
             if el[s, c] | xl[s, c] | es[s, c] | xs[s, c] or (sl.side != 0 and cfg.max_hold > 0):
                 decide(cfg, sl, book, (el[s, c], xl[s, c], es[s, c], xs[s, c]), dist, s, j, c, time)
-            if cfg.close_fill == 1 and sl.ord_kind != K_NONE and sl.ord_due <= j:
+            if cfg.close_fill == 1 and sl.ord_kind != K_NONE and sl.ord_due <= j and cfg.external == 0:
                 at = At(j, bt[s, c], time, bc[s, c], bv[s, c])
                 fill_pending(config, state, out, cfg, sl, book, s, at)
             sl.last = bc[s, c]
