@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,6 +29,8 @@ from runtime.plan.inputs import Decisions, Offsets, decision_nodes, market_pair,
 from runtime.plan.inputs import sleeve_input as make_sleeve_input
 from runtime.plan.plan import RunPlan, SleevePlan
 
+# Told (bars done, bars in all) while history is stepped.
+Progress = Callable[[int, int], None]
 # Bars between two calls of a history run's progress callback.
 _PROGRESS_EVERY = 10_000
 
@@ -106,14 +108,18 @@ class Session:
         self.alerts: list[Alert] = []  # alerts fired, in the order the bars were decided
         self.missed: list[Missed] = []  # decisions not acted on (see the module docstring)
         self.paused: set[str] = set()  # sleeves whose entry decisions are held back (stale feed, ...)
+        self.frozen: set[str] = (
+            set()
+        )  # sleeves that decide nothing (a position that disagrees with the exchange)
         self._pending: dict[str, int] = {}  # base-bar index of each sleeve's bar in the point being stepped
         self._act = True  # whether the point being stepped acts on its decisions
 
-    def run_history(self, progress: Callable[[int, int], None] | None = None, act: bool = True) -> None:
-        """Step through every planned candle of every feed, in time-line order.
+    def history(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[list[tuple[int, Candle]]]:
+        """Every planned candle of every feed as points of the time line: lists of (feed index, candle).
 
-        `progress(done, total)` is told about every 10,000 bars. Bars before a sleeve's first decision
-        only warm its graph, as in a backtest.
+        `progress(done, total)` is told about every 10,000 bars.
         """
         rp = self.plan
         opens = [rp.sleeves[f.sleeve].feeds.candles[f.clock].time for f in self.feeds]
@@ -129,7 +135,22 @@ class Session:
                 candles = rp.sleeves[f.sleeve].feeds.candles[f.clock]
                 o, h, low, c, v = rp.sleeves[f.sleeve].feeds.ohlcv(f.clock, i)
                 bars.append((feed, Candle(int(candles.time[i]), o, h, low, c, v)))
-            self.step(bars, act=act)
+            yield bars
+
+    def run_history(self, progress: Progress | None = None) -> None:
+        """Step through every planned candle (see `history`).
+
+        Bars before a sleeve's first decision only warm its graph, as in a backtest.
+        """
+        for bars in self.history(progress):
+            self.step(bars)
+
+    def feed_only(self, bars: Sequence[tuple[int, Candle]]) -> None:
+        """Push bars to the graphs only (history the broker has seen already: a resumed session)."""
+        for feed, bar in bars:
+            f = self.feeds[feed]
+            self.count[feed] += 1
+            self.drivers[f.sleeve].push(f.clock, _values(bar))
 
     def step(self, bars: Sequence[tuple[int, Candle]], *, act: bool = True) -> None:
         """Advance by one point: `bars` are (feed index, candle) pairs, all closing at the same time.
@@ -142,16 +163,9 @@ class Session:
             f = self.feeds[feed]
             i = self.count[feed]
             self.count[feed] = i + 1
-            values = {
-                "open": bar.open,
-                "high": bar.high,
-                "low": bar.low,
-                "close": bar.close,
-                "volume": bar.volume,
-            }
             if f.clock != 0:
                 # A slower clock's bar needs no trade state: it is evaluated as it arrives.
-                self.drivers[f.sleeve].push(f.clock, values)
+                self.drivers[f.sleeve].push(f.clock, _values(bar))
                 continue
             name = self.plan.sleeves[f.sleeve].sleeve.name
             self._pending[name] = i
@@ -170,8 +184,7 @@ class Session:
             "position_size": state.position_size, "entry_price": state.entry_price,
             "bars_since_entry": state.bars_since_entry, "unrealized_pnl": state.unrealized_pnl,
         }  # fmt: skip
-        driver.push(0, {"open": update.open, "high": update.high, "low": update.low, "close": update.close,
-                        "volume": update.volume})  # fmt: skip
+        driver.push(0, _values(update))
         values: list[Any] = driver.values
         decides = i >= sp.first_decision
         # Unpacked in the records' field order (Decisions, Offsets): no record is built per bar.
@@ -185,6 +198,8 @@ class Session:
         if update.sleeve in self.paused:
             # A paused sleeve still manages its exits; its entries are held back.
             el = es = False
+        if update.sleeve in self.frozen:
+            el = xl = es = xs = False
         if not self._act and (el or xl or es or xs):
             held = [n for n, v in zip(Decisions._fields, (el, xl, es, xs), strict=True) if v]
             self.missed.append(Missed(close, update.sleeve, ", ".join(held)))
@@ -193,3 +208,8 @@ class Session:
             update, entry_long=el, exit_long=xl, entry_short=es, exit_short=xs,
             stop_distance=stop, target_distance=target, trail_distance=trail,
         )  # fmt: skip
+
+
+def _values(bar: Candle | BarUpdate) -> dict[str, float]:
+    """A bar as the streaming driver takes it."""
+    return {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close, "volume": bar.volume}

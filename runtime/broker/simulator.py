@@ -523,6 +523,21 @@ def _decode(item: dict[str, Any], expected: np.dtype, what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SleeveView:
+    """A sleeve's account at the latest point (what a live status shows)."""
+
+    sleeve: str  # sleeve name
+    position: float  # signed base quantity: > 0 long, < 0 short, 0 flat
+    avg_entry: float  # average entry price; NaN when flat
+    realized_pnl: float  # closed trades' profit after fees plus the closed part of the open one, quote
+    unrealized_pnl: float  # open profit at the latest close, quote
+    equity: float  # the sleeve's equity at the latest mark, quote
+    last_close: float  # latest close price
+    halted: bool  # whether a sleeve halt is in force
+    order: str  # the pending order ("entry", "exit", "scale_in") or ""
+
+
+@dataclass(frozen=True)
 class PendingOrder:
     """A sleeve's pending order as an exchange broker sends it (see `Simulator.pending`)."""
 
@@ -618,8 +633,12 @@ class Simulator:
             arr[s, 0] = value
         bars.distance[s, 0] = (u.stop_distance, u.target_distance, u.trail_distance)
 
-    def pending(self) -> list[PendingOrder]:
-        """Every sleeve's pending order, sized for an exchange at the sleeve's last close (spec order)."""
+    def pending(self, sized: bool = True) -> list[PendingOrder]:
+        """Every sleeve's pending order, sized for an exchange at the sleeve's last close (spec order).
+
+        Sizing applies the cap rules, which record what they veto: size each decision once; `sized`
+        false leaves the quantities NaN.
+        """
         engine = self._engine
         state, config = engine.state, engine.config
         found = []
@@ -630,7 +649,7 @@ class Simulator:
                 continue
             close = int(self._bars.time[s, 0]) + int(self._tf[s])
             engine.ensure_room(self._points + 1)
-            qty = _ORDER_QTY(config, state, engine.out, s, float(sl["last"]), close)
+            qty = _ORDER_QTY(config, state, engine.out, s, float(sl["last"]), close) if sized else math.nan
             found.append(
                 PendingOrder(
                     name,
@@ -671,6 +690,17 @@ class Simulator:
         )
         _BOOK_EXTERNAL(engine.config, engine.state, engine.out, s, fill, False)
 
+    def adopt(self, sleeve: str, intent: str, side: int, reason: str) -> PendingOrder:
+        """Put an order the exchange knows back into a sleeve's slot (a restart from an older checkpoint)."""
+        s = self._index[sleeve]
+        sl = self._engine.state.sleeves[s]
+        self.drop(sleeve)
+        sl["ord_kind"] = INTENTS.index(intent)
+        sl["ord_side"] = side
+        sl["ord_due"] = int(self._n[s])
+        sl["ord_reason"] = REASONS.index(reason)  # type: ignore[arg-type]
+        return PendingOrder(sleeve, s, intent, side, reason, math.nan, False)  # type: ignore[arg-type]
+
     def drop(self, sleeve: str) -> None:
         """End a sleeve's pending order (filled, rejected, or given up); what was booked stays."""
         sl = self._engine.state.sleeves[self._index[sleeve]]
@@ -683,6 +713,54 @@ class Simulator:
         """A sleeve's signed position, base units (> 0 long, < 0 short)."""
         sl = self._engine.state.sleeves[self._index[sleeve]]
         return float(sl["side"]) * float(sl["qty"])
+
+    def views(self) -> list[SleeveView]:
+        """Every sleeve's account at the latest point, spec order."""
+        state = self._engine.state
+        out, book = self._engine.out, state.book[0]
+        trades = out.trades[: book["n_trades"]]
+        views = []
+        for s, name in enumerate(self._index):
+            sl = state.sleeves[s]
+            side, qty, last = int(sl["side"]), float(sl["qty"]), float(sl["last"])
+            closed = float(trades["pnl"][trades["sleeve"] == s].sum())
+            kind = int(sl["ord_kind"])
+            views.append(
+                SleeveView(
+                    name,
+                    side * qty,
+                    float(sl["avg"]) if side else math.nan,
+                    closed + (float(sl["realized"]) if side else 0.0),
+                    side * qty * (last - float(sl["avg"])) if side else 0.0,
+                    float(sl["equity"]),
+                    last,
+                    bool(sl["halted"]) or bool(book["halted"]),
+                    "" if kind == st.K_NONE else INTENTS[kind],
+                )
+            )
+        return views
+
+    def flatten_all(self) -> None:
+        """Put an exit of every open position into its sleeve's slot (reason "risk"; a kill switch)."""
+        state = self._engine.state
+        for s, name in enumerate(self._index):
+            if float(state.sleeves[s]["qty"]) > 0.0:
+                self.adopt(name, "exit", int(state.sleeves[s]["side"]), "risk")
+
+    @property
+    def last_time(self) -> int:
+        """Close time of the latest point stepped, UTC ms (-1 before the first)."""
+        return int(self._times[self._points - 1]) if self._points else -1
+
+    @property
+    def halted(self) -> bool:
+        """Whether a portfolio halt is in force."""
+        return bool(self._engine.state.book["halted"][0])
+
+    @property
+    def cash(self) -> float:
+        """Account cash at the latest point, quote currency."""
+        return float(self._engine.state.book["cash"][0])
 
     def reset_halt(self) -> None:
         """Lift every halt (the manual reset): entries are allowed again from the next decision."""
