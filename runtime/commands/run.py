@@ -1,7 +1,8 @@
-"""`strat run SPEC --backtest | --replay`: simulate a portfolio (or one strategy) over history.
+"""`strat run SPEC --backtest | --replay | --paper | --live`: simulate a portfolio over history, or trade it.
 
 Prints a summary table, writes summary.json, trades.csv, equity.csv, orders.csv, risk_events.csv and
 report.html into the output folder, and saves the run in the store (`strat runs` lists saved runs).
+--paper and --live hand over to `runtime.commands.live`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime.commands.live import add_live_arguments
 from runtime.commands.source import Source, SourceKind, add_data_arguments
 from runtime.commands.tuning import batch_process
 from runtime.errors import StratError
@@ -41,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="feed history bar by bar through the live engine's streaming path",
     )
+    mode.add_argument("--paper", action="store_true", help="trade live candles with simulated fills")
+    mode.add_argument("--live", action="store_true", help="trade live candles with real orders")
     parser.add_argument("--strategy", metavar="NAME", help="run this strategy (or portfolio) of the file")
     parser.add_argument(
         "--capital",
@@ -60,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--no-save", action="store_true", help="do not save the run in the store")
     add_data_arguments(parser)
+    add_live_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -108,7 +113,11 @@ def check_spec(path: str, overrides: dict[str, str]) -> Program | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check, plan, simulate, report and save one run."""
+    """Check, plan, simulate, report and save one run (or run a paper or live session)."""
+    if args.paper or args.live:
+        from runtime.commands.live import run_live
+
+        return run_live(args, "live" if args.live else "paper")
     # No BLAS routine runs in a backtest: numpy, not loaded yet in a `strat` process, then starts
     # OpenBLAS without its pool of spinning worker threads (one per core otherwise).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -1,0 +1,247 @@
+"""`strat run SPEC --paper | --live`: trade a spec on live candles, with simulated fills or real orders.
+
+The handler checks everything before anything starts (the spec, E080 for shorts on a spot venue,
+credentials for --live, the store, the output folder), then runs the live engine (`runtime.live.engine`)
+until Ctrl-C or SIGTERM. While it runs the console shows a live view (each sleeve's position, last
+close, PnL, pending order, and the latest events) and the output folder keeps the files a backtest
+writes (trades.csv, orders.csv, equity.csv, risk_events.csv) plus events.csv, up to date after every bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dsl.units import timeframe_ms
+from runtime.commands.source import Source, SourceKind
+from runtime.data.times import format_time
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from runtime.data.candles import Candles
+    from runtime.live.engine import Engine
+
+# Columns of events.csv.
+EVENT_COLUMNS = ("time", "kind", "sleeve", "message", "who")
+
+
+def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of a paper or live session to `strat run`."""
+    group = parser.add_argument_group("paper and live trading")
+    group.add_argument("--sandbox", action="store_true", help="trade on the exchange's testnet (ccxt sandbox)")
+    group.add_argument(
+        "--poll",
+        metavar="DURATION",
+        help="longest wait between polls for closed candles, e.g. 1s, 500ms (default: a twentieth of the "
+        "smallest timeframe, between 0.25 s and 5 s)",
+    )
+    group.add_argument(
+        "--flatten-on-exit", action="store_true", help="close every position when the session stops"
+    )
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as 500ms, 2s, 1m; ValueError for anything else."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for unit in ("ms", "s", "m"):
+        number = text.removesuffix(unit)
+        if number != text:
+            try:
+                value = float(number) * units[unit]
+            except ValueError:
+                break
+            if value > 0:
+                return value
+            break
+    raise ValueError(f"--poll {text}: expected a positive duration such as 500ms, 1s or 1m")
+
+
+def run_live(args: argparse.Namespace, mode: str) -> int:
+    """Check, then run one paper or live deployment until it is stopped; the exit code."""
+    from runtime.commands.run import check_spec, out_problem, parse_overrides
+
+    overrides = parse_overrides(args.set, "run")
+    if overrides is None:
+        return 2
+    try:
+        poll = parse_duration(args.poll) if args.poll else None
+        source = dataclasses.replace(Source.from_args(args), kind=SourceKind.STORE, path=None, chosen=True)
+    except ValueError as error:
+        print(f"strat run: {error}", file=sys.stderr)
+        return 2
+    if not Path(args.spec).is_file():
+        print(f"strat run: {args.spec}: no such file", file=sys.stderr)
+        return 2
+    program = check_spec(args.spec, overrides)
+    if program is None:
+        return 1
+    from dsl.checker import check_live
+    from runtime.plan.select import select
+
+    problems = check_live(program, mode, args.strategy)
+    if problems:
+        print(problems, file=sys.stderr)
+        return 1
+    portfolio = select(program, args.strategy, args.capital)
+    out = Path(args.out) if args.out else Path("reports") / f"{portfolio.name}-{mode}"
+    problem = out_problem(out)
+    if problem:
+        print(f"strat run: --out {out}: {problem}", file=sys.stderr)
+        return 2
+    credentials = None
+    if mode == "live":
+        from runtime.exchange.trading import load_credentials
+
+        credentials = load_credentials(source.exchange, Path.cwd())
+        if credentials is None:
+            name = source.exchange.upper()
+            print(
+                f"strat run: --live needs credentials: set STRAT_{name}_API_KEY and STRAT_{name}_API_SECRET, "
+                f"or put them under [{source.exchange}] in .strat/secrets.toml",
+                file=sys.stderr,
+            )
+            return 1
+    smallest = min(timeframe_ms(s.timeframe) for s in portfolio.sleeves)
+    poll_s = poll if poll is not None else min(max(smallest / 20_000, 0.25), 5.0)
+    spec_text = Path(args.spec).read_text(encoding="utf-8")
+    return asyncio.run(_session(args, mode, source, program, portfolio, credentials, poll_s, spec_text, out))
+
+
+async def _session(
+    args: argparse.Namespace,
+    mode: str,
+    source: Source,
+    program: Any,
+    portfolio: Any,
+    credentials: Any,
+    poll_s: float,
+    spec_text: str,
+    out: Path,
+) -> int:
+    """Run the engine until a signal stops it; the exit code."""
+    from runtime.exchange.client import ExchangeClient
+    from runtime.exchange.feed import ExchangeFeed
+    from runtime.live.engine import Engine, LiveOptions
+    from runtime.store.live import LiveStore
+    from runtime.store.schema import open_store
+
+    exchange = ExchangeClient(source.exchange, api_url=source.api_url, sandbox=args.sandbox)
+
+    def loader(clock: Callable[[], int]) -> Callable[[str, str, int | None, int | None], Candles]:
+        """History through the store, fetched from the exchange with the exchange's clock."""
+        feed = ExchangeFeed(source.exchange, api_url=source.api_url, clock=clock)
+        return lambda symbol, tf, first, last: source.load(symbol, tf, first, last, feed=feed).candles
+
+    trading = None
+    if credentials is not None:
+        from runtime.exchange.trading import TradingClient
+
+        trading = TradingClient(source.exchange, credentials, api_url=source.api_url, sandbox=args.sandbox)
+    options = LiveOptions(mode, source.exchange, args.spec, spec_text, poll_s, args.flatten_on_exit)
+    engine = Engine(
+        options, program, portfolio, LiveStore(open_store(source.db_url)), exchange, loader, trading,
+        account=credentials.account if credentials is not None else "paper",
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    from runtime.backtest.output import make_console
+
+    console = make_console()
+    view = _View(console)
+    engine.on_point = lambda e: (write_session(e, out), view.update(e))
+    client = exchange.asynchronous()
+    try:
+        if trading is not None:
+            await trading.start()
+        with view:
+            await engine.start(client)
+            console.print(f"{mode} session {engine.key} started; outputs in {out}; Ctrl-C stops it")
+            await engine.run(client, stop)
+    finally:
+        await client.close()
+        if trading is not None:
+            await trading.close()
+    console.print(f"{mode} session stopped; state saved (strat status shows it); outputs in {out}")
+    return 0
+
+
+def write_session(engine: Engine, out: Path) -> None:
+    """Rewrite the session's output files: the backtest's files over the traded period, plus events.csv."""
+    from runtime.backtest.output import write_equity, write_orders, write_risk_events, write_trades
+
+    session = engine.session
+    assert session is not None  # started
+    result = session.simulator.finish().since(engine.start_ms)
+    memo: dict[float, str] = {}
+    write_trades(result, out / "trades.csv", memo)
+    write_orders(result, out / "orders.csv", memo)
+    write_risk_events(result, out / "risk_events.csv")
+    write_equity(result, out / "equity.csv")
+    events = engine.store.events(engine.key, limit=1_000_000)
+    with (out / "events.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EVENT_COLUMNS)
+        for _, e in events:
+            writer.writerow((format_time(e.time_ms), e.kind, e.sleeve, e.message, e.who))
+
+
+class _View:
+    """The console's live view of a session (rich), refreshed after every bar; plain lines off a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        """Show the view on `console` (a live table on a terminal, event lines otherwise)."""
+        from rich.live import Live
+
+        self.console = console  # where the view goes
+        self.live = Live(console=console, auto_refresh=False) if console.is_terminal else None  # the live table
+        self.last: Any = None  # the last event printed (off a terminal)
+
+    def __enter__(self) -> _View:
+        """Start showing."""
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop showing."""
+        if self.live is not None:
+            self.live.stop()
+
+    def update(self, engine: Engine) -> None:
+        """Show the engine's latest state."""
+        if self.live is None:
+            recent = engine.recent
+            seen = [i for i, e in enumerate(recent) if e is self.last]
+            for e in recent[seen[0] + 1 :] if seen else recent:
+                self.console.print(f"{format_time(e.time_ms)} {e.kind} {e.sleeve} {e.message}".strip())
+            self.last = recent[-1] if recent else None
+            return
+        self.live.update(self._render(engine), refresh=True)
+
+    @staticmethod
+    def _render(engine: Engine) -> RenderableType:
+        """The sleeves table and the latest events."""
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(title=f"{engine.key}  {format_time(engine.clock.now())}")
+        for column in ("sleeve", "position", "avg entry", "last close", "realized", "unrealized", "order"):
+            table.add_column(column, justify="left" if column in ("sleeve", "order") else "right")
+        for v in engine.views():
+            table.add_row(
+                v.sleeve, f"{v.position:g}", "" if v.position == 0 else f"{v.avg_entry:,.2f}",
+                f"{v.last_close:,.2f}", f"{v.realized_pnl:,.2f}", f"{v.unrealized_pnl:,.2f}", v.order,
+            )  # fmt: skip
+        events = [f"{format_time(e.time_ms)} {e.kind:<9} {e.sleeve} {e.message}" for e in engine.recent[-8:]]
+        return Group(table, *events)

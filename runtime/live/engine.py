@@ -1,0 +1,444 @@
+"""The live engine: one deployment of a spec trading live candles, on paper or with real orders.
+
+Start-up: the deployment's last checkpoint is read from the store; history is loaded (store first, then
+the exchange) and every graph warmed; a fresh deployment steps its broker through that history exactly
+as a backtest with `--from <first live bar>` does (nothing is decided there), a resumed one restores its
+broker from the checkpoint and only warms the graphs. Bars that closed while the process was down are
+then evaluated without acting (their decisions are recorded as missed, never sent late), live orders are
+reconciled with the exchange, and from then on every bar that closes is acted on.
+
+The loop: each market feed (one per symbol and timeframe, shared by every sleeve clock that reads it) is
+polled for closed candles; the bars closing at one time form one point of the time line, stepped through
+`broker.session.Session` (the replay's driver: same graphs, same broker step). On paper the broker's own
+fill model fills the orders; live, the order manager sends them and books what the exchange reports.
+After each point one checkpoint (broker snapshot, order intents, events, feeds' last bars, equity) is
+written in one transaction. A feed without a new closed candle for two of its periods raises a stale
+event and pauses (no entries) the sleeves that read it until it recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from runtime.exchange.trading import TradingClient
+from runtime.store.live import Checkpoint, Deployment, LiveEvent, LiveStore, SleeveStatus
+
+from dsl.ir import PortfolioIR, Program
+from runtime.broker.session import Session
+from runtime.broker.simulator import SleeveView
+from runtime.data.candles import Candle, Candles
+from runtime.exchange.client import ExchangeClient
+from runtime.live.feeds import ExchangeClock, MarketFeed
+from runtime.live.orders import UNFINISHED, OrderManager, deployment_prefix, sleeve_of
+from runtime.plan.inputs import market_pair
+from runtime.plan.plan import RunPlan, plan
+
+# Loads closed candles: (symbol, timeframe, first open ms or None, end ms or None) -> Candles.
+Loader = Callable[[str, str, int | None, int | None], Candles]
+# Seconds between heartbeats written to the store.
+HEARTBEAT_S = 5.0
+# Milliseconds between two reconciliations of a live account.
+RECONCILE_MS = 300_000
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How one deployment runs (decoded once from the command line)."""
+
+    mode: str  # "paper" or "live"
+    exchange: str  # ccxt exchange id
+    spec_path: str  # the spec file
+    spec_text: str  # its text (its sha256 identifies the version in force)
+    poll_s: float  # longest wait between two polls of the feeds, seconds
+    flatten_on_exit: bool = False  # close every position when stopping
+
+
+@dataclass
+class Engine:
+    """One deployment: its session, feeds, order manager and persistence."""
+
+    options: LiveOptions  # how it runs
+    program: Program  # the checked spec
+    portfolio: PortfolioIR  # the portfolio (or single strategy) it trades
+    store: LiveStore  # deployments, intents, checkpoints, events
+    exchange: ExchangeClient  # public endpoints (candles, time)
+    loader: Callable[[Callable[[], int]], Loader]  # makes the history loader for a clock
+    trading: TradingClient | None = None  # the account (live mode only)
+    account: str = "paper"  # non-secret account fingerprint
+    clock: ExchangeClock = field(default_factory=ExchangeClock)  # the exchange's clock
+    session: Session | None = None  # the graphs and the broker, once started
+    feeds: list[MarketFeed] = field(default_factory=list)  # one per (symbol, timeframe)
+    events: list[LiveEvent] = field(default_factory=list)  # events not yet checkpointed
+    recent: list[LiveEvent] = field(default_factory=list)  # the latest events (for the live view)
+    start_ms: int = 0  # open time of the first bar acted on (the start of the reported period), UTC ms
+    orders: OrderManager | None = None  # the order manager (live mode)
+    on_point: Callable[[Engine], None] | None = None  # told after every checkpoint (outputs, view)
+    _fanout: dict[int, list[int]] = field(default_factory=dict)  # market feed -> session feeds reading it
+    _reported: dict[str, int] = field(default_factory=dict)  # alerts/missed/risk events already reported
+    _reconciled_ms: int = 0  # exchange time of the last reconciliation, UTC ms
+
+    @property
+    def key(self) -> str:
+        """The deployment key: name, mode and exchange account."""
+        return f"{self.portfolio.name}:{self.options.mode}:{self.options.exchange}:{self.account}"
+
+    def event(self, kind: str, sleeve: str, message: str) -> None:
+        """Record an event (saved with the next checkpoint, shown by the live view)."""
+        item = LiveEvent(self.clock.now(), kind, sleeve, message)
+        self.events.append(item)
+        self.recent = [*self.recent[-49:], item]
+
+    # ----------------------------------------------------------------------------------- start-up
+
+    async def start(self, client: Any) -> None:
+        """Sync the clock, load history, warm the graphs, restore or create the deployment, catch up."""
+        await self.clock.sync(self.exchange, client)
+        checkpoint = self.store.last_checkpoint(self.key)
+        saved = json.loads(checkpoint.engine) if checkpoint is not None else {}
+        now = self.clock.now()
+        rp = self._plan(now, saved.get("last"))
+        snapshot = json.loads(checkpoint.snapshot) if checkpoint is not None else None
+        self.session = session = Session(rp, external=self.options.mode == "live", snapshot=snapshot)
+        if snapshot is None:
+            # A fresh deployment: the broker walks the warm-up history like a backtest from here.
+            session.run_history()
+            self.start_ms = min(sp.graph.base.ms * (now // sp.graph.base.ms) for sp in rp.sleeves)
+        else:
+            self._warm()
+            self.start_ms = int(saved["start_ms"])
+            session.paused.update(saved.get("paused", []))
+        self._open_feeds(rp)
+        self._save_deployment(checkpoint is None)
+        if self.trading is not None:
+            self.orders = OrderManager(
+                self.key, self.trading, self.store, session.simulator,
+                {sp.sleeve.name: market_pair(sp.sleeve.symbol) for sp in rp.sleeves}, self.clock.now,
+                dust=dict(saved.get("dust", {})),
+            )  # fmt: skip
+        self.event("start", "", f"{self.options.mode} {self.key} from {len(rp.sleeves)} sleeve(s)")
+        # Bars that closed while the process was down: evaluated, not acted on.
+        await self._poll_all(client, act=False)
+        if self.orders is not None:
+            await self.reconcile()
+        self.checkpoint()
+
+    def _plan(self, now: int, last: dict[str, int] | None) -> RunPlan:
+        """Plan the sleeves over the closed history before `now` (or before the checkpoint's last bars)."""
+        load = self.loader(self.clock.now)
+        end = now if last is None else min(last.values())
+
+        def history(symbol: str, timeframe: str, first: int | None, stop: int | None) -> Candles:
+            """History up to the end chosen above (the checkpoint's last bar, or now)."""
+            return load(symbol, timeframe, first, end)
+
+        rp = plan(self.program, self.portfolio, history, end, None)
+        # Every loaded bar is history: the first decision comes with the first bar closing from now on.
+        return replace(
+            rp,
+            sleeves=tuple(
+                replace(sp, first_decision=max(sp.first_decision, sp.feeds.length(0))) for sp in rp.sleeves
+            ),
+            start=None,
+        )
+
+    def _warm(self) -> None:
+        """Feed the planned history to the graphs only (a resumed broker has seen it already)."""
+        session = self.session
+        assert session is not None  # started
+        for bars in session.history():
+            session.feed_only(bars)
+
+    def _open_feeds(self, rp: RunPlan) -> None:
+        """One market feed per (symbol, timeframe), starting after the last planned bar of each."""
+        session = self.session
+        assert session is not None  # started
+        markets: dict[tuple[str, str], int] = {}
+        for f, feed in enumerate(session.feeds):
+            key = (market_pair(feed.symbol), feed.timeframe)
+            if key not in markets:
+                candles = rp.sleeves[feed.sleeve].feeds.candles[feed.clock]
+                next_open = (
+                    int(candles.time[-1]) + feed.ms if len(candles) else self.clock.now() // feed.ms * feed.ms
+                )
+                markets[key] = len(self.feeds)
+                self.feeds.append(MarketFeed(key[0], key[1], feed.ms, next_open, self.clock.now()))
+            self._fanout.setdefault(markets[key], []).append(f)
+
+    def _save_deployment(self, fresh: bool) -> None:
+        """Write the deployment row (state running, this process) and the spec version in force."""
+        import hashlib
+
+        sha = hashlib.sha256(self.options.spec_text.encode()).hexdigest()
+        now = self.clock.now()
+        old = self.store.deployment(self.key)
+        baseline = old.baseline if old is not None else ()
+        self.store.save_deployment(
+            Deployment(
+                self.key, self.portfolio.name, self.options.mode, self.options.exchange, self.account,
+                self.options.spec_path, sha, "running", os.getpid(), socket.gethostname(),
+                now if fresh or old is None else old.started_ms, now, baseline,
+            )
+        )  # fmt: skip
+        self.store.save_spec_version(self.key, sha, self.options.spec_text, now)
+
+    # ----------------------------------------------------------------------------------- the loop
+
+    async def run(self, client: Any, stop: asyncio.Event) -> None:
+        """Trade until `stop` is set: poll, step each closed point, act, checkpoint."""
+        beat = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if self.clock.due():
+                await self.clock.sync(self.exchange, client)
+            acted = await self._poll_all(client, act=True)
+            now = self.clock.now()
+            self._check_stale(now)
+            if self.orders is not None and now - self._reconciled_ms >= RECONCILE_MS:
+                await self.reconcile()
+                acted = True
+            if acted:
+                self.checkpoint()
+            if loop.time() - beat >= HEARTBEAT_S:
+                self.store.heartbeat(self.key, now)
+                beat = loop.time()
+            due = min(f.next_open + f.ms for f in self.feeds)
+            wait = min(self.options.poll_s, max((due - self.clock.now()) / 1000, 0.0) or self.options.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+        await self.shutdown()
+
+    async def _poll_all(self, client: Any, act: bool) -> bool:
+        """Poll every feed whose next bar is due, then step the points they completed; return if any."""
+        now = self.clock.now()
+        queues: dict[int, list[Candle]] = {}
+        for m, feed in enumerate(self.feeds):
+            got: list[Candle] = []
+            # Catch up a long gap page by page (each page ends at the forming candle or 1000 bars).
+            while feed.next_open + feed.ms <= now:
+                page = await feed.poll(self.exchange, client, self.clock)
+                got += page
+                if not page or len(page) < 500:
+                    break
+            if got:
+                queues[m] = got
+        if not queues:
+            return False
+        # Merge the new bars of every feed into points of one close time, oldest first.
+        by_close: dict[int, list[tuple[int, Candle]]] = {}
+        for m, candles in queues.items():
+            for candle in candles:
+                close = candle.time + self.feeds[m].ms
+                by_close.setdefault(close, []).extend((f, candle) for f in self._fanout[m])
+        for close in sorted(by_close):
+            await self._step(close, sorted(by_close[close], key=lambda x: x[0]), act)
+        return True
+
+    async def _step(self, close: int, bars: list[tuple[int, Candle]], act: bool) -> None:
+        """Step one point of the time line and act on its decisions."""
+        session = self.session
+        assert session is not None  # started
+        if close <= session.simulator.last_time:
+            # A resumed broker has stepped this point already: the graphs only need the bars.
+            session.feed_only(bars)
+            return
+        session.step(bars, act=act)
+        self._report_session()
+        if session.simulator.external:
+            pending = session.simulator.pending()
+            if not act:
+                # Orders a bar decided while the process was down are not sent late.
+                for order in pending:
+                    self.event("missed", order.sleeve, f"{order.intent} ({order.reason}) at a missed bar")
+                    session.simulator.drop(order.sleeve)
+            elif self.orders is not None:
+                for order in pending:
+                    if order.sleeve not in self.orders.waiting():
+                        await self.orders.submit(order, close)
+                self._collect_orders()
+
+    def _report_session(self) -> None:
+        """Turn the session's new alerts, missed decisions and risk events into events."""
+        session = self.session
+        assert session is not None  # started
+        done = self._reported
+        for alert in session.alerts[done.get("alerts", 0) :]:
+            self.event("alert", alert.sleeve, alert.message)
+        for missed in session.missed[done.get("missed", 0) :]:
+            self.event("missed", missed.sleeve, f"{missed.what} at a bar that closed while stopped")
+        done["alerts"], done["missed"] = len(session.alerts), len(session.missed)
+
+    def _collect_orders(self) -> None:
+        """Move the order manager's events into the engine's."""
+        if self.orders is None:
+            return
+        for item in self.orders.events:
+            self.events.append(item)
+            self.recent = [*self.recent[-49:], item]
+        self.orders.events.clear()
+
+    def _check_stale(self, now: int) -> None:
+        """Pause the sleeves of a feed that went stale; resume them when it recovers."""
+        session = self.session
+        assert session is not None  # started
+        for m, feed in enumerate(self.feeds):
+            change = feed.check_stale(now)
+            if change is None:
+                continue
+            names = sorted(
+                {session.plan.sleeves[session.feeds[f].sleeve].sleeve.name for f in self._fanout[m]}
+            )
+            for name in names:
+                if change:
+                    session.paused.add(name)
+                else:
+                    session.paused.discard(name)
+            what = "stale: no closed candle for two periods" if change else "recovered"
+            self.event(
+                "stale" if change else "recovered", ",".join(names), f"{feed.symbol} {feed.timeframe} {what}"
+            )
+
+    # ----------------------------------------------------------------------------- reconciliation
+
+    async def reconcile(self) -> None:
+        """Settle unfinished intents, adopt our orders the store lacks, compare positions with balances."""
+        orders, trading, session = self.orders, self.trading, self.session
+        assert orders is not None and trading is not None and session is not None  # live mode
+        self._reconciled_ms = self.clock.now()
+        for intent in self.store.intents(self.key, unfinished=True):
+            if (
+                intent.client_id not in orders.intents
+                or orders.intents[intent.client_id].status in UNFINISHED
+            ):
+                await orders.resolve(orders.intents.get(intent.client_id, intent))
+        # Our orders (by client id prefix) that the store does not know: adopt them.
+        prefix = deployment_prefix(self.key)
+        names = [sp.sleeve.name for sp in session.plan.sleeves]
+        for order in await trading.open_orders():
+            s = sleeve_of(prefix, order.client_id)
+            if s is not None and s < len(names) and self.store.intent(order.client_id) is None:
+                self.event("reconcile", names[s], f"adopted open order {order.client_id}")
+        await self._check_balances()
+        self._collect_orders()
+
+    async def _check_balances(self) -> None:
+        """Freeze the sleeves of a symbol whose exchange balance disagrees with the store's positions."""
+        orders, trading, session = self.orders, self.trading, self.session
+        assert orders is not None and trading is not None and session is not None  # live mode
+        held = {b.asset: b.free + b.locked for b in await trading.balances()}
+        deployment = self.store.deployment(self.key)
+        baseline = dict(deployment.baseline) if deployment is not None else {}
+        if deployment is not None and not deployment.baseline:
+            # The first reconciliation of a deployment: what the account holds is not ours.
+            base_assets = {market_pair(sp.sleeve.symbol).split("/")[0] for sp in session.plan.sleeves}
+            baseline = {a: held.get(a, 0.0) - sum(
+                v.position for v, sp in zip(session.simulator.views(), session.plan.sleeves, strict=True)
+                if market_pair(sp.sleeve.symbol).split("/")[0] == a
+            ) for a in sorted(base_assets)}  # fmt: skip
+            self.store.save_deployment(replace(deployment, baseline=tuple(baseline.items())))
+        views = session.simulator.views()
+        for asset, base in baseline.items():
+            sleeves = [
+                (v, sp) for v, sp in zip(views, session.plan.sleeves, strict=True)
+                if market_pair(sp.sleeve.symbol).split("/")[0] == asset
+            ]  # fmt: skip
+            expected = base + orders.dust.get(asset, 0.0) + sum(v.position for v, _ in sleeves)
+            actual = held.get(asset, 0.0)
+            step = max(
+                (trading.rules(market_pair(sp.sleeve.symbol)).amount_step for _, sp in sleeves), default=0.0
+            )
+            if abs(actual - expected) > max(step, 1e-9 * max(abs(expected), 1.0)):
+                for v, _ in sleeves:
+                    if v.sleeve not in session.frozen:
+                        session.frozen.add(v.sleeve)
+                        self.event(
+                            "reconcile", v.sleeve,
+                            f"{asset}: exchange holds {actual:g}, the store expects {expected:g}: paused",
+                        )  # fmt: skip
+
+    # --------------------------------------------------------------------------------- persistence
+
+    def checkpoint(self) -> None:
+        """Write the broker snapshot, changed intents, new events, feeds and equity in one transaction."""
+        session = self.session
+        assert session is not None  # started
+        sim = session.simulator
+        intents = []
+        dust: dict[str, float] = {}
+        if self.orders is not None:
+            intents = list(self.orders.intents.values())
+            self.orders.intents.clear()
+            dust = self.orders.dust
+            self._collect_orders()
+        feeds = tuple((f.symbol, f.timeframe, f.next_open) for f in self.feeds)
+        engine_state = {
+            "start_ms": self.start_ms,
+            "last": {f"{f.symbol} {f.timeframe}": f.next_open for f in self.feeds},
+            "paused": sorted(session.paused),
+            "dust": dust,
+        }
+        now = self.clock.now()
+        self.store.checkpoint(
+            Checkpoint(
+                self.key, now, json.dumps(sim.snapshot()), json.dumps(engine_state), feeds,
+                tuple(self.sleeve_status()), sim.equity, sim.cash,
+            ),
+            intents=intents,
+            events=self.events,
+        )  # fmt: skip
+        self.events = []
+        if sim.halted:
+            self.store.set_state(self.key, "halted", now)
+        if self.on_point is not None:
+            self.on_point(self)
+
+    def sleeve_status(self) -> list[SleeveStatus]:
+        """Every sleeve's persisted view: position, PnL, flags, last bar and open orders."""
+        session = self.session
+        assert session is not None  # started
+        open_orders: dict[str, list[Any]] = {}
+        if self.orders is not None:
+            for intent in self.store.intents(self.key, unfinished=True):
+                open_orders.setdefault(intent.sleeve, []).append(intent)
+        out = []
+        for (
+            view,
+            sp,
+        ) in zip(session.simulator.views(), session.plan.sleeves, strict=True):
+            base = next(
+                f
+                for f in self.feeds
+                if f.symbol == market_pair(sp.sleeve.symbol) and f.timeframe == sp.sleeve.timeframe
+            )
+            out.append(
+                SleeveStatus(
+                    view.sleeve, sp.sleeve.symbol, sp.sleeve.timeframe, view.position, view.avg_entry,
+                    view.realized_pnl, view.unrealized_pnl, view.sleeve in session.paused | session.frozen,
+                    view.halted, base.next_open, tuple(open_orders.get(view.sleeve, ())),
+                )
+            )  # fmt: skip
+        return out
+
+    def views(self) -> list[SleeveView]:
+        """Every sleeve's account (for the live view)."""
+        return [] if self.session is None else self.session.simulator.views()
+
+    async def shutdown(self) -> None:
+        """Stop cleanly: flatten when asked, checkpoint, mark the deployment stopped."""
+        session = self.session
+        if session is None:
+            return
+        if self.options.flatten_on_exit and self.orders is not None:
+            session.simulator.flatten_all()
+            for order in session.simulator.pending():
+                await self.orders.submit(order, self.clock.now())
+        self.event("stop", "", "stopped")
+        self.checkpoint()
+        sim = session.simulator
+        self.store.set_state(self.key, "halted" if sim.halted else "stopped", self.clock.now())

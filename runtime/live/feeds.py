@@ -1,0 +1,92 @@
+"""Closed candles of live markets: one `MarketFeed` per (symbol, timeframe), polled over REST.
+
+Every sleeve clock that reads a market shares its feed. A candle counts as closed when its close time is
+at or before the exchange's clock (`ExchangeClock`): the local clock plus the offset `fetch_time` last
+measured, and never earlier than the open of the newest candle the exchange has served (the forming
+candle, which the exchange lists last, proves its clock has reached that open). The forming candle is
+never yielded. Every call goes through `ExchangeClient.acall` (retries, error mapping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.data.candles import Candle
+from runtime.data.times import wall_clock_ms
+from runtime.exchange.client import ExchangeClient
+
+# How often the clock offset is measured again, ms.
+RESYNC_MS = 60_000
+
+
+@dataclass
+class ExchangeClock:
+    """The exchange's clock as seen from here (UTC ms)."""
+
+    offset_ms: int = 0  # exchange clock minus local clock at the last measurement, ms
+    seen_ms: int = 0  # newest candle open time the exchange has served (its clock is at least that), ms
+    synced_ms: int = 0  # local time of the last measurement, ms (0 = never)
+    local: Callable[[], int] = field(default=wall_clock_ms)  # the local clock, UTC ms
+
+    def now(self) -> int:
+        """The exchange's current time, UTC ms."""
+        return max(self.local() + self.offset_ms, self.seen_ms)
+
+    async def sync(self, exchange: ExchangeClient, client: Any) -> None:
+        """Measure the offset with the exchange's time endpoint (when it has one)."""
+        if not client.has.get("fetchTime"):
+            return
+        before = self.local()
+        server = int(await exchange.acall(client.fetch_time))
+        after = self.local()
+        # The server read its clock about half-way through the round trip.
+        self.offset_ms = server - (before + after) // 2
+        self.synced_ms = after
+
+    def due(self) -> bool:
+        """Whether the offset should be measured again."""
+        return self.local() - self.synced_ms >= RESYNC_MS
+
+
+@dataclass
+class MarketFeed:
+    """The closed candles of one market and timeframe, fetched from where the last one ended."""
+
+    symbol: str  # ccxt symbol, e.g. BTC/USDT
+    timeframe: str  # ccxt timeframe, e.g. 1m
+    ms: int  # bar length, ms
+    next_open: int  # open time of the next candle to yield, UTC ms
+    last_new_ms: int = 0  # exchange time when the feed last yielded a candle, UTC ms (stale check)
+    stale: bool = False  # whether the feed has gone two periods without a new closed candle
+
+    async def poll(self, exchange: ExchangeClient, client: Any, clock: ExchangeClock) -> list[Candle]:
+        """The candles that closed since the last poll (oldest first; empty when none did).
+
+        Asks for at most 1000 candles from `next_open`; a longer gap is caught up over several polls.
+        """
+        page = await exchange.acall(lambda: client.fetch_ohlcv(self.symbol, self.timeframe, self.next_open))
+        if page:
+            clock.seen_ms = max(clock.seen_ms, int(page[-1][0]))
+        now = clock.now()
+        closed = []
+        for row in page:
+            t = int(row[0])
+            if t >= self.next_open and t + self.ms <= now:
+                closed.append(Candle(t, *(float(v) for v in row[1:6])))
+                self.next_open = t + self.ms
+        if closed:
+            self.last_new_ms = now
+        return closed
+
+    def check_stale(self, now: int) -> bool | None:
+        """Update `stale`: True when the feed just went stale, False when it just recovered, else None.
+
+        Stale means no new closed candle for two of its periods after the one that was due.
+        """
+        late = now - (self.next_open + self.ms) >= 2 * self.ms
+        if late == self.stale:
+            return None
+        self.stale = late
+        return late
