@@ -108,8 +108,8 @@ def test_status_json(tmp_path: Path) -> None:
                     },
                     {
                         "sleeve": "eth", "symbol": "ETH/USDT", "timeframe": "4h", "position": -2.5,
-                        "avg_entry": 2_300.0, "open_orders": [], "realized_pnl": 12.0, "unrealized_pnl": -0.75,
-                        "paused": False, "halted": True,
+                        "avg_entry": 2_300.0, "open_orders": [], "realized_pnl": 12.0,
+                        "unrealized_pnl": -0.75, "paused": False, "halted": True,
                     },
                     {
                         "sleeve": "sol", "symbol": "SOL/USDT", "timeframe": "1h", "position": 0.0,
@@ -141,7 +141,7 @@ def test_status_table(tmp_path: Path) -> None:
     _populate(url)
     lines = [line.rstrip() for line in _strat("status", "--db", url, cwd=tmp_path).splitlines()]
     assert [line for line in lines if line] == [
-        "                                                         Deployments",
+        " " * 55 + "Deployments",
         " Name    Mode   Exchange  Account    Spec          State                                                Equity      Cash",  # noqa: E501
         " " + "─" * 119,
         " alts    paper  binance   paper      cdcdcdcdcdcd  halted                                                    –         –",  # noqa: E501
@@ -152,13 +152,13 @@ def test_status_table(tmp_path: Path) -> None:
         " " + "─" * 33,
         " BTC/USDT  1h  2024-01-01 01:00:00",
         " ETH/USDT  4h  2024-01-01 00:00:00",
-        "                                         majors (live, binance): sleeves",
+        " " * 36 + "majors (live, binance): sleeves",
         " Sleeve  Symbol    TF  Position  Avg entry  Realized  Unrealized  Flags   Open orders",
-        " " + "─" * 113,
-        " btc     BTC/USDT  1h      0.06  42,000.10     -1.50        3.25  –       st-0001 buy 0.1 (filled 0.04)",
+        " " + "─" * 102,
+        " btc     BTC/USDT  1h      0.06  42,000.10     -1.50        3.25  –       st-0001 buy 0.1 (filled 0.04)",  # noqa: E501
         " eth     ETH/USDT  4h      -2.5   2,300.00     12.00       -0.75  halted  –",
         " sol     SOL/USDT  1h         0          –      0.00        0.00  paused  –",
-        " ada     ADA/USDT  –          –          –         –           –  –       st-0003 buy 100 (filled 0)",
+        " ada     ADA/USDT  –          –          –         –           –  –       st-0003 buy 100 (filled 0)",  # noqa: E501
     ]
 
 
