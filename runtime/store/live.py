@@ -189,7 +189,7 @@ class IntentRow(Base):
     side: Mapped[str] = mapped_column(String(8))  # "buy" or "sell"
     qty: Mapped[float] = mapped_column(Real, nullable=True)  # requested quantity, base units
     status: Mapped[str] = mapped_column(String(16))  # see `Intent.status`
-    order_id: Mapped[str] = mapped_column(String(64))  # exchange order id, "" until known
+    order_id: Mapped[str] = mapped_column(String(128))  # exchange order id, "" until known
     filled: Mapped[float] = mapped_column(Real, nullable=True)  # reported filled quantity, base units
     booked: Mapped[float] = mapped_column(Real, nullable=True)  # quantity booked in the broker, base units
     avg_price: Mapped[float] = mapped_column(Real, nullable=True)  # average fill price, quote
@@ -208,7 +208,7 @@ class LiveFillRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # insertion order
     deployment: Mapped[str] = mapped_column(String(400), index=True)  # deployment key
     client_id: Mapped[str] = mapped_column(String(64))  # client order id of the order filled
-    trade_id: Mapped[str] = mapped_column(String(64))  # exchange trade id
+    trade_id: Mapped[str] = mapped_column(String(128))  # exchange trade id
     sleeve: Mapped[str] = mapped_column(String(200))  # sleeve name
     symbol: Mapped[str] = mapped_column(String(64))  # market symbol
     side: Mapped[str] = mapped_column(String(8))  # "buy" or "sell"
@@ -230,7 +230,7 @@ class EventRow(Base):
     kind: Mapped[str] = mapped_column(String(32))  # "fill", "error", ...
     sleeve: Mapped[str] = mapped_column(String(200))  # sleeve name, "" for the deployment
     message: Mapped[str] = mapped_column(Text)  # one line for people
-    who: Mapped[str] = mapped_column(String(64))  # "engine" or who commanded it
+    who: Mapped[str] = mapped_column(String(200))  # "engine" or who commanded it
 
 
 class CheckpointRow(Base):
