@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runtime.commands.check",
     "runtime.commands.run",
     "runtime.commands.runs",
+    "runtime.commands.status",
     "runtime.commands.series",
     "runtime.commands.data",
 )

@@ -2,10 +2,10 @@
 
 `schema.open_store(url)` opens a store (every table registered and created in one place) and returns its
 engine; the repositories take that engine: `candles.CandleStore`, `markets.MarketStore`, `runs.RunStore`,
-and `feed.CachedFeed` reads candles through the store from the exchange. SQLAlchemy is imported only inside
-this package; callers hold the engine without looking inside and pass value objects in and out. This
-module itself stays light (no SQLAlchemy) so that a command can find out where the store is without
-paying for the import.
+`live.LiveStore` (paper and live deployments), and `feed.CachedFeed` reads candles through the store from
+the exchange. SQLAlchemy is imported only inside this package; callers hold the engine without looking
+inside and pass value objects in and out. This module itself stays light (no SQLAlchemy) so that a
+command can find out where the store is without paying for the import.
 """
 
 from __future__ import annotations

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import BigInteger, Engine, ForeignKey, Integer, LargeBinary, String, UniqueConstraint, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dsl.units import timeframe_ms
 from runtime.data.candles import PRICE_COLUMNS, Candles
-from runtime.store.db import Base, session_scope
+from runtime.store.db import Base, dialect_insert, session_scope
 
 # Bar slots per block: a block covers BLOCK_BARS * bar length of time, aligned to the epoch.
 BLOCK_BARS = 4096
@@ -208,7 +207,7 @@ class CandleStore:
 
     def _series_id(self, session: Session, exchange: str, symbol: str, timeframe: str) -> int:
         """The id of a series, created if new (race-free: insert-or-ignore, then select)."""
-        insert = _dialect_insert(session)
+        insert = dialect_insert(session)
         session.execute(
             insert(CandleSeries)
             .values(exchange=exchange, symbol=symbol, timeframe=timeframe)
@@ -240,7 +239,7 @@ class CandleStore:
     @staticmethod
     def _upsert(session: Session, rows: list[dict[str, object]]) -> None:
         """Insert block rows, replacing blocks that already exist (dialect-specific upsert)."""
-        insert = _dialect_insert(session)
+        insert = dialect_insert(session)
         statement = insert(CandleBlock)
         replace = ("first", "last", "rows", *(name for name, _ in _COLUMNS))
         session.execute(
@@ -260,16 +259,6 @@ class CandleStore:
         merged = merge_ranges([(int(a), int(b)) for a, b in rows] + [covered])
         session.query(CandleCoverage).filter(CandleCoverage.series_id == series_id).delete()
         session.add_all(CandleCoverage(series_id=series_id, start=a, end=b) for a, b in merged)
-
-
-def _dialect_insert(session: Session):  # type: ignore[no-untyped-def]
-    """The `insert` construct with ON CONFLICT support for the session's database."""
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        return sqlite.insert
-    if name == "postgresql":
-        return postgresql.insert
-    raise ValueError(f"the candle store supports sqlite and postgresql, not {name}")
 
 
 def _merge(old: Candles, new: Candles) -> Candles:

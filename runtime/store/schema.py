@@ -2,7 +2,7 @@
 
 Importing this module imports every model module, so `Base.metadata` knows all tables; `open_store`
 creates the engine of a URL once per process and all tables with it (`create_schema`). Repositories
-(`CandleStore`, `MarketStore`, `RunStore`) take the engine it returns.
+(`CandleStore`, `LiveStore`, `MarketStore`, `RunStore`) take the engine it returns.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.exc import (
 
 # The model modules: importing them registers their tables on Base.
 from runtime.errors import StratError
-from runtime.store import candles, markets, resolve_url, runs, store_exists  # noqa: F401
+from runtime.store import candles, live, markets, resolve_url, runs, store_exists  # noqa: F401
 from runtime.store.db import Base, new_engine
 
 # Open engines by resolved URL (one per database and process: creating one per call would leak pools).
