@@ -34,6 +34,7 @@ from dsl.ir import PortfolioIR, Program
 from runtime.broker.session import Session
 from runtime.broker.simulator import SleeveView
 from runtime.data.candles import Candle, Candles
+from runtime.data.times import wall_clock_ms
 from runtime.exchange.client import ExchangeClient
 from runtime.live.feeds import ExchangeClock, MarketFeed
 from runtime.live.orders import UNFINISHED, OrderManager, deployment_prefix, sleeve_of
@@ -176,7 +177,8 @@ class Engine:
         import hashlib
 
         sha = hashlib.sha256(self.options.spec_text.encode()).hexdigest()
-        now = self.clock.now()
+        # The deployment's times are the local wall clock's (its heartbeat is read against it).
+        now = wall_clock_ms()
         old = self.store.deployment(self.key)
         baseline = old.baseline if old is not None else ()
         self.store.save_deployment(
@@ -206,7 +208,7 @@ class Engine:
             if acted:
                 self.checkpoint()
             if loop.time() - beat >= HEARTBEAT_S:
-                self.store.heartbeat(self.key, now)
+                self.store.heartbeat(self.key, wall_clock_ms())
                 beat = loop.time()
             due = min(f.next_open + f.ms for f in self.feeds)
             wait = min(self.options.poll_s, max((due - self.clock.now()) / 1000, 0.0) or self.options.poll_s)
@@ -394,7 +396,7 @@ class Engine:
         )  # fmt: skip
         self.events = []
         if sim.halted:
-            self.store.set_state(self.key, "halted", now)
+            self.store.set_state(self.key, "halted", wall_clock_ms())
         if self.on_point is not None:
             self.on_point(self)
 
@@ -441,4 +443,4 @@ class Engine:
         self.event("stop", "", "stopped")
         self.checkpoint()
         sim = session.simulator
-        self.store.set_state(self.key, "halted" if sim.halted else "stopped", self.clock.now())
+        self.store.set_state(self.key, "halted" if sim.halted else "stopped", wall_clock_ms())

@@ -70,7 +70,7 @@ def _wait_started(tmp_path: Path, db: str, proc: subprocess.Popen[str], since: f
         assert proc.poll() is None, proc.communicate()[1]
         if (tmp_path / "store.db").exists():
             deps = _status(tmp_path, db)["deployments"]
-            if deps and deps[0]["state"] == "running" and deps[0]["started_ms"] >= 0 and deps[0].get("pid") == proc.pid:
+            if deps and deps[0]["state"] == "running" and deps[0]["heartbeat_ms"] >= since * 1000:
                 return
         time.sleep(0.2)
     raise AssertionError("the live engine did not start")
