@@ -185,7 +185,7 @@ def test_the_exchange_feed_streams_second_bars(seconds_binance: FakeBinance) -> 
     assert got == [Candle(t, *values) for t, *values in zip(expected.time.tolist(), *columns, strict=True)]
 
 
-def test_a_backtest_on_second_bars(tmp_path: Path) -> None:
+def test_a_backtest_on_second_bars(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "scalp.strat"
     spec.write_text(SPEC)
     span = [
@@ -210,6 +210,9 @@ def test_a_backtest_on_second_bars(tmp_path: Path) -> None:
         "2024-01-01T01:00:00Z",
     )
     assert summary["entries"] > 0
+    assert (
+        " 2024-01-01 00:00:00 → 2024-01-01 01:00:00 │" in capsys.readouterr().out
+    )  # the period, to the second
     # Annualised by 31,536,000 second bars a year: the volatility of the per-bar returns of the equity.
     equity = np.loadtxt(tmp_path / "bt" / "equity.csv", delimiter=",", skiprows=1, usecols=1)
     returns = np.diff(np.r_[summary["capital"], equity]) / np.r_[summary["capital"], equity[:-1]]
