@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from dsl import builtins as b
 from dsl import syntax as s
@@ -41,16 +42,27 @@ from dsl.render import explain, format_value, render_expr
 from dsl.resources import library_dir
 from dsl.scopes import ERROR, Env, Globals, StrategyScope, resolve_once, timeframe_literal
 from dsl.types import NUMERIC, Qual, Type, unify
-from dsl.units import TIMEFRAMES, format_duration, parse_duration, parse_symbol
+from dsl.units import TIMEFRAMES, format_duration, is_spot, parse_duration, parse_symbol
 from dsl.warmup import longest_warmup, warmup
 
 # The public API (explain, render_expr and warmup live in their own modules and are re-exported here).
-__all__ = ["CheckResult", "check_file", "check_source", "explain", "render_expr", "warmup"]
+__all__ = [
+    "CheckResult",
+    "Mode",
+    "check_file",
+    "check_source",
+    "check_venues",
+    "explain",
+    "render_expr",
+    "warmup",
+]
 
 # The language versions this checker understands.
 SUPPORTED_VERSIONS = (1,)
 # Default symbol and timeframe of a strategy that does not set them (reported as E016-free defaults).
 DEFAULT_TIMEFRAME = "1h"
+# How a spec is to be run: a backtest may short any market; paper and live trading trade a real venue.
+Mode = Literal["backtest", "paper", "live"]
 
 
 @dataclass(frozen=True)
@@ -71,16 +83,94 @@ class CheckResult:
         return "\n\n".join(d.render(self.sources.get(d.file)) for d in self.diagnostics)
 
 
-def check_file(path: str | Path, *, overrides: Mapping[str, str] | None = None) -> CheckResult:
-    """Check a .strat file and what it imports. `overrides` are `--set name=value` texts (checked)."""
-    return _Session().run(Path(path), None, overrides or {})
+def check_file(
+    path: str | Path, *, overrides: Mapping[str, str] | None = None, mode: Mode = "backtest"
+) -> CheckResult:
+    """Check a .strat file and what it imports. `overrides` are `--set name=value` texts (checked).
+
+    In "paper" or "live" mode, what the file runs is also checked against its venues (`check_venues`).
+    """
+    return check_venues(_Session().run(Path(path), None, overrides or {}), mode)
 
 
 def check_source(
-    text: str, file: str = "<input>", *, overrides: Mapping[str, str] | None = None
+    text: str, file: str = "<input>", *, overrides: Mapping[str, str] | None = None, mode: Mode = "backtest"
 ) -> CheckResult:
     """Check source text as if it were the file `file` (imports resolve next to it, then in library/)."""
-    return _Session().run(Path(file), text, overrides or {})
+    return check_venues(_Session().run(Path(file), text, overrides or {}), mode)
+
+
+def check_venues(result: CheckResult, mode: Mode, portfolio: PortfolioIR | None = None) -> CheckResult:
+    """`result` with the errors of trading it in `mode` added: E080, a short entry on a spot market.
+
+    A spot account sells only what it holds, so in "paper" and "live" mode every `entry short` rule of a
+    strategy that trades a spot symbol is an error, located at the rule (in the file that writes it) and
+    naming the sleeve when it runs inside a portfolio; a backtest may short anything. What is judged is
+    `portfolio` (the one about to run; a strategy run alone is a one-sleeve portfolio of its own name, not
+    one of the file's), else what the file can run: its portfolios, or its own strategies when it has none.
+    A result that already has errors, or that is checked for a backtest, is returned unchanged.
+    """
+    program = result.program
+    if mode == "backtest" or program is None:
+        return result
+    named = {p.name: p for p in program.portfolios}
+    if portfolio is not None:
+        targets = [portfolio]
+    elif named:
+        targets = list(program.portfolios)
+    else:
+        own = [st for st in program.strategies if st.file == program.file] or list(program.strategies)
+        targets = [_alone(st) for st in own]
+    reporter = Reporter(program.file)
+    where = "live" if mode == "live" else "in paper trading"
+    for target in targets:
+        for sleeve in target.sleeves:
+            if not is_spot(sleeve.symbol):
+                continue
+            template = program.strategy(sleeve.strategy)
+            inside = f" (sleeve '{sleeve.name}' of portfolio '{target.name}')" if target.name in named else ""
+            for rule in template.rules:
+                if rule.kind == "entry" and rule.side == "short" and rule.span is not None:
+                    reporter.add(
+                        "E080",
+                        rule.span,
+                        f"{sleeve.symbol} is spot: short entries are not allowed {where}{inside}",
+                        "a spot account sells only what it holds; backtests may still short",
+                        file=_source_key(template.file, result.sources),
+                    )
+    if not reporter.diagnostics:
+        return result
+    reporter.extend(result.diagnostics)
+    return CheckResult(None, tuple(reporter.diagnostics), result.sources)
+
+
+def _alone(strategy: StrategyIR) -> PortfolioIR:
+    """A strategy run on its own: a one-sleeve portfolio named after it (only its sleeves are read here)."""
+    sleeve = SleeveIR(
+        name=strategy.name,
+        strategy=strategy.name,
+        symbol=strategy.symbol,
+        timeframe=strategy.timeframe,
+        weight=1.0,
+        overrides=(),
+    )
+    return PortfolioIR(
+        name=strategy.name,
+        file=strategy.file,
+        capital=0.0,
+        quote=None,
+        rebalance_ms=None,
+        sleeves=(sleeve,),
+        risk=(),
+    )
+
+
+def _source_key(file: str, sources: Mapping[str, str]) -> str:
+    """The name `sources` knows a strategy's file by (the root file is named as the user wrote it)."""
+    if file in sources:
+        return file
+    real = Path(file).resolve()
+    return next((name for name in sources if Path(name).resolve() == real), file)
 
 
 # ====================================================================== files and imports
@@ -481,7 +571,10 @@ class FileChecker:
             if isinstance(st, s.Rule):
                 rules.append(
                     RuleIR(
-                        kind=st.kind, side=st.side, cond=ex.condition(st.cond, env, f"{st.kind} condition")
+                        kind=st.kind,
+                        side=st.side,
+                        cond=ex.condition(st.cond, env, f"{st.kind} condition"),
+                        span=st.span,
                     )
                 )
             elif isinstance(st, s.Alert):

@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from dsl.diagnostics import Span
+
 # Value of a constant node: a number, a bool, a string (symbols, enum words, metric names) or None (na).
 Value = float | int | bool | str | None
 
@@ -147,6 +149,7 @@ class RuleIR(Frozen):
     kind: str  # "entry" or "exit"
     side: str  # "long" or "short"
     cond: Expr  # bool series
+    span: Span | None = None  # where the rule is written in its strategy's file (for E080); not digested
 
 
 class AlertIR(Frozen):

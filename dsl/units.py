@@ -14,10 +14,11 @@ DURATION_MS: dict[str, int] = {
     "w": 604_800_000,
 }
 
-# Timeframes a strategy may run on or read with bars(): Binance's fixed-length kline intervals, in ms.
+# Timeframes a strategy may run on or read with bars(): Binance's fixed-length kline intervals, in ms
+# (`1s`: Binance spot serves second bars).
 TIMEFRAMES: dict[str, int] = {
     tf: int(tf[:-1]) * DURATION_MS[tf[-1]]
-    for tf in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+    for tf in ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
 }
 
 _DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
@@ -54,3 +55,11 @@ def parse_symbol(text: str) -> tuple[str, str, str] | None:
     if match is None:
         return None
     return match.group(1), match.group(2), match.group(3)
+
+
+def is_spot(symbol: str) -> bool:
+    """Whether a symbol names a spot market: one without a settlement currency (ccxt's `BASE/QUOTE:SETTLE`).
+
+    The language writes symbols as `EXCHANGE:BASE/QUOTE` only, so today every valid symbol is spot.
+    """
+    return ":" not in symbol.partition(":")[2]

@@ -255,8 +255,9 @@ def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     """The headline metrics as (label, formatted value) pairs, shared by the console and the report."""
     q = summary.quote
     ratios = (summary.sharpe, summary.sortino, summary.calmar)
+    cut = 19 if summary.bar_ms < 60_000 else 16  # ISO times to the minute, to the second for second bars
     return [
-        ("Period (UTC)", f"{summary.start[:16]} → {summary.end[:16]}".replace("T", " ")),
+        ("Period (UTC)", f"{summary.start[:cut]} → {summary.end[:cut]}".replace("T", " ")),
         ("Bars", bar_count(summary.bars, summary.bar_ms)),
         ("Final equity", f"{fmt_num(summary.final_equity)} {q} (from {fmt_num(summary.capital)})"),
         ("Total return", fmt_pct(summary.total_return)),

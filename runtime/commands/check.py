@@ -1,4 +1,7 @@
-"""`strat check FILE...`: print every diagnostic; exit 0 clean (warnings allowed), 1 on errors, 2 on usage."""
+"""`strat check FILE...`: print every diagnostic; exit 0 clean (warnings allowed), 1 on errors, 2 on usage.
+
+`--paper` and `--live` add the errors of trading the file on its venues (E080).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also print each strategy's params, settings, timeframes and warm-up",
     )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--paper",
+        dest="mode",
+        action="store_const",
+        const="paper",
+        default="backtest",
+        help="also check what paper trading refuses (short entries on a spot market, E080)",
+    )
+    mode.add_argument(
+        "--live",
+        dest="mode",
+        action="store_const",
+        const="live",
+        help="also check what live trading refuses (short entries on a spot market, E080)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -40,7 +59,7 @@ def _check(args: argparse.Namespace) -> int:
     everything: list[Diagnostic] = []
     failed = False
     for path in args.files:
-        result = check_file(path)
+        result = check_file(path, mode=args.mode)
         failed |= not result.ok
         everything.extend(result.diagnostics)
         if args.json:

@@ -111,7 +111,7 @@ def _download(args: argparse.Namespace) -> int:
             named, symbol = market_symbol(text)
             exchange = named or source.exchange
             cache = CachedFeed(engine, exchange, partial(ExchangeFeed, exchange, api_url=source.api_url))
-            start, end = source.span(source.start, source.end, cache.clock())
+            start, end = source.span(source.start, source.end, cache.clock(), args.timeframe)
             task = bar.add_task(f"{exchange} {symbol} {args.timeframe}", total=None)
             try:
                 added = cache.download(symbol, args.timeframe, start, end, partial(_advance, bar, task))

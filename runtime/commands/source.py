@@ -10,7 +10,7 @@ policy of every command that reads candles (run, series, data download):
   closed by then is read without asking the exchange anything);
 - it starts at `--from` (a run asks for its warm-up bars before that), else a CSV source is read from
   its first row (the whole file) and the synthetic market and the exchange give `DEFAULT_HISTORY_MS`
-  (one year) before the end;
+  (one year) before the end, or `DEFAULT_HISTORY_BARS` bars when fewer (second bars: 11.6 days);
 - it never starts before the epoch.
 
 Only argparse, the standard library and the local clock are imported at module level, so that
@@ -45,6 +45,8 @@ SYNTHETIC = "synthetic"
 EXCHANGE = "exchange"
 # History given when a synthetic or exchange source is asked for no start: one year before the end, ms.
 DEFAULT_HISTORY_MS = 365 * 86_400_000
+# The most bars that default gives (a year of 1s bars would be 31.5 million); a year of 1m bars is fewer.
+DEFAULT_HISTORY_BARS = 1_000_000
 
 
 class SourceKind(enum.Enum):
@@ -114,15 +116,20 @@ class Source:
             return dataclasses.replace(self, kind=SourceKind.SYNTHETIC, path=None)
         return dataclasses.replace(self, kind=SourceKind.CSV, path=Path(data))
 
-    def span(self, first: int | None, last: int | None, now: int) -> tuple[int, int]:
+    def span(
+        self, first: int | None, last: int | None, now: int, timeframe: str | None = None
+    ) -> tuple[int, int]:
         """The range [start, end) to read, UTC ms, by the range policy (see the module's docstring).
 
         `first` and `last` are what the caller asks for (None: the policy's default); `now` is the
-        current time of the source's clock.
+        current time of the source's clock; `timeframe` the bars read (None: no cap on their number).
         """
+        from dsl.units import timeframe_ms
+
         end = now if last is None else last
         if first is None:
-            first = 0 if self.kind is SourceKind.CSV else end - DEFAULT_HISTORY_MS
+            bars = DEFAULT_HISTORY_BARS * timeframe_ms(timeframe) if timeframe else DEFAULT_HISTORY_MS
+            first = 0 if self.kind is SourceKind.CSV else end - min(DEFAULT_HISTORY_MS, bars)
         return max(first, 0), end
 
     def load(
@@ -151,17 +158,17 @@ class Source:
             if feed is not None:
                 given: ExchangeFeed = feed  # the caller's feed (tests: a fake exchange and its clock)
                 connect, clock = (lambda: given), feed.clock
-            start, end = self.span(first, last, clock())
+            start, end = self.span(first, last, clock(), timeframe)
             cache = CachedFeed(open_store(self.db_url), exchange, connect, clock=clock)
             raw = cache.read(pair, timeframe, start, end)
         elif self.kind is SourceKind.SYNTHETIC:
             from runtime.data.synthetic import generate_range
 
-            start, end = self.span(first, last, wall_clock_ms())
+            start, end = self.span(first, last, wall_clock_ms(), timeframe)
             raw = generate_range(pair, timeframe, start, end, seed=self.seed)
         else:
             assert self.path is not None  # a CSV source always has its path
-            start, end = self.span(first, last, wall_clock_ms())
+            start, end = self.span(first, last, wall_clock_ms(), timeframe)
             raw, path = from_csv(self.path, pair, timeframe, start, end)
             self._feed_once(path, raw, pair)
             loaded = prepare(

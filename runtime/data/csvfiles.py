@@ -27,8 +27,8 @@ _US_FROM = 100_000_000_000_000
 _S_FROM = 1_000_000_000
 # Open times at or above this are ms (1e11 ms is 1973).
 _MS_FROM = 100_000_000_000
-# `BTCUSDT-1h.csv`, `BTC_USDT-1h.csv`, `BTCUSDT-1h-2024-01.csv`.
-_NAME_RE = re.compile(r"^([A-Za-z0-9_]+)-(\d+[mhdw])(?:-.*)?\.csv$")
+# `BTCUSDT-1h.csv`, `BTC_USDT-1h.csv`, `BTCUSDT-1h-2024-01.csv`, `BTCUSDT-1s.csv`.
+_NAME_RE = re.compile(r"^([A-Za-z0-9_]+)-(\d+[smhdw])(?:-.*)?\.csv$")
 # Header names accepted for the open-time column.
 _TIME_NAMES = ("timestamp", "time", "open_time", "opentime", "date")
 

@@ -2,11 +2,12 @@
 
 Each (symbol, seed) is ONE market: a path of 1-minute candles on the UTC grid, the same whatever range or
 timeframe is asked for, and every timeframe is that path resampled (so the 5m and 1h candles of a coin
-agree exactly, and multi-timeframe specs mean something on it). The path is addressable by day: the day
-level (volatility, trend regime, jumps, daily return) is generated from a fixed origin day, which costs a
-few thousand draws, and each UTC day's minutes come from their own seeded generator, tied by a bridge to
-exactly the day's return. So a range costs work in proportion to its length, not to its distance from
-the origin.
+agree exactly, and multi-timeframe specs mean something on it). Second bars are drawn inside each minute,
+bridged to its open and close and touching its high and low, so that they resample to it exactly. The
+path is addressable by day: the day level (volatility, trend regime, jumps, daily return) is generated
+from a fixed origin day, which costs a few thousand draws, and each UTC day's minutes (and seconds) come
+from their own seeded generator, tied by a bridge to exactly the day's return. So a range costs work in
+proportion to its length, not to its distance from the origin.
 
 Stylised facts: the daily variance follows GARCH(1,1) (volatility clustering), a slowly switching trend
 regime adds drift, rare jumps give fat tails; within a day, volatility and volume follow a daily activity
@@ -41,6 +42,7 @@ _PULL = math.log(2) / 365
 _DAY_MS = 86_400_000  # one day, ms
 _MINUTE_MS = 60_000  # the base grid, ms
 _MINUTES = 1_440  # minutes per day
+_SECONDS = 60  # second bars per minute
 # The days every market spans (2000-01-01 to 2100-01-01 as UTC day numbers); a range outside extends it.
 _ORIGIN_DAY, _HORIZON_DAY = 10_957, 47_482
 
@@ -77,7 +79,10 @@ def generate_range(
     d0 = first // _DAY_MS
     d1 = -(-(first + -(-(end_ms - first) // step) * step) // _DAY_MS)
     minutes = _minutes(symbol, seed, price, d0, d1)
-    series = resample(minutes, timeframe) if timeframe != "1m" else minutes
+    if step < _MINUTE_MS:
+        series = _seconds(minutes, symbol, seed, first, end_ms)
+    else:
+        series = resample(minutes, timeframe) if timeframe != "1m" else minutes
     keep = (series.time >= first) & (series.time < end_ms)
     return series.take(keep)
 
@@ -161,3 +166,60 @@ def _minutes(symbol: str, seed: int, price: float, d0: int, d1: int) -> Candles:
     return Candles.from_arrays(
         "synthetic", symbol, "1m", time, [open_, high, low, close, volume], synthetic=True
     )
+
+
+def _seconds(minutes: Candles, symbol: str, seed: int, start_ms: int, end_ms: int) -> Candles:
+    """The 1-second candles of the minutes that overlap [start_ms, end_ms), each minute resampling to itself.
+
+    Each minute's seconds are a random walk bridged from its open to its close and kept inside its range;
+    the seconds where the walk peaks and bottoms touch the minute's high and low, and its volume (whole
+    thousandths) is split into whole thousandths, so 1s resampled to 1m gives the minute bit for bit. The
+    draws come from one generator per UTC day, so a minute's seconds never depend on the range asked for.
+    """
+    # Minutes overlapping the range, as indices into `minutes` (whole days, the first starting at row 0).
+    first = int(np.searchsorted(minutes.time, start_ms // _MINUTE_MS * _MINUTE_MS))
+    last = int(np.searchsorted(minutes.time, end_ms))
+    parts = []
+    for k in range(first // _MINUTES, (last - 1) // _MINUTES + 1):
+        # The whole day's draws (the path is addressable by day); then only the minutes in the range.
+        day = int(minutes.time[k * _MINUTES]) // _DAY_MS
+        draws = np.random.default_rng([seed_for(symbol, seed), 2, day]).standard_normal(
+            (4, _MINUTES, _SECONDS)
+        )
+        lo, hi = max(first, k * _MINUTES), min(last, (k + 1) * _MINUTES)
+        rows = draws[:, lo - k * _MINUTES : hi - k * _MINUTES]
+        parts.append(_split_minutes(minutes.take(slice(lo, hi)), *rows))
+    time = np.concatenate([p[0] for p in parts])
+    columns = list(np.concatenate([p[1] for p in parts], axis=1))
+    return Candles.from_arrays("synthetic", minutes.symbol, "1s", time, columns, synthetic=True)
+
+
+def _split_minutes(
+    m: Candles, shock: np.ndarray, wick_up: np.ndarray, wick_down: np.ndarray, share: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Second bars of the minutes `m` from their draws (rows: minutes): open times and the five columns."""
+    o, h, lw, c = (x[:, None] for x in (m.open, m.high, m.low, m.close))
+    # Each second's sigma: from the minute's range, scaled so that the seconds' realised variance adds up
+    # to about the minutes' (1.6 measured: 0.98 of it over five days).
+    sigma = (np.log(h) - np.log(lw)) / (1.6 * np.sqrt(_SECONDS))
+    walk = np.cumsum(shock * sigma, axis=1)
+    frac = np.arange(1, _SECONDS + 1) / _SECONDS
+    bridge = walk - frac * walk[:, -1:] + frac * (np.log(c) - np.log(o))
+    close = np.clip(o * np.exp(bridge), lw, h)
+    close[:, -1] = m.close
+    open_ = np.concatenate([o, close[:, :-1]], axis=1)
+    high = np.minimum(np.maximum(open_, close) * np.exp(np.abs(wick_up) * 0.5 * sigma), h)
+    low = np.maximum(np.minimum(open_, close) * np.exp(-np.abs(wick_down) * 0.5 * sigma), lw)
+    # The extremes of the minute happen in the seconds where the walk peaks and bottoms.
+    rows = np.arange(len(m))
+    high[rows, np.argmax(high, axis=1)] = m.high
+    low[rows, np.argmin(low, axis=1)] = m.low
+    # Volume in whole thousandths, split by weight with the remainder to the largest fractions (exact sums).
+    total = np.rint(m.volume * 1_000)[:, None]
+    weight = np.exp(0.5 * share) * (1 + np.abs(shock))
+    quota = weight / weight.sum(axis=1, keepdims=True) * total
+    units = np.floor(quota)
+    rank = np.argsort(np.argsort(units - quota, axis=1, kind="stable"), axis=1, kind="stable")
+    units += rank < (total - units.sum(axis=1, keepdims=True))
+    time = (m.time[:, None] + np.arange(_SECONDS) * 1_000).ravel()
+    return time, np.stack([x.ravel() for x in (open_, high, low, close, units / 1_000)])

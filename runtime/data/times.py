@@ -15,7 +15,8 @@ def wall_clock_ms() -> int:
 
 
 def format_time(ms: int | None) -> str:
-    """Render UTC ms as `2024-01-01 00:00` ('-' for None)."""
+    """Render UTC ms as `2024-01-01 00:00`, with seconds when not on a minute (`00:00:05`); '-' for None."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    seconds = ":%S" if ms % 60_000 else ""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M" + seconds)

@@ -78,4 +78,4 @@ def test_not_a_whole_multiple_is_refused() -> None:
         resample(Candles.empty("csv", "X/USDT", "3d"), "1w")
     with pytest.raises(ValueError, match="cannot resample 1h to 3m: not a coarser whole multiple"):
         resample(Candles.empty("csv", "X/USDT", "1h"), "3m")
-    assert finer_timeframes("1h") == ["30m", "15m", "5m", "3m", "1m"]
+    assert finer_timeframes("1h") == ["30m", "15m", "5m", "3m", "1m", "1s"]

@@ -18,7 +18,7 @@ from dsl.checker import check_file
 # The hint of an unknown import names both places that were searched.
 _LOOKED = f"looked in {ROOT / 'specs'} and in the standard library"
 # The hint listing the available timeframes.
-_TIMEFRAMES = "available: 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d, 3d, 1w"
+_TIMEFRAMES = "available: 1s, 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d, 3d, 1w"
 
 # (source, code, line, col, message, hint): the only diagnostic each source must produce.
 CASES = {
