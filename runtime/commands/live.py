@@ -36,7 +36,9 @@ EVENT_COLUMNS = ("time", "kind", "sleeve", "message", "who")
 def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of a paper or live session to `strat run`."""
     group = parser.add_argument_group("paper and live trading")
-    group.add_argument("--sandbox", action="store_true", help="trade on the exchange's testnet (ccxt sandbox)")
+    group.add_argument(
+        "--sandbox", action="store_true", help="trade on the exchange's testnet (ccxt sandbox)"
+    )
     group.add_argument(
         "--poll",
         metavar="DURATION",
@@ -66,7 +68,7 @@ def parse_duration(text: str) -> float:
 
 def run_live(args: argparse.Namespace, mode: str) -> int:
     """Check, then run one paper or live deployment until it is stopped; the exit code."""
-    from runtime.commands.run import check_spec, out_problem, parse_overrides
+    from runtime.commands.run import out_problem, parse_overrides
 
     overrides = parse_overrides(args.set, "run")
     if overrides is None:
@@ -80,17 +82,21 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
     if not Path(args.spec).is_file():
         print(f"strat run: {args.spec}: no such file", file=sys.stderr)
         return 2
-    program = check_spec(args.spec, overrides)
-    if program is None:
-        return 1
-    from dsl.checker import check_live
+    from dsl.checker import check_file, check_venues
     from runtime.plan.select import select
 
-    problems = check_live(program, mode, args.strategy)
-    if problems:
-        print(problems, file=sys.stderr)
+    checked = check_file(args.spec, overrides=overrides)
+    if checked.diagnostics:
+        print(checked.render(), file=sys.stderr)
+    if checked.program is None:
         return 1
+    program = checked.program
     portfolio = select(program, args.strategy, args.capital)
+    # E080: a short entry on a spot market cannot trade; refused before anything starts.
+    venues = check_venues(checked, "live" if mode == "live" else "paper", portfolio)
+    if not venues.ok:
+        print(venues.render(), file=sys.stderr)
+        return 1
     out = Path(args.out) if args.out else Path("reports") / f"{portfolio.name}-{mode}"
     problem = out_problem(out)
     if problem:
@@ -159,7 +165,13 @@ async def _session(
 
     console = make_console()
     view = _View(console)
-    engine.on_point = lambda e: (write_session(e, out), view.update(e))
+
+    def on_point(e: Engine) -> None:
+        """After every checkpoint: rewrite the outputs and refresh the view."""
+        write_session(e, out)
+        view.update(e)
+
+    engine.on_point = on_point
     client = exchange.asynchronous()
     try:
         if trading is not None:
@@ -204,7 +216,9 @@ class _View:
         from rich.live import Live
 
         self.console = console  # where the view goes
-        self.live = Live(console=console, auto_refresh=False) if console.is_terminal else None  # the live table
+        self.live = (
+            Live(console=console, auto_refresh=False) if console.is_terminal else None
+        )  # the live table
         self.last: Any = None  # the last event printed (off a terminal)
 
     def __enter__(self) -> _View:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.exchange.trading import TradingClient
-from runtime.store.live import Checkpoint, Deployment, LiveEvent, LiveStore, SleeveStatus
 
 from dsl.ir import PortfolioIR, Program
 from runtime.broker.session import Session
@@ -40,6 +39,7 @@ from runtime.live.feeds import ExchangeClock, MarketFeed
 from runtime.live.orders import UNFINISHED, OrderManager, deployment_prefix, sleeve_of
 from runtime.plan.inputs import market_pair
 from runtime.plan.plan import RunPlan, plan
+from runtime.store.live import Checkpoint, Deployment, LiveEvent, LiveStore, SleeveStatus
 
 # Loads closed candles: (symbol, timeframe, first open ms or None, end ms or None) -> Candles.
 Loader = Callable[[str, str, int | None, int | None], Candles]
@@ -271,7 +271,7 @@ class Engine:
         assert session is not None  # started
         done = self._reported
         for alert in session.alerts[done.get("alerts", 0) :]:
-            self.event("alert", alert.sleeve, alert.message)
+            self.event("alert", alert.sleeve, alert.text)
         for missed in session.missed[done.get("missed", 0) :]:
             self.event("missed", missed.sleeve, f"{missed.what} at a bar that closed while stopped")
         done["alerts"], done["missed"] = len(session.alerts), len(session.missed)
@@ -391,8 +391,8 @@ class Engine:
                 self.key, now, json.dumps(sim.snapshot()), json.dumps(engine_state), feeds,
                 tuple(self.sleeve_status()), sim.equity, sim.cash,
             ),
-            intents=intents,
-            events=self.events,
+            intents=tuple(intents),
+            events=tuple(self.events),
         )  # fmt: skip
         self.events = []
         if sim.halted:

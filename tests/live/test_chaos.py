@@ -44,7 +44,12 @@ KEY, SECRET = "chaos-key-8c1f", "chaos-secret-5d2e"  # the fake account's creden
 def market() -> Iterator[FakeBinance]:
     """The fake exchange with real BTC/USDT candles and 10,000 USDT, faulty on orders."""
     server = FakeBinance(
-        data_dir=shared_data(), now_ms=T0 - HOUR // 2, api_key=KEY, secret=SECRET, timeout_s=0.6, retry_after_s=0
+        data_dir=shared_data(),
+        now_ms=T0 - HOUR // 2,
+        api_key=KEY,
+        secret=SECRET,
+        timeout_s=0.6,
+        retry_after_s=0,
     ).start()
     server.deposit("USDT", 10_000)
     kinds = ("lost", "503", "timeout", "timeout_exec", "502_exec", "drop_exec", "429")
