@@ -780,6 +780,11 @@ def _trade_json(trade: Trade, market: Market) -> dict[str, object]:
     }
 
 
+def candles(opens: list[float], start: int = JAN_1_2024, step: int = HOUR) -> np.ndarray:
+    """Candles for `set_candles` with these opens: low open-10, high open+10, close open+5, volume 1."""
+    return np.array([[start + i * step, o, o + 10, o - 10, o + 5, 1.0] for i, o in enumerate(opens)])
+
+
 def _kline(row: np.ndarray, step: int) -> list[object]:
     """One row in Binance's 12-field kline format (prices and volumes as strings)."""
     t = int(row[0])
