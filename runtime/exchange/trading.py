@@ -165,6 +165,7 @@ class TradingClient:
         self.client: Any = self.exchange.asynchronous()  # the asyncio ccxt client
         self.clock_offset_ms = 0  # exchange clock minus local clock, ms (set by server_time)
         self._client_ids: dict[str, str] = {}  # exchange order id -> client order id, as learnt
+        self.trades_page = TRADES_PAGE  # account trades asked for per request
 
     async def start(self) -> None:
         """Load the (spot) markets and sync the clock offset."""
@@ -251,14 +252,18 @@ class TradingClient:
         start = since_ms
         while start <= now and not raw:
             window = {"endTime": start + DAY_MS - 1}
-            raw = await self._read(partial(self.client.fetch_my_trades, symbol, start, TRADES_PAGE, window))
+            raw = await self._read(
+                partial(self.client.fetch_my_trades, symbol, start, self.trades_page, window)
+            )
             start += DAY_MS
         page = raw
         while page:
             after = {"fromId": int(page[-1]["id"]) + 1}
-            page = await self._read(partial(self.client.fetch_my_trades, symbol, None, TRADES_PAGE, after))
+            page = await self._read(
+                partial(self.client.fetch_my_trades, symbol, None, self.trades_page, after)
+            )
             raw += page
-            page = page if len(page) == TRADES_PAGE else []
+            page = page if len(page) == self.trades_page else []
         # Binance's trade rows do not name the client id: learn it from each order not seen yet.
         for order_id in dict.fromkeys(
             str(t["order"]) for t in raw if str(t["order"]) not in self._client_ids

@@ -51,7 +51,12 @@ def test_market_buy_fills_at_the_forming_open_with_quote_fees(btc: FakeBinance) 
     ex = _client(btc)
     ex.load_markets()
     order = ex.create_order("BTC/USDT", "market", "buy", 2, None, {"newClientOrderId": "c1"})
-    assert (order["clientOrderId"], order["status"], order["filled"], order["average"]) == ("c1", "closed", 2, 101)
+    assert (order["clientOrderId"], order["status"], order["filled"], order["average"]) == (
+        "c1",
+        "closed",
+        2,
+        101,
+    )
     assert order["fee"] == {"currency": "USDT", "cost": 0.202}
     assert btc.balances["BTC"].free == Decimal(2)
     assert btc.balances["USDT"].free == Decimal("10000") - Decimal("202") - Decimal("0.202")
@@ -83,7 +88,11 @@ def test_partial_fault_fills_a_market_order_in_several_fills_at_one_price(btc: F
     ex.load_markets()
     btc.inject("POST /api/v3/order", "partial")
     order = ex.create_order("BTC/USDT", "market", "buy", 0.5, None)
-    assert [(t["amount"], t["price"]) for t in order["trades"]] == [(0.16667, 101), (0.16667, 101), (0.16666, 101)]
+    assert [(t["amount"], t["price"]) for t in order["trades"]] == [
+        (0.16667, 101),
+        (0.16667, 101),
+        (0.16666, 101),
+    ]
     assert (order["filled"], order["fee"]["cost"]) == (0.5, 0.0505)
     assert len(ex.fetch_my_trades("BTC/USDT")) == 3
 
@@ -134,7 +143,9 @@ def test_a_filled_market_orders_client_id_can_be_reused_and_executes_again(btc: 
         ({"min_notional": "500"}, ccxt.BadRequest, "NOTIONAL"),
     ],
 )
-def test_filters_refuse_with_binances_codes(btc: FakeBinance, params: dict[str, str], error: Any, message: str) -> None:
+def test_filters_refuse_with_binances_codes(
+    btc: FakeBinance, params: dict[str, str], error: Any, message: str
+) -> None:
     btc.market("BTC/USDT", **params)
     ex = _client(btc)
     ex.load_markets()
