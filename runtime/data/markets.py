@@ -19,3 +19,4 @@ class MarketRules:
     amount_step: float  # quantity increment, base units (0 = any fraction)
     min_qty: float  # smallest order quantity, base units
     min_notional: float  # smallest order value, quote currency
+    tick_size: float = 0.0  # price increment, quote currency (0 = unknown or any)

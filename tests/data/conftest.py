@@ -18,7 +18,7 @@ from runtime.exchange.feed import ExchangeFeed
 @pytest.fixture
 def fake_binance(shared_data: Path) -> Iterator[FakeBinance]:
     """A fake Binance on 127.0.0.1 serving the real candles; fails the test on any unknown endpoint."""
-    server = FakeBinance(shared_data, now_ms=JAN_1_2024 + 100 * HOUR + HOUR // 2).start()
+    server = FakeBinance(shared_data, now_ms=JAN_1_2024 + 100 * HOUR + HOUR // 2, retry_after_s=0).start()
     yield server
     server.stop()
     assert server.unknown == []

@@ -52,7 +52,7 @@ def test_paginates_over_many_pages(fake_binance: FakeBinance, make_feed: MakeFee
 
 
 def test_429_500_and_timeout_are_retried(fake_binance: FakeBinance, make_feed: MakeFeed) -> None:
-    fake_binance.faults = ["429", "500", "timeout"]
+    fake_binance.inject("GET /api/v3/klines", "429", "500", "timeout")
     feed = make_feed(page_limit=1000, timeout_ms=300)
     candles = feed.fetch("ETH/USDT", "1h", T0, T0 + 10 * H)
     assert candles.time.tolist() == [T0 + k * H for k in range(10)]
@@ -61,7 +61,7 @@ def test_429_500_and_timeout_are_retried(fake_binance: FakeBinance, make_feed: M
 
 
 def test_persistent_failure_gives_a_clear_error(fake_binance: FakeBinance, make_feed: MakeFeed) -> None:
-    fake_binance.faults = ["503"] * 3
+    fake_binance.inject("GET /api/v3/klines", *["503"] * 3)
     with pytest.raises(ExchangeUnavailable, match=r"^cannot reach http://127\.0\.0\.1:\d+ after 3 attempts"):
         make_feed(attempts=3).fetch("ETH/USDT", "1h", T0, T0 + 10 * H)
     assert len(fake_binance.klines_requests()) == 3
