@@ -30,6 +30,7 @@ from typing import Any
 from runtime.exchange.trading import TradingClient
 
 from dsl.ir import PortfolioIR, Program
+from dsl.units import timeframe_ms
 from runtime.broker.session import Session
 from runtime.broker.simulator import SleeveView
 from runtime.data.candles import Candle, Candles
@@ -133,13 +134,16 @@ class Engine:
     def _plan(self, now: int, last: dict[str, int] | None) -> RunPlan:
         """Plan the sleeves over the closed history before `now` (or before the checkpoint's last bars)."""
         load = self.loader(self.clock.now)
-        end = now if last is None else min(last.values())
+        # Planned like a backtest from the forming bar of the fastest clock (a bar boundary), so the
+        # warm-up history is the one `strat run --backtest --from <that bar>` reads.
+        fastest = min(timeframe_ms(s.timeframe) for s in self.portfolio.sleeves)
+        end = now // fastest * fastest if last is None else min(last.values())
 
         def history(symbol: str, timeframe: str, first: int | None, stop: int | None) -> Candles:
             """History up to the end chosen above (the checkpoint's last bar, or now)."""
             return load(symbol, timeframe, first, end)
 
-        rp = plan(self.program, self.portfolio, history, end, None)
+        rp = plan(self.program, self.portfolio, history, end, None, live=True)
         # Every loaded bar is history: the first decision comes with the first bar closing from now on.
         return replace(
             rp,
@@ -210,23 +214,21 @@ class Engine:
             if loop.time() - beat >= HEARTBEAT_S:
                 self.store.heartbeat(self.key, wall_clock_ms())
                 beat = loop.time()
-            due = min(f.next_open + f.ms for f in self.feeds)
-            wait = min(self.options.poll_s, max((due - self.clock.now()) / 1000, 0.0) or self.options.poll_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+                await asyncio.wait_for(stop.wait(), timeout=self.options.poll_s)
         await self.shutdown()
 
     async def _poll_all(self, client: Any, act: bool) -> bool:
         """Poll every feed whose next bar is due, then step the points they completed; return if any."""
-        now = self.clock.now()
         queues: dict[int, list[Candle]] = {}
         for m, feed in enumerate(self.feeds):
             got: list[Candle] = []
-            # Catch up a long gap page by page (each page ends at the forming candle or 1000 bars).
-            while feed.next_open + feed.ms <= now:
+            # Every poll asks each feed (the exchange's clock may run ahead of our estimate of it); a long
+            # gap is caught up page by page (a page ends at the forming candle or after 1000 bars).
+            while True:
                 page = await feed.poll(self.exchange, client, self.clock)
                 got += page
-                if not page or len(page) < 500:
+                if len(page) < 500:
                     break
             if got:
                 queues[m] = got

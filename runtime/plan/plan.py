@@ -98,8 +98,12 @@ def plan(
     start: int | None,
     end: int | None,
     rules: RulesLookup | None = None,
+    live: bool = False,
 ) -> RunPlan:
     """Compile every sleeve and load the candles of every clock it reads (with warm-up history).
+
+    `live`: the candles are only the history a live session warms up on (its bars arrive later), so a
+    history shorter than the warm-up is no error.
 
     The range is cut to where every feed has data (see the module docstring). `rules` finds the
     exchange's trading rules of a symbol (quantity step, minimums); sleeves whose symbol has none trade
@@ -150,7 +154,8 @@ def plan(
         )
         for sl, t, v, g, candles in loaded
     ]
-    notes += _traded(loaded)
+    if not live:
+        notes += _traded(loaded)
     for _, _, _, g, candles in loaded:
         check_lookback(g, candles)
         for clock, series in candles.items():

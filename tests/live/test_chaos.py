@@ -24,27 +24,28 @@ import pytest
 from fake_binance import FakeBinance
 from test_paper import HOUR, T0, _env, _status
 
-from tests.conftest import shared_data
 
 SPEC = """\
+strat 1
 strategy churn:
-    timeframe: 1h
     symbol: "BINANCE:BTC/USDT"
-    capital: 10000
-    fee: 0.1%
-    fast = sma(close, 2)
-    slow = sma(close, 5)
-    entry long when crosses_above(fast, slow)
-    exit long when crosses_below(fast, slow)
+    timeframe: 1h
+    fast_ma = sma(close, 2)
+    slow_ma = sma(close, 5)
+    entry long when fast_ma crosses above slow_ma
+    exit long when fast_ma crosses below slow_ma
+    size: equity_pct(100%)
+    execution:
+        fee: 0.1%
 """
 KEY, SECRET = "chaos-key-8c1f", "chaos-secret-5d2e"  # the fake account's credentials
 
 
 @pytest.fixture
-def market() -> Iterator[FakeBinance]:
+def market(shared_data: Path) -> Iterator[FakeBinance]:
     """The fake exchange with real BTC/USDT candles and 10,000 USDT, faulty on orders."""
     server = FakeBinance(
-        data_dir=shared_data(),
+        data_dir=shared_data,
         now_ms=T0 - HOUR // 2,
         api_key=KEY,
         secret=SECRET,

@@ -20,22 +20,23 @@ from pathlib import Path
 import pytest
 from fake_binance import FakeBinance
 
-from tests.conftest import shared_data
 
 HOUR = 3_600_000
 T0 = 1_709_251_200_000  # 2024-03-01 00:00 UTC: the first bar the session trades
 BARS = 240  # bars the session trades
 
 SPEC = """\
+strat 1
 strategy fast_cross:
-    timeframe: 1h
     symbol: "BINANCE:BTC/USDT"
-    capital: 10000
-    fee: 0.1%
-    fast = sma(close, 5)
-    slow = sma(close, 20)
-    entry long when crosses_above(fast, slow)
-    exit long when crosses_below(fast, slow)
+    timeframe: 1h
+    fast_ma = sma(close, 5)
+    slow_ma = sma(close, 20)
+    entry long when fast_ma crosses above slow_ma
+    exit long when fast_ma crosses below slow_ma
+    size: equity_pct(100%)
+    execution:
+        fee: 0.1%
 """
 
 
@@ -56,9 +57,9 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture
-def market() -> Iterator[FakeBinance]:
+def market(shared_data: Path) -> Iterator[FakeBinance]:
     """The fake exchange serving the real BTC/USDT candles, its clock half-way into the bar before T0."""
-    server = FakeBinance(data_dir=shared_data(), now_ms=T0 - HOUR // 2).start()
+    server = FakeBinance(data_dir=shared_data, now_ms=T0 - HOUR // 2).start()
     yield server
     server.stop()
 
@@ -83,7 +84,7 @@ def _wait_for_bar(cwd: Path, db: str, close_ms: int, proc: subprocess.Popen[str]
     raise AssertionError("the paper session did not reach the last bar")
 
 
-def test_paper_session_trades_like_the_backtest(market: FakeBinance, tmp_path: Path) -> None:
+def test_paper_session_trades_like_the_backtest(market: FakeBinance, tmp_path: Path, shared_data: Path) -> None:
     """Same candles, same decisions, same fills: trades.csv is byte for byte the backtest's."""
     (tmp_path / "spec.strat").write_text(SPEC)
     db = f"sqlite:///{tmp_path / 'store.db'}"
@@ -112,7 +113,7 @@ def test_paper_session_trades_like_the_backtest(market: FakeBinance, tmp_path: P
     assert deployment["mode"] == "paper" and deployment["exchange"] == "binance"
     end = T0 + BARS * HOUR
     backtest = strat(
-        "run", "spec.strat", "--backtest", "--data", str(shared_data() / "BTCUSDT-1h.csv"),
+        "run", "spec.strat", "--backtest", "--data", str(shared_data / "BTCUSDT-1h.csv"),
         "--from", str(T0), "--to", str(end), "--out", str(tmp_path / "bt"), "--no-report", "--no-save",
         cwd=tmp_path,
     )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Live and paper trading: feeds of closed candles, the order manager, the engine (see engine.py)."""
