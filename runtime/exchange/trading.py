@@ -205,6 +205,8 @@ class TradingClient:
     async def place_market(self, symbol: str, side: str, qty: float, client_id: str) -> ExchangeOrder:
         """Send a market order with this client id and return it with its fills.
 
+        qty should already be rounded with `round_qty` (ccxt truncates it to the lot step silently).
+
         Raises OrderUncertain when it may or may not have executed (never resent here),
         InsufficientBalance, FilterRejected, AuthenticationFailed or ExchangeRejected when refused.
         Rate-limit answers and connections that could not be made are retried.
