@@ -247,7 +247,8 @@ class TradingClient:
         """Every fill of the symbol at or after since_ms, oldest first, with its order's client id.
 
         Binance serves time windows of at most 24 h: the windows are walked forward from since_ms to the
-        exchange's now until one holds a fill, then everything after that fill is paged by trade id.
+        exchange's now until one holds a fill, then everything after that fill is paged by trade id (an
+        empty day costs one request: pass a recent since_ms).
         """
         now = await self.server_time()
         raw: list[dict[str, Any]] = []
