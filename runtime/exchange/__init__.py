@@ -1,5 +1,6 @@
 """The exchange adapter: the one place that talks to exchanges through ccxt.
 
-`client` is the only module that imports ccxt (client set-up, retries, error mapping, market data);
-`feed` downloads and streams closed candles through it.
+`client` sets up ccxt (options, sandbox, URL rewrite, credentials), retries and maps errors; `feed`
+downloads and streams closed candles through it; `trading` places orders and reads fills and balances of
+an account with API credentials.
 """

@@ -157,6 +157,8 @@ class ExchangeClient:
             client.logger = _ScrubbingLog(client.logger, self._scrub)
         # Sandbox replaces the URL tree wholesale, so it comes before the rewrite.
         if self.sandbox:
+            if not client.urls.get("test"):
+                raise ExchangeRejected(f"{self.exchange_id} has no sandbox (testnet) in ccxt")
             client.set_sandbox_mode(True)
         if self.api_url is not None:
             client.urls["api"] = _rebase(client.urls["api"], self.api_url.rstrip("/"))

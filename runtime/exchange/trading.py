@@ -205,6 +205,8 @@ class TradingClient:
     async def place_market(self, symbol: str, side: str, qty: float, client_id: str) -> ExchangeOrder:
         """Send a market order with this client id and return it with its fills.
 
+        qty should already be rounded with `round_qty` (ccxt truncates it to the lot step silently).
+
         Raises OrderUncertain when it may or may not have executed (never resent here),
         InsufficientBalance, FilterRejected, AuthenticationFailed or ExchangeRejected when refused.
         Rate-limit answers and connections that could not be made are retried.
@@ -245,7 +247,8 @@ class TradingClient:
         """Every fill of the symbol at or after since_ms, oldest first, with its order's client id.
 
         Binance serves time windows of at most 24 h: the windows are walked forward from since_ms to the
-        exchange's now until one holds a fill, then everything after that fill is paged by trade id.
+        exchange's now until one holds a fill, then everything after that fill is paged by trade id (an
+        empty day costs one request: pass a recent since_ms).
         """
         now = await self.server_time()
         raw: list[dict[str, Any]] = []

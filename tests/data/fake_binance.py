@@ -255,7 +255,10 @@ class FakeBinance:
     # ----- controls (test thread) -------------------------------------------------------------------
 
     def advance(self, ms: int) -> None:
-        """Move the clock forward; resting limit orders crossed by the candles that opened fill."""
+        """Move the clock forward; resting limit orders crossed by the candles that opened fill.
+
+        Setting `now_ms` directly works too: resting orders then catch up on the next request.
+        """
         with self._lock:
             self.now_ms += ms
             self._settle()
@@ -327,6 +330,7 @@ class FakeBinance:
         }
         with self._lock:
             self.requests.append(seen)
+            self._settle()  # the clock may have been set directly: resting orders catch up first
             handler = routes.get(seen.route)
             if handler is None:
                 self.unknown.append(seen.route)

@@ -18,6 +18,7 @@ import pytest
 from fake_binance import HOUR, JAN_1_2024, FakeBinance, candles
 
 from runtime.data.markets import MarketRules
+from runtime.data.times import wall_clock_ms
 from runtime.exchange.client import RetryPolicy
 from runtime.exchange.trading import (
     AuthenticationFailed,
@@ -227,13 +228,18 @@ def test_rules_round_qty_clock_and_sandbox(btc: FakeBinance) -> None:
     btc.market("BTC/USDT", step="0.001", min_qty="0.01", tick="0.1")
 
     async def work(client: TradingClient) -> tuple[MarketRules, float, float, int]:
+        before = wall_clock_ms()
         server = await client.server_time()
+        # The offset is the exchange clock minus the local clock at the middle of the request.
+        assert NOW - wall_clock_ms() <= client.clock_offset_ms <= NOW - before
         rounded = client.round_qty("BTC/USDT", 0.12399), client.round_qty("BTC/USDT", 0.0099)
         return client.rules("BTC/USDT"), *rounded, server
 
     rules, rounded, under, server = trade(btc, work)
     assert rules == MarketRules("binance", "BTC/USDT", 0.001, 0.01, 5.0, tick_size=0.1)
     assert (rounded, under, server) == (0.123, 0.0, NOW)
+    with pytest.raises(ExchangeRejected, match="kraken has no sandbox"):
+        TradingClient("kraken", Credentials("k", "s"), sandbox=True)
     sandboxed = TradingClient("binance", Credentials("k", "s"), sandbox=True)
     assert sandboxed.client.urls["api"]["private"].startswith("https://testnet.binance.vision/")
     redirected = TradingClient("binance", Credentials("k", "s"), sandbox=True, api_url=btc.url)
