@@ -22,7 +22,9 @@ from fake_binance import FakeBinance
 
 
 HOUR = 3_600_000
-T0 = 1_709_251_200_000  # 2024-03-01 00:00 UTC: the first bar the session trades
+# 2024-03-01 00:00 UTC: the session starts half an hour before, so its first bar is the one forming then
+# (opening at T0 - 1h: it closes after the start, so it is acted on).
+T0 = 1_709_251_200_000
 BARS = 240  # bars the session trades
 
 SPEC = """\
@@ -101,7 +103,8 @@ def test_paper_session_trades_like_the_backtest(market: FakeBinance, tmp_path: P
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the paper session did not start"
             time.sleep(0.2)
-        for _ in range(BARS):
+        # The clock ends half-way into the bar after the last one traded, so that one has closed.
+        for _ in range(BARS + 1):
             market.advance(HOUR)
             time.sleep(0.01)
         status = _wait_for_bar(tmp_path, db, T0 + BARS * HOUR, proc)
@@ -114,7 +117,7 @@ def test_paper_session_trades_like_the_backtest(market: FakeBinance, tmp_path: P
     end = T0 + BARS * HOUR
     backtest = strat(
         "run", "spec.strat", "--backtest", "--data", str(shared_data / "BTCUSDT-1h.csv"),
-        "--from", str(T0), "--to", str(end), "--out", str(tmp_path / "bt"), "--no-report", "--no-save",
+        "--from", str(T0 - HOUR), "--to", str(end), "--out", str(tmp_path / "bt"), "--no-report", "--no-save",
         cwd=tmp_path,
     )  # fmt: skip
     assert backtest.returncode == 0, backtest.stderr
