@@ -15,11 +15,15 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from runtime.broker.accounting import Fill, apply_fill, book_entry
+from runtime.broker.accounting import Fill, apply_fill, book_entry, mark
 from runtime.broker.orders import clear_order, place_order
 from runtime.broker.risk import apply_caps
 from runtime.broker.sizing import entry_size, fit_entry
 from runtime.broker.state import EPS, K_EXIT, K_NONE, R_TARGET, Config, Outputs, Record, State
+
+
+# How much worse than the deciding close a live market entry may fill and still be paid for, fraction.
+LIVE_PRICE_MARGIN = 0.005
 
 
 class At(NamedTuple):
@@ -183,7 +187,8 @@ def order_qty(config: Config, state: State, out: Outputs, s: int, price: float, 
     qty = entry_size(cfg, sl, book, state.kelly, s, kind, expected)
     if config.rules.shape[0] > 0:
         qty = apply_caps(config, state, out, s, side, qty, expected, close_time)
-    return fit_entry(cfg, sl, book, qty, expected)
+    # The fill price is not known yet: the cash must cover a price LIVE_PRICE_MARGIN worse.
+    return fit_entry(cfg, sl, book, qty, expected * (1.0 + LIVE_PRICE_MARGIN))
 
 
 @njit(cache=True)
@@ -193,5 +198,7 @@ def book_external(config: Config, state: State, out: Outputs, s: int, fill: Fill
     if fill.qty > 0.0:
         apply_fill(cfg, sl, book, out, state.kelly, s, fill)
         sl.ord_filled = 1
+        # The account's equity reflects the fill at once (not only at the next bar's mark).
+        mark(state.sleeves, book)
     if done or (fill.intent == K_EXIT and sl.side == 0):
         clear_order(sl)

@@ -24,7 +24,6 @@ import pytest
 from fake_binance import FakeBinance
 from test_paper import HOUR, T0, _env, _status
 
-
 SPEC = """\
 strat 1
 strategy churn:
@@ -69,17 +68,25 @@ def _start(tmp_path: Path, market: FakeBinance, db: str) -> subprocess.Popen[str
     )  # fmt: skip
 
 
-def _wait_started(tmp_path: Path, db: str, proc: subprocess.Popen[str], since: float) -> None:
-    """Wait until the engine has written a heartbeat after `since` (a wall-clock time, s)."""
+def _last_bar(tmp_path: Path) -> int:
+    """Close time of the last bar the engine has checkpointed (0 before the first checkpoint)."""
+    if not (tmp_path / "store.db").exists():
+        return 0
+    with sqlite3.connect(tmp_path / "store.db", timeout=30) as con:
+        try:
+            row = con.execute("select max(last_bar_ms) from live_feeds").fetchone()
+        except sqlite3.OperationalError:  # the tables are being created
+            return 0
+    return int(row[0] or 0)
+
+
+def _wait_bar(tmp_path: Path, proc: subprocess.Popen[str], close_ms: int) -> None:
+    """Wait until the engine has checkpointed the bar closing at `close_ms`."""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        if (tmp_path / "store.db").exists():
-            deps = _status(tmp_path, db)["deployments"]
-            if deps and deps[0]["state"] == "running" and deps[0]["heartbeat_ms"] >= since * 1000:
-                return
-        time.sleep(0.2)
-    raise AssertionError("the live engine did not start")
+    while _last_bar(tmp_path) < close_ms:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"the engine did not reach {close_ms}"
+        time.sleep(0.05)
 
 
 def test_kill_restart_under_faults_loses_and_duplicates_nothing(market: FakeBinance, tmp_path: Path) -> None:
@@ -87,27 +94,38 @@ def test_kill_restart_under_faults_loses_and_duplicates_nothing(market: FakeBina
     (tmp_path / "spec.strat").write_text(SPEC)
     db = f"sqlite:///{tmp_path / 'store.db'}"
     rng = random.Random(11)
-    bars = 0
-    for life in range(5):
+    closed = T0 - HOUR  # close time of the last closed bar at the fake's clock
+    lives = 7
+    for life in range(lives):
         proc = _start(tmp_path, market, db)
-        _wait_started(tmp_path, db, proc, time.time())
-        # Let candles close while it runs; the last life ends cleanly, the others are killed mid-way.
-        for _ in range(rng.randint(8, 20)):
+        # Up to date first (its start-up catches up the bars that closed while it was down).
+        _wait_bar(tmp_path, proc, closed)
+        # Bars close one by one, each acted on, while orders meet faults.
+        for _ in range(rng.randint(6, 12)):
             market.advance(HOUR)
-            bars += 1
-            time.sleep(rng.uniform(0.0, 0.15))
-        if life < 4:
+            closed += HOUR
+            _wait_bar(tmp_path, proc, closed)
+        if life < lives - 1:
+            # One more bar closes and the process is killed at a random moment while it acts on it.
+            market.advance(HOUR)
+            closed += HOUR
+            time.sleep(rng.uniform(0.0, 0.8))
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
-            market.advance(HOUR)  # a bar closes while it is down
-            bars += 1
+            market.advance(HOUR)  # and one closes while it is down
+            closed += HOUR
             continue
+        # The last life settles without faults and stops cleanly.
         market.chaos(0.0, seed=0, kinds=())
-        time.sleep(2.0)
+        market.advance(HOUR)
+        closed += HOUR
+        _wait_bar(tmp_path, proc, closed)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
+        assert KEY not in out + err and SECRET not in out + err
     ids = [o.client_id for o in market.orders]
+    print((tmp_path / "live" / "events.csv").read_text()[-4000:])
     assert len(ids) > 4, "the strategy should have traded"
     assert len(ids) == len(set(ids)), "a client order id was executed twice"
     # Every fill the exchange made was booked once: the store's booked quantity per order is the exchange's.

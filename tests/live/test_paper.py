@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from fake_binance import FakeBinance
 
-
 HOUR = 3_600_000
 # 2024-03-01 00:00 UTC: the session starts half an hour before, so its first bar is the one forming then
 # (opening at T0 - 1h: it closes after the start, so it is acted on).
@@ -86,7 +85,9 @@ def _wait_for_bar(cwd: Path, db: str, close_ms: int, proc: subprocess.Popen[str]
     raise AssertionError("the paper session did not reach the last bar")
 
 
-def test_paper_session_trades_like_the_backtest(market: FakeBinance, tmp_path: Path, shared_data: Path) -> None:
+def test_paper_session_trades_like_the_backtest(
+    market: FakeBinance, tmp_path: Path, shared_data: Path
+) -> None:
     """Same candles, same decisions, same fills: trades.csv is byte for byte the backtest's."""
     (tmp_path / "spec.strat").write_text(SPEC)
     db = f"sqlite:///{tmp_path / 'store.db'}"
