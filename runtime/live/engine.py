@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-from runtime.exchange.trading import TradingClient
 
 from dsl.ir import PortfolioIR, Program
 from dsl.units import timeframe_ms
@@ -36,11 +35,12 @@ from runtime.broker.simulator import SleeveView
 from runtime.data.candles import Candle, Candles
 from runtime.data.times import wall_clock_ms
 from runtime.exchange.client import ExchangeClient
+from runtime.exchange.trading import ExchangeOrder, TradingClient
 from runtime.live.feeds import ExchangeClock, MarketFeed
 from runtime.live.orders import UNFINISHED, OrderManager, deployment_prefix, sleeve_of
 from runtime.plan.inputs import market_pair
 from runtime.plan.plan import RunPlan, plan
-from runtime.store.live import Checkpoint, Deployment, LiveEvent, LiveStore, SleeveStatus
+from runtime.store.live import Checkpoint, Deployment, Intent, LiveEvent, LiveStore, SleeveStatus
 
 # Loads closed candles: (symbol, timeframe, first open ms or None, end ms or None) -> Candles.
 Loader = Callable[[str, str, int | None, int | None], Candles]
@@ -48,6 +48,8 @@ Loader = Callable[[str, str, int | None, int | None], Candles]
 HEARTBEAT_S = 5.0
 # Milliseconds between two reconciliations of a live account.
 RECONCILE_MS = 300_000
+HOUR_MS = 3_600_000  # one hour, ms
+DAY_MS = 86_400_000  # one day, ms
 
 
 @dataclass(frozen=True)
@@ -314,22 +316,51 @@ class Engine:
         """Settle unfinished intents, adopt our orders the store lacks, compare positions with balances."""
         orders, trading, session = self.orders, self.trading, self.session
         assert orders is not None and trading is not None and session is not None  # live mode
-        self._reconciled_ms = self.clock.now()
         for intent in self.store.intents(self.key, unfinished=True):
             if (
                 intent.client_id not in orders.intents
                 or orders.intents[intent.client_id].status in UNFINISHED
             ):
                 await orders.resolve(orders.intents.get(intent.client_id, intent))
-        # Our orders (by client id prefix) that the store does not know: adopt them.
+        # Our orders (by client id prefix) that the store does not know, open or filled since the last
+        # look (a day before the first one): adopt them and book their fills.
+        since = (self._reconciled_ms or self.clock.now() - DAY_MS) - HOUR_MS
+        self._reconciled_ms = self.clock.now()
         prefix = deployment_prefix(self.key)
-        names = [sp.sleeve.name for sp in session.plan.sleeves]
+        seen: dict[str, ExchangeOrder] = {}
         for order in await trading.open_orders():
-            s = sleeve_of(prefix, order.client_id)
-            if s is not None and s < len(names) and self.store.intent(order.client_id) is None:
-                self.event("reconcile", names[s], f"adopted open order {order.client_id}")
+            seen.setdefault(order.client_id, order)
+        for symbol in sorted({market_pair(sp.sleeve.symbol) for sp in session.plan.sleeves}):
+            for trade in await trading.my_trades(symbol, since):
+                if trade.client_id.startswith(prefix) and trade.client_id not in seen:
+                    found = await trading.order_by_client_id(symbol, trade.client_id)
+                    if found is not None:
+                        seen[trade.client_id] = found
+        for order in seen.values():
+            self._adopt(order)
         await self._check_balances()
         self._collect_orders()
+
+    def _adopt(self, order: ExchangeOrder) -> None:
+        """Adopt an order of this deployment that the store does not know: write its intent, book it."""
+        orders, session = self.orders, self.session
+        assert orders is not None and session is not None  # live mode
+        names = [sp.sleeve.name for sp in session.plan.sleeves]
+        s = sleeve_of(deployment_prefix(self.key), order.client_id)
+        if s is None or s >= len(names) or self.store.intent(order.client_id) is not None:
+            return
+        name = names[s]
+        held = session.simulator.position(name)
+        # An order against the held position closes it; any other opens or adds to one.
+        kind = "exit" if held != 0 and (order.side == "sell") == (held > 0) else "entry"
+        now = self.clock.now()
+        adopted = Intent(
+            order.client_id, self.key, name, order.symbol, now, kind, "signal", order.side, order.amount,
+            "open", order.order_id, 0.0, 0.0, math.nan, 0.0, now, now, "adopted",
+        )  # fmt: skip
+        self.store.update_intent(adopted)
+        self.event("reconcile", name, f"adopted order {order.client_id} ({order.side} {order.amount:g})")
+        orders.apply(adopted, order)
 
     async def _check_balances(self) -> None:
         """Freeze the sleeves of a symbol whose exchange balance disagrees with the store's positions."""

@@ -27,6 +27,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from runtime.broker.simulator import PendingOrder, Simulator
+from runtime.exchange.client import ExchangeRejected, ExchangeUnavailable
 from runtime.exchange.trading import (
     ExchangeOrder,
     FilterRejected,
@@ -35,9 +37,6 @@ from runtime.exchange.trading import (
     TradingClient,
 )
 from runtime.store.live import FillRow, Intent, LiveEvent, LiveStore
-
-from runtime.broker.simulator import PendingOrder, Simulator
-from runtime.exchange.client import ExchangeRejected, ExchangeUnavailable
 
 # Exchange order states after which nothing more can fill.
 FINAL = frozenset({"closed", "canceled", "rejected", "expired"})
