@@ -21,7 +21,6 @@ from runtime.broker.risk import apply_caps
 from runtime.broker.sizing import entry_size, fit_entry
 from runtime.broker.state import EPS, K_EXIT, K_NONE, R_TARGET, Config, Outputs, Record, State
 
-
 # How much worse than the deciding close a live market entry may fill and still be paid for, fraction.
 LIVE_PRICE_MARGIN = 0.005
 

@@ -108,9 +108,8 @@ class Session:
         self.alerts: list[Alert] = []  # alerts fired, in the order the bars were decided
         self.missed: list[Missed] = []  # decisions not acted on (see the module docstring)
         self.paused: set[str] = set()  # sleeves whose entry decisions are held back (stale feed, ...)
-        self.frozen: set[str] = (
-            set()
-        )  # sleeves that decide nothing (a position that disagrees with the exchange)
+        # sleeves that decide nothing (a position that disagrees with the exchange)
+        self.frozen: set[str] = set()
         self._pending: dict[str, int] = {}  # base-bar index of each sleeve's bar in the point being stepped
         self._act = True  # whether the point being stepped acts on its decisions
 

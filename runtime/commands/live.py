@@ -216,9 +216,8 @@ class _View:
         from rich.live import Live
 
         self.console = console  # where the view goes
-        self.live = (
-            Live(console=console, auto_refresh=False) if console.is_terminal else None
-        )  # the live table
+        # The live table (on a terminal only).
+        self.live = Live(console=console, auto_refresh=False) if console.is_terminal else None
         self.last: Any = None  # the last event printed (off a terminal)
 
     def __enter__(self) -> _View:

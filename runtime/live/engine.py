@@ -37,7 +37,7 @@ from runtime.data.times import wall_clock_ms
 from runtime.exchange.client import ExchangeClient
 from runtime.exchange.trading import ExchangeOrder, TradingClient
 from runtime.live.feeds import ExchangeClock, MarketFeed
-from runtime.live.orders import UNFINISHED, OrderManager, deployment_prefix, sleeve_of
+from runtime.live.orders import OrderManager, deployment_prefix, sleeve_of
 from runtime.plan.inputs import market_pair
 from runtime.plan.plan import RunPlan, plan
 from runtime.store.live import Checkpoint, Deployment, Intent, LiveEvent, LiveStore, SleeveStatus
@@ -264,6 +264,7 @@ class Engine:
                     self.event("missed", order.sleeve, f"{order.intent} ({order.reason}) at a missed bar")
                     session.simulator.drop(order.sleeve)
             elif self.orders is not None:
+                await self.orders.settle()
                 for order in pending:
                     if order.sleeve not in self.orders.waiting():
                         await self.orders.submit(order, close)
@@ -316,12 +317,11 @@ class Engine:
         """Settle unfinished intents, adopt our orders the store lacks, compare positions with balances."""
         orders, trading, session = self.orders, self.trading, self.session
         assert orders is not None and trading is not None and session is not None  # live mode
+        # The store's unsettled intents (unless a newer state waits for the next checkpoint), then all.
         for intent in self.store.intents(self.key, unfinished=True):
-            if (
-                intent.client_id not in orders.intents
-                or orders.intents[intent.client_id].status in UNFINISHED
-            ):
-                await orders.resolve(orders.intents.get(intent.client_id, intent))
+            if intent.client_id not in orders.intents:
+                orders.unsettled.setdefault(intent.client_id, intent)
+        await orders.settle()
         # Our orders (by client id prefix) that the store does not know, open or filled since the last
         # look (a day before the first one): adopt them and book their fills.
         since = (self._reconciled_ms or self.clock.now() - DAY_MS) - HOUR_MS

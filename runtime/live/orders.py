@@ -90,14 +90,20 @@ class OrderManager:
     symbols: dict[str, str]  # sleeve name -> ccxt symbol
     clock: Callable[[], int]  # exchange time, UTC ms
     events: list[LiveEvent] = field(default_factory=list)  # events since the engine last collected them
-    intents: dict[str, Intent] = field(
-        default_factory=dict
-    )  # changed intents, saved with the next checkpoint
+    # changed intents, saved with the next checkpoint
+    intents: dict[str, Intent] = field(default_factory=dict)
     dust: dict[str, float] = field(default_factory=dict)  # base asset -> quantity written off as dust
+    # Intents whose outcome is not settled yet, by client id (kept across checkpoints until settled).
+    unsettled: dict[str, Intent] = field(default_factory=dict)
 
     def waiting(self) -> set[str]:
         """Sleeves with an order whose outcome is not settled yet (no new order is sent for them)."""
-        return {i.sleeve for i in self.intents.values() if i.status in UNFINISHED}
+        return {i.sleeve for i in self.unsettled.values()}
+
+    async def settle(self) -> None:
+        """Look up every unsettled order (open, partly filled, or of unknown outcome) and book its fills."""
+        for intent in list(self.unsettled.values()):
+            await self.resolve(intent)
 
     def event(self, kind: str, sleeve: str, message: str) -> None:
         """Record an event for the next checkpoint."""
@@ -174,6 +180,9 @@ class OrderManager:
         sent late).
         """
         found = await self.lookup(intent)
+        if found is None and intent.status in ("open", "partial"):
+            # The exchange accepted it once: keep asking (the lookup failed, not the order).
+            return
         if found is None:
             self._save(replace(intent, status="missed", updated_ms=self.clock()))
             self.event(
@@ -260,3 +269,7 @@ class OrderManager:
     def _save(self, intent: Intent) -> None:
         """Keep an intent's new state for the next checkpoint (the write-ahead row stays until then)."""
         self.intents[intent.client_id] = intent
+        if intent.status in UNFINISHED:
+            self.unsettled[intent.client_id] = intent
+        else:
+            self.unsettled.pop(intent.client_id, None)
