@@ -211,7 +211,8 @@ class Engine:
             if self.orders is not None and now - self._reconciled_ms >= RECONCILE_MS:
                 await self.reconcile()
                 acted = True
-            if acted:
+            if acted or self.events:
+                # New bars, or news (a stale feed, an order settled): saved and shown at once.
                 self.checkpoint()
             if loop.time() - beat >= HEARTBEAT_S:
                 self.store.heartbeat(self.key, wall_clock_ms())
