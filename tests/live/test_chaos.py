@@ -58,12 +58,12 @@ def market(shared_data: Path) -> Iterator[FakeBinance]:
     server.stop()
 
 
-def _start(tmp_path: Path, market: FakeBinance, db: str) -> subprocess.Popen[str]:
-    """Start the live engine as a `strat` process."""
+def _start(tmp_path: Path, market: FakeBinance, db: str, *extra: str) -> subprocess.Popen[str]:
+    """Start the live engine as a `strat` process (`extra`: more options)."""
     env = _env() | {"STRAT_BINANCE_API_KEY": KEY, "STRAT_BINANCE_API_SECRET": SECRET}
     return subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--live", "--exchange-url", market.url,
-         "--db", db, "--out", str(tmp_path / "live"), "--poll", "50ms"],
+         "--db", db, "--out", str(tmp_path / "live"), "--poll", "50ms", *extra],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

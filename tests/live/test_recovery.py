@@ -135,6 +135,25 @@ def test_a_position_the_exchange_disagrees_with_pauses_the_sleeve(
     assert "BTC: exchange holds 1, the store expects 0: paused" in events
 
 
+def test_flatten_on_exit_closes_the_position(market: FakeBinance, tmp_path: Path) -> None:
+    """Stopped with --flatten-on-exit while long: a market exit, and the account holds no BTC."""
+    (tmp_path / "spec.strat").write_text(SPEC)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    proc = _start(tmp_path, market, db, "--flatten-on-exit")
+    closed = T0 - HOUR
+    _wait_bar(tmp_path, proc, closed)
+    while not (market.balances.get("BTC") and market.balances["BTC"].free > 0):
+        market.advance(HOUR)
+        closed += HOUR
+        _wait_bar(tmp_path, proc, closed)
+    _stop(proc)
+    assert market.balances["BTC"].free == 0
+    assert market.orders[-1].side == "SELL"
+    sleeve = _status(tmp_path, db)["deployments"][0]["sleeves"][0]
+    assert sleeve["position"] == 0.0
+    assert (tmp_path / "live" / "trades.csv").read_text().splitlines()[-1].split(",")[11] == "risk"
+
+
 def test_refusals_before_anything_starts(tmp_path: Path) -> None:
     """--live without credentials; a short entry on a spot market (E080); nothing is created."""
     (tmp_path / "spec.strat").write_text(SPEC)
