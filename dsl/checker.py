@@ -34,6 +34,7 @@ from dsl.ir import (
     SleeveIR,
     StrategyIR,
     Value,
+    alone,
     evaluate,
     risk_comparison,
 )
@@ -120,7 +121,7 @@ def check_venues(result: CheckResult, mode: Mode, portfolio: PortfolioIR | None 
         targets = list(program.portfolios)
     else:
         own = [st for st in program.strategies if st.file == program.file] or list(program.strategies)
-        targets = [_alone(st) for st in own]
+        targets = [alone(st, 0.0) for st in own]
     reporter = Reporter(program.file)
     where = "live" if mode == "live" else "in paper trading"
     for target in targets:
@@ -142,27 +143,6 @@ def check_venues(result: CheckResult, mode: Mode, portfolio: PortfolioIR | None 
         return result
     reporter.extend(result.diagnostics)
     return CheckResult(None, tuple(reporter.diagnostics), result.sources)
-
-
-def _alone(strategy: StrategyIR) -> PortfolioIR:
-    """A strategy run on its own: a one-sleeve portfolio named after it (only its sleeves are read here)."""
-    sleeve = SleeveIR(
-        name=strategy.name,
-        strategy=strategy.name,
-        symbol=strategy.symbol,
-        timeframe=strategy.timeframe,
-        weight=1.0,
-        overrides=(),
-    )
-    return PortfolioIR(
-        name=strategy.name,
-        file=strategy.file,
-        capital=0.0,
-        quote=None,
-        rebalance_ms=None,
-        sleeves=(sleeve,),
-        risk=(),
-    )
 
 
 def _source_key(file: str, sources: Mapping[str, str]) -> str:

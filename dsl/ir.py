@@ -220,6 +220,28 @@ class PortfolioIR(Frozen):
     data: str | None = None
 
 
+def alone(strategy: StrategyIR, capital: float) -> PortfolioIR:
+    """A strategy run on its own: a one-sleeve portfolio named after it, with all of the capital."""
+    sleeve = SleeveIR(
+        name=strategy.name,
+        strategy=strategy.name,
+        symbol=strategy.symbol,
+        timeframe=strategy.timeframe,
+        weight=1.0,
+        overrides=(),
+    )
+    return PortfolioIR(
+        name=strategy.name,
+        file=strategy.file,
+        capital=capital,
+        quote=None,
+        rebalance_ms=None,
+        sleeves=(sleeve,),
+        risk=(),
+        data=strategy.data,
+    )
+
+
 class OptimizeIR(Frozen):
     """A parameter search over a strategy."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsl.ir import PortfolioIR, Program, SleeveIR
+from dsl.ir import PortfolioIR, Program, alone
 from runtime.errors import StratError
 from runtime.plan.model import DEFAULT_CAPITAL
 
@@ -33,21 +33,4 @@ def select(program: Program, strategy: str | None, capital: float | None) -> Por
     except KeyError:
         known = [s.name for s in program.strategies] + [p.name for p in program.portfolios]
         raise RunError(f"no strategy or portfolio '{strategy}'; known: {', '.join(known)}") from None
-    sleeve = SleeveIR(
-        name=template.name,
-        strategy=template.name,
-        symbol=template.symbol,
-        timeframe=template.timeframe,
-        weight=1.0,
-        overrides=(),
-    )
-    return PortfolioIR(
-        name=template.name,
-        file=template.file,
-        capital=capital or DEFAULT_CAPITAL,
-        quote=None,
-        rebalance_ms=None,
-        sleeves=(sleeve,),
-        risk=(),
-        data=template.data,
-    )
+    return alone(template, capital or DEFAULT_CAPITAL)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,39 +38,6 @@ def make_feed(fake_binance: FakeBinance) -> Callable[..., ExchangeFeed]:
         )
 
     return make
-
-
-def _postgres_url() -> str | None:
-    """The PostgreSQL URL CI exports, or None."""
-    return os.environ.get("STRAT_TEST_PG_URL")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: an SQLite file, and a PostgreSQL schema when a server is available."""
-    from runtime.store.schema import close_store
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'strat.db'}"
-        yield url
-        close_store(url)
-        return
-    base = _postgres_url()
-    if base is None:
-        pytest.skip("no PostgreSQL server (STRAT_TEST_PG_URL is unset)")
-    import sqlalchemy
-
-    # A throwaway database per test, dropped afterwards.
-    name = f"strat_test_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    close_store(url)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE {name}")
-    admin.dispose()
 
 
 @pytest.fixture

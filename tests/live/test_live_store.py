@@ -9,11 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,37 +27,12 @@ from runtime.store.live import (
     SpecVersion,
     deployment_key,
 )
-from runtime.store.schema import close_store, open_store
+from runtime.store.schema import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 HOUR = 3_600_000
 KEY = deployment_key("majors", "live", "binance", "acct-1f2e")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: an SQLite file, or a throwaway PostgreSQL database when a server runs."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'strat.db'}"
-        yield url
-        close_store(url)
-        return
-    base = os.environ.get("STRAT_TEST_PG_URL")
-    if not base:
-        pytest.skip("no PostgreSQL server (STRAT_TEST_PG_URL is unset)")
-    import sqlalchemy
-
-    name = f"strat_test_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    close_store(url)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE {name}")
-    admin.dispose()
 
 
 @pytest.fixture
