@@ -34,6 +34,7 @@ from runtime.broker.session import Session
 from runtime.broker.simulator import SleeveView
 from runtime.data.candles import Candle, Candles
 from runtime.data.times import wall_clock_ms
+from runtime.errors import StratError
 from runtime.exchange.client import ExchangeClient
 from runtime.exchange.trading import ExchangeOrder, TradingClient
 from runtime.live.feeds import ExchangeClock, MarketFeed
@@ -50,6 +51,10 @@ HEARTBEAT_S = 5.0
 RECONCILE_MS = 300_000
 HOUR_MS = 3_600_000  # one hour, ms
 DAY_MS = 86_400_000  # one day, ms
+
+
+class LiveError(StratError):
+    """A deployment cannot start as asked (reported as one plain line)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,14 @@ class Engine:
         now = self.clock.now()
         rp = self._plan(now, saved.get("last"))
         snapshot = json.loads(checkpoint.snapshot) if checkpoint is not None else None
-        self.session = session = Session(rp, external=self.options.mode == "live", snapshot=snapshot)
+        try:
+            self.session = session = Session(rp, external=self.options.mode == "live", snapshot=snapshot)
+        except ValueError as error:
+            # The saved broker belongs to another version of the spec (other sleeves, rules or settings).
+            raise LiveError(
+                f"deployment {self.key} was saved by another version of {self.options.spec_path} ({error}); "
+                "run the version it was started with, or give this version another name"
+            ) from None
         if snapshot is None:
             # A fresh deployment: the broker walks the warm-up history like a backtest from here.
             session.run_history()

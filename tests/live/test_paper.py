@@ -129,3 +129,11 @@ def test_paper_session_trades_like_the_backtest(
     assert (out / "equity.csv").read_text() == (tmp_path / "bt" / "equity.csv").read_text()
     events = (out / "events.csv").read_text()
     assert "start" in events and "stop" in events
+    # The same deployment started with another version of the spec is refused in one line (reloading an
+    # edited spec into a running deployment is the hot-reload's job).
+    (tmp_path / "spec.strat").write_text(SPEC.replace("sma(close, 20)", "sma(close, 30)"))
+    again = strat("run", "spec.strat", "--paper", "--exchange-url", market.url, "--db", db, cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.startswith(
+        "strat run: deployment fast_cross:paper:binance:paper was saved by another version"
+    )
