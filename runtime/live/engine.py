@@ -47,8 +47,8 @@ from runtime.store.live import Checkpoint, Deployment, Intent, LiveEvent, LiveSt
 Loader = Callable[[str, str, int | None, int | None], Candles]
 # Seconds between heartbeats written to the store.
 HEARTBEAT_S = 5.0
-# Milliseconds between two reconciliations of a live account.
-RECONCILE_MS = 300_000
+# Seconds (of this process's running time) between two reconciliations of a live account.
+RECONCILE_S = 300.0
 HOUR_MS = 3_600_000  # one hour, ms
 DAY_MS = 86_400_000  # one day, ms
 
@@ -92,6 +92,7 @@ class Engine:
     _fanout: dict[int, list[int]] = field(default_factory=dict)  # market feed -> session feeds reading it
     _reported: dict[str, int] = field(default_factory=dict)  # alerts/missed/risk events already reported
     _reconciled_ms: int = 0  # exchange time of the last reconciliation, UTC ms
+    _reconciled_at: float = 0.0  # event-loop time of the last reconciliation, s
 
     @property
     def key(self) -> str:
@@ -220,7 +221,7 @@ class Engine:
             acted = await self._poll_all(client, act=True)
             now = self.clock.now()
             self._check_stale(now)
-            if self.orders is not None and now - self._reconciled_ms >= RECONCILE_MS:
+            if self.orders is not None and loop.time() - self._reconciled_at >= RECONCILE_S:
                 await self.reconcile()
                 acted = True
             if acted or self.events:
@@ -339,6 +340,7 @@ class Engine:
         # look (a day before the first one): adopt them and book their fills.
         since = (self._reconciled_ms or self.clock.now() - DAY_MS) - HOUR_MS
         self._reconciled_ms = self.clock.now()
+        self._reconciled_at = asyncio.get_running_loop().time()
         prefix = deployment_prefix(self.key)
         seen: dict[str, ExchangeOrder] = {}
         for order in await trading.open_orders():

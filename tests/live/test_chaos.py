@@ -95,13 +95,13 @@ def test_kill_restart_under_faults_loses_and_duplicates_nothing(market: FakeBina
     db = f"sqlite:///{tmp_path / 'store.db'}"
     rng = random.Random(11)
     closed = T0 - HOUR  # close time of the last closed bar at the fake's clock
-    lives = 7
+    lives = 6
     for life in range(lives):
         proc = _start(tmp_path, market, db)
         # Up to date first (its start-up catches up the bars that closed while it was down).
         _wait_bar(tmp_path, proc, closed)
         # Bars close one by one, each acted on, while orders meet faults.
-        for _ in range(rng.randint(6, 12)):
+        for _ in range(rng.randint(5, 10)):
             market.advance(HOUR)
             closed += HOUR
             _wait_bar(tmp_path, proc, closed)
