@@ -140,7 +140,11 @@ class OrderManager:
             placed = await self.trading.place_market(intent.symbol, intent.side, intent.qty, intent.client_id)
         except OrderUncertain as error:
             self.event("uncertain", intent.sleeve, f"{intent.client_id}: {error}; looking it up")
-            found = await self.lookup(intent)
+            try:
+                found = await self.lookup(intent)
+            except ExchangeUnavailable as unreachable:
+                self._save(replace(intent, status="unknown", error=str(unreachable)[:200]))
+                return
             if found is None and resend:
                 # The exchange does not know it: it was never placed, so sending it (same id) is safe.
                 await self._send(intent, resend=False)
@@ -162,12 +166,13 @@ class OrderManager:
         self.apply(intent, placed)
 
     async def lookup(self, intent: Intent) -> ExchangeOrder | None:
-        """The exchange's view of an intent's order, asked a few times (None: it does not know it)."""
+        """The exchange's view of an intent's order; None when the exchange says it does not know it.
+
+        Asked a few times (an order just placed may take a moment to show); raises ExchangeUnavailable
+        when the exchange cannot be asked: then nobody knows, and the intent stays unsettled.
+        """
         for attempt in range(LOOKUPS):
-            try:
-                found = await self.trading.order_by_client_id(intent.symbol, intent.client_id)
-            except ExchangeUnavailable:
-                found = None
+            found = await self.trading.order_by_client_id(intent.symbol, intent.client_id)
             if found is not None:
                 return found
             await asyncio.sleep(0.05 * 2**attempt)
@@ -179,7 +184,13 @@ class OrderManager:
         An intent the exchange does not know was never placed: it is marked missed (a decision is never
         sent late).
         """
-        found = await self.lookup(intent)
+        try:
+            found = await self.lookup(intent)
+        except ExchangeUnavailable:
+            # Nobody can tell now: it stays unsettled (its sleeve sends nothing new) and is asked again.
+            if intent.client_id not in self.unsettled:
+                self._save(replace(intent, status="unknown" if intent.status == "pending" else intent.status))
+            return
         if found is None and intent.status in ("open", "partial"):
             # The exchange accepted it once: keep asking (the lookup failed, not the order).
             return
