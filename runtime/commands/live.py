@@ -97,6 +97,13 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
     if not venues.ok:
         print(venues.render(), file=sys.stderr)
         return 1
+    # One deployment trades on one exchange: the one its symbols name (else --exchange, else binance).
+    exchanges = sorted({source.market(s.symbol)[0] for s in portfolio.sleeves})
+    if len(exchanges) > 1:
+        print(f"strat run: {portfolio.name} trades on {', '.join(exchanges)}: a deployment trades on one "
+              "exchange; split it into one portfolio per exchange", file=sys.stderr)  # fmt: skip
+        return 1
+    source = dataclasses.replace(source, exchange=exchanges[0])
     out = Path(args.out) if args.out else Path("reports") / f"{portfolio.name}-{mode}"
     problem = out_problem(out)
     if problem:
@@ -249,12 +256,18 @@ class _View:
         from rich.table import Table
 
         table = Table(title=f"{engine.key}  {format_time(engine.clock.now())}")
-        for column in ("sleeve", "position", "avg entry", "last close", "realized", "unrealized", "order"):
-            table.add_column(column, justify="left" if column in ("sleeve", "order") else "right")
-        for v in engine.views():
+        columns = ("sleeve", "position", "avg entry", "last bar", "realized", "unrealized", "flags", "orders")
+        for column in columns:
+            table.add_column(
+                column, justify="right" if column in ("position", "realized", "unrealized") else "left"
+            )
+        for s in engine.sleeve_status():
+            flags = " ".join(name for name, on in (("paused", s.paused), ("halted", s.halted)) if on)
+            orders = ", ".join(f"{o.side} {o.qty:g} ({o.status})" for o in s.open_orders)
+            entry = "" if s.position == 0 else f"{s.avg_entry:,.2f}"
             table.add_row(
-                v.sleeve, f"{v.position:g}", "" if v.position == 0 else f"{v.avg_entry:,.2f}",
-                f"{v.last_close:,.2f}", f"{v.realized_pnl:,.2f}", f"{v.unrealized_pnl:,.2f}", v.order,
+                s.sleeve, f"{s.position:g}", entry, format_time(s.last_bar_ms), f"{s.realized_pnl:,.2f}",
+                f"{s.unrealized_pnl:,.2f}", flags, orders,
             )  # fmt: skip
         events = [f"{format_time(e.time_ms)} {e.kind:<9} {e.sleeve} {e.message}" for e in engine.recent[-8:]]
         return Group(table, *events)

@@ -31,7 +31,6 @@ from typing import Any
 from dsl.ir import PortfolioIR, Program
 from dsl.units import timeframe_ms
 from runtime.broker.session import Session
-from runtime.broker.simulator import SleeveView
 from runtime.data.candles import Candle, Candles
 from runtime.data.times import wall_clock_ms
 from runtime.errors import StratError
@@ -457,10 +456,7 @@ class Engine:
             for intent in self.store.intents(self.key, unfinished=True):
                 open_orders.setdefault(intent.sleeve, []).append(intent)
         out = []
-        for (
-            view,
-            sp,
-        ) in zip(session.simulator.views(), session.plan.sleeves, strict=True):
+        for view, sp in zip(session.simulator.views(), session.plan.sleeves, strict=True):
             base = next(
                 f
                 for f in self.feeds
@@ -474,10 +470,6 @@ class Engine:
                 )
             )  # fmt: skip
         return out
-
-    def views(self) -> list[SleeveView]:
-        """Every sleeve's account (for the live view)."""
-        return [] if self.session is None else self.session.simulator.views()
 
     async def shutdown(self) -> None:
         """Stop cleanly: flatten when asked, checkpoint, mark the deployment stopped."""
