@@ -163,7 +163,6 @@ async def _session(
         options, program, portfolio, LiveStore(open_store(source.db_url)), exchange, loader, trading,
         account=credentials.account if credentials is not None else "paper",
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,6 +200,7 @@ def write_session(engine: Engine, out: Path) -> None:
 
     session = engine.session
     assert session is not None  # started
+    out.mkdir(parents=True, exist_ok=True)  # made at the first bar: a session that cannot start leaves none
     result = session.simulator.finish().since(engine.start_ms)
     memo: dict[float, str] = {}
     write_trades(result, out / "trades.csv", memo)
