@@ -1,7 +1,7 @@
 """Live trading under faults and crashes: `strat run --live` against the fake exchange, killed and restarted.
 
 The fake answers order requests with random faults (responses lost after executing, 5xx before or after
-executing, timeouts, dropped connections, 429), the engine is killed with SIGKILL at random moments
+executing, timeouts, dropped connections, 429, fills in parts), the engine is killed with SIGKILL at random moments
 several times and restarted, and the candles keep closing meanwhile. Afterwards: no client order id was
 executed twice, every exchange fill was booked exactly once, and the store's position equals what the
 exchange account holds.
@@ -52,7 +52,7 @@ def market(shared_data: Path) -> Iterator[FakeBinance]:
         retry_after_s=0,
     ).start()
     server.deposit("USDT", 10_000)
-    kinds = ("lost", "503", "timeout", "timeout_exec", "502_exec", "drop_exec", "429")
+    kinds = ("lost", "503", "timeout", "timeout_exec", "502_exec", "drop_exec", "429", "partial")
     server.chaos(0.3, seed=7, kinds=kinds, routes=("POST /api/v3/order", "GET /api/v3/order"))
     yield server
     server.stop()

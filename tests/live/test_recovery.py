@@ -154,6 +154,40 @@ def test_flatten_on_exit_closes_the_position(market: FakeBinance, tmp_path: Path
     assert (tmp_path / "live" / "trades.csv").read_text().splitlines()[-1].split(",")[11] == "risk"
 
 
+def test_fees_in_the_bought_asset_and_partial_fills(market: FakeBinance, tmp_path: Path) -> None:
+    """Binance takes a buy's fee in BTC and fills in parts: positions and balances still agree.
+
+    Each buy's position is what arrived (bought minus the BTC fee); the exit sells it rounded down to the
+    lot step, and the rest under a step is written off as dust, expected in the balance ever after, so
+    reconciliation (at every start) pauses nothing.
+    """
+    market.fee_asset = "received"
+    (tmp_path / "spec.strat").write_text(SPEC)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    closed = T0 - HOUR
+    for _life in range(2):
+        proc = _start(tmp_path, market, db)
+        _wait_bar(tmp_path, proc, closed)
+        for _ in range(14):
+            market.inject("POST /api/v3/order", "partial")
+            market.advance(HOUR)
+            closed += HOUR
+            _wait_bar(tmp_path, proc, closed)
+        _stop(proc)
+    sells = [o for o in market.orders if o.side == "SELL"]
+    assert len(sells) >= 2 and any(len(o.fills) > 1 for o in market.orders)  # traded, in parts
+    events = (tmp_path / "live" / "events.csv").read_text()
+    assert "paused" not in events and "rejected" not in events
+    sleeve = _status(tmp_path, db)["deployments"][0]["sleeves"][0]
+    held = market.balances["BTC"].free
+    # What the account holds is the open position plus the dust of the closed ones (each under a step).
+    dust = held - Decimal(str(sleeve["position"]))
+    assert Decimal(0) <= dust < Decimal("0.00001") * len(sells)
+    with sqlite3.connect(tmp_path / "store.db") as con:
+        fees = con.execute("select fee_asset, count(*) from live_fills group by fee_asset").fetchall()
+    assert dict(fees).keys() == {"BTC", "USDT"}
+
+
 def test_refusals_before_anything_starts(tmp_path: Path) -> None:
     """--live without credentials; a short entry on a spot market (E080); nothing is created."""
     (tmp_path / "spec.strat").write_text(SPEC)
