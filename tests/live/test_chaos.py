@@ -1,8 +1,8 @@
 """Live trading under faults and crashes: `strat run --live` against the fake exchange, killed and restarted.
 
 The fake answers order requests with random faults (responses lost after executing, 5xx before or after
-executing, timeouts, dropped connections, 429, fills in parts), the engine is killed with SIGKILL at random moments
-several times and restarted, and the candles keep closing meanwhile. Afterwards: no client order id was
+executing, timeouts, dropped connections, 429, fills in parts), the engine is killed with SIGKILL at
+random moments several times and restarted, and the candles keep closing meanwhile. Afterwards: no client order id was
 executed twice, every exchange fill was booked exactly once, and the store's position equals what the
 exchange account holds.
 """
