@@ -2,9 +2,9 @@
 
 The fake answers order requests with random faults (responses lost after executing, 5xx before or after
 executing, timeouts, dropped connections, 429, fills in parts), the engine is killed with SIGKILL at
-random moments several times and restarted, and the candles keep closing meanwhile. Afterwards: no client order id was
-executed twice, every exchange fill was booked exactly once, and the store's position equals what the
-exchange account holds.
+random moments several times and restarted, and the candles keep closing meanwhile. Afterwards: no
+client order id was executed twice, every exchange fill was booked exactly once, and the store's
+position equals what the exchange account holds.
 """
 
 from __future__ import annotations
