@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -466,6 +467,7 @@ def write_report(
     title: str = "Backtest",
     lines: Mapping[str, Sequence[Line]] | None = None,
     setup: RunSetup | None = None,
+    watch: bool = False,
 ) -> Path:
     """Write report.html and return its path.
 
@@ -478,6 +480,8 @@ def write_report(
         title: heading of the page: the portfolio's (or strategy's) name.
         lines: price-level series to draw over each symbol's price (see `plotted_lines`).
         setup: the parameters section (see `run_setup`); left out when None.
+        watch: the page reloads itself when the report is written again (`strat run --watch`): it polls a
+            small script beside it, `report.version.js`, which each write changes.
     """
     symbols = [s.symbol for s in summary.symbols]
     first = int(datetime.fromisoformat(summary.start.replace("Z", "+00:00")).timestamp() * 1000)
@@ -556,11 +560,39 @@ def write_report(
         f"<title>{html.escape(title)}: backtest report</title>\n<style>{_CSS}</style>\n"
         f'<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
         + "\n".join(sections)
-        + f"\n<script>{_SIZE_JS}</script>\n</body>\n</html>\n"
+        + f"\n<script>{_SIZE_JS}</script>\n"
+        + (f"<script>{_RELOAD_JS}</script>\n" if watch else "")
+        + "</body>\n</html>\n"
     )
     target = Path(path)
     target.write_text(page, encoding="utf-8")
+    if watch:
+        # Written after the page: a tab that sees the new version loads the new page.
+        version = f"{time.time_ns()}"
+        (target.parent / "report.version.js").write_text(
+            f"window.reportVersion({version});\n", encoding="utf-8"
+        )
     return target
+
+
+# Reloads the page when report.version.js announces another version than the one first seen (a <script>
+# element re-added every second: it works from file:// too, where fetch() does not).
+_RELOAD_JS = """
+(function () {
+  var seen = null;
+  window.reportVersion = function (v) {
+    if (seen === null) { seen = v; } else if (v !== seen) { location.reload(); }
+  };
+  function poll() {
+    var s = document.createElement("script");
+    s.src = "report.version.js?t=" + Date.now();
+    s.onload = s.onerror = function () { s.remove(); };
+    document.body.appendChild(s);
+  }
+  poll();
+  setInterval(poll, 1000);
+})();
+"""
 
 
 def _alerts_section(result: BacktestResult) -> list[str]:

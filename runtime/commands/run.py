@@ -63,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--out", metavar="DIR", help="output folder (default reports/<spec>-<UTC time>/)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--no-save", action="store_true", help="do not save the run in the store")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="run again on every save of the spec (or a file it uses), printing what changed; "
+        "report.html in the open browser tab reloads by itself",
+    )
     add_data_arguments(parser)
     add_live_arguments(parser)
     parser.set_defaults(handler=run)
@@ -144,13 +150,16 @@ def run(args: argparse.Namespace) -> int:
 
             # A CSV file is parsed on another thread while the spec is checked and the engine imported.
             prefetch(str(source.path))
+        from runtime.commands.compiling import compile_notice
+
+        if args.watch:
+            with compile_notice():
+                return _watch(args, source, overrides, began, settle)
         program = check_spec(args.spec, overrides)
         if program is None:
             return 1
-        from runtime.commands.compiling import compile_notice
-
         with compile_notice():  # the first run after an install compiles the kernels: say so
-            return _simulate(args, source, program, overrides, began, settle)
+            return _simulate(args, source, program, overrides, began, settle)[0]
 
 
 def _simulate(
@@ -160,8 +169,11 @@ def _simulate(
     overrides: dict[str, str],
     began: float,
     settle: Callable[[], None],
-) -> int:
-    """Plan and simulate a checked program, then write and save the results (`settle`: see tuning)."""
+) -> tuple[int, Summary | None]:
+    """Plan and simulate a checked program, then write and save the results (`settle`: see tuning).
+
+    Returns the exit code and the run's metrics (None when it failed).
+    """
     from runtime.backtest.drive import backtest, replay, warm_kernels
     from runtime.backtest.metrics import compute_metrics
     from runtime.backtest.output import make_console, new_out_dir, print_summary, write_outputs
@@ -190,7 +202,7 @@ def _simulate(
             result = backtest(run_plan)
     except RUN_ERRORS as error:
         print(f"strat run: {error}", file=sys.stderr)
-        return 1
+        return 1, None
     bar_ms = min(sp.graph.base.ms for sp in run_plan.sleeves)
     summary = compute_metrics(result, bar_ms)
     out = Path(args.out) if args.out else new_out_dir(args.spec)
@@ -211,6 +223,7 @@ def _simulate(
             title=run_plan.name,
             lines=plotted_lines(run_plan),
             setup=run_setup(run_plan, args.spec, notes),
+            watch=args.watch,
         )
     # The alert count is news only for a spec that has alert rules.
     has_alerts = any(sp.graph.alerts for sp in run_plan.sleeves)
@@ -218,7 +231,89 @@ def _simulate(
     if not args.no_save:
         _save(args, source, result, summary, overrides, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
-    return 0
+    return 0, summary
+
+
+# The metrics a --watch run compares with the previous version: (label, Summary field, as a percentage).
+_WATCHED = (
+    ("return", "total_return", True),
+    ("max drawdown", "max_drawdown", True),
+    ("sharpe", "sharpe", False),
+    ("trades", "entries", False),
+    ("win rate", "win_rate", True),
+    ("profit factor", "profit_factor", False),
+    ("final equity", "final_equity", False),
+)
+
+
+def metric_changes(before: Summary, after: Summary) -> list[str]:
+    """One line per key metric that changed between two runs: `label: old -> new (delta)`."""
+    lines = []
+    for label, name, percent in _WATCHED:
+        old, new = getattr(before, name), getattr(after, name)
+        if old == new:
+            continue
+        shown = [("–" if v is None else f"{v * 100:.2f}%" if percent else f"{v:,.2f}") for v in (old, new)]
+        delta = (
+            ""
+            if old is None or new is None
+            else f" ({(new - old) * (100 if percent else 1):+,.2f}{' pt' if percent else ''})"
+        )
+        lines.append(f"  {label}: {shown[0]} -> {shown[1]}{delta}")
+    return lines or ["  no key metric changed"]
+
+
+def _watch(
+    args: argparse.Namespace,
+    source: Source,
+    overrides: dict[str, str],
+    began: float,
+    settle: Callable[[], None],
+) -> int:
+    """The authoring loop: run, then run again on every save of the spec or a file it uses, until Ctrl-C.
+
+    Each run rewrites the same output folder (report.html there reloads itself in the browser), is not
+    saved in the store, and prints how the key metrics moved from the previous good version. A save that
+    does not check prints its diagnostics and keeps the last good outputs.
+    """
+    from dsl.checker import check_file
+    from runtime.watcher import SpecWatcher
+
+    if args.out is None:
+        args.out = str(Path("reports") / f"{Path(args.spec).stem}-watch")
+    args.no_save = True
+    watcher = SpecWatcher([args.spec])
+    previous: Summary | None = None
+    try:
+        while True:
+            checked = check_file(args.spec, overrides=overrides)
+            # The files it uses now (an edit may add or drop a `use`).
+            watcher.watch([args.spec, *checked.sources])
+            if checked.diagnostics:
+                print(checked.render(), file=sys.stderr)
+            if checked.program is None:
+                print(
+                    "strat run: the spec has errors; the last good outputs stay", file=sys.stderr, flush=True
+                )
+            else:
+                _, summary = _simulate(args, source, checked.program, overrides, began, settle)
+                # The engine is loaded and frozen once; later runs leave the collector alone.
+                settle = _nothing
+                if summary is not None and previous is not None:
+                    changes = metric_changes(previous, summary)
+                    print("changes from the previous version:\n" + "\n".join(changes), flush=True)
+                previous = summary or previous
+            print(f"watching {args.spec} (Ctrl-C stops)", flush=True)
+            watcher.wait()
+            began = time.perf_counter()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        watcher.close()
+
+
+def _nothing() -> None:
+    """Do nothing (a `settle` already done)."""
 
 
 @contextmanager
