@@ -60,7 +60,7 @@ def main() -> None:
         f"p95 {p95 * 1000:.0f} ms over {SAVES} saves (target < 1 s)"
     )
     print(
-        f"    baseline, the same backtest as a fresh process: {fresh * 1000:.0f} ms; ratio p50 {p50 / fresh:.2f}x"
+        f"    baseline, the same backtest as a fresh process: {fresh * 1000:.0f} ms; ratio {p50 / fresh:.2f}x"
     )
 
 
