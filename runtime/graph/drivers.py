@@ -205,10 +205,17 @@ class StreamDriver:
         self.bar: Mapping[str, float] = {}  # the bar being processed, read by source steps
         # One list of (node id, step function) per clock, in topological order.
         self.steps: list[list[tuple[int, Callable[[list[Any]], Any]]]] = [[] for _ in graph.clocks]
+        self.kernels: dict[int, Any] = {}  # node id -> its operator's streaming kernel (the node's state)
         for node in graph.nodes:
             if node.kind == "const":
                 self.values[node.id] = float(node.value)  # type: ignore[arg-type]
-            else:
+        self._build_steps()
+
+    def _build_steps(self) -> None:
+        """The per-clock step lists, each node's step bound to its kernel (`self.kernels`)."""
+        self.steps = [[] for _ in self.graph.clocks]
+        for node in self.graph.nodes:
+            if node.kind != "const":
                 self.steps[node.clock].append((node.id, self._step(node.id)))
 
     def _step(self, node_id: int) -> Callable[[list[Any]], Any]:
@@ -221,7 +228,8 @@ class StreamDriver:
             return lambda v: self.bar[name]
         if kind == "op":
             op = OPERATORS[node.name]
-            update = op.stream(*_params(op.params, node.params)).update
+            kernel = self.kernels.setdefault(node_id, op.stream(*_params(op.params, node.params)))
+            update = kernel.update
             if node.outputs > 1:
                 return lambda v: update(*[v[i] for i in ins])
             if len(ins) == 1:
@@ -251,6 +259,26 @@ class StreamDriver:
             name = node.name
             return lambda v: self.state.get(name, math.nan)
         raise CompileError(f"unknown node kind {kind}")
+
+    def carry(self, old: StreamDriver) -> int:
+        """Take over the state of every node `old` computes too (same content hash); return how many.
+
+        For a reloaded spec: this driver has been warmed on the recent bars, and the nodes the edit did not
+        change continue exactly where the running driver was, as if no reload happened. The kernels are
+        shared, not copied: `old` must not be pushed any more.
+        """
+        theirs = {h: i for i, h in enumerate(old.graph.node_hashes())}
+        carried = 0
+        for node_id, h in enumerate(self.graph.node_hashes()):
+            i = theirs.get(h)
+            if i is None:
+                continue
+            if i in old.kernels:
+                self.kernels[node_id] = old.kernels[i]
+            self.values[node_id] = old.values[i]
+            carried += 1
+        self._build_steps()  # the steps now use the kernels taken over
+        return carried
 
     def push(self, clock: int, bar: Mapping[str, float]) -> None:
         """Feed one closed bar (open/high/low/close/volume) of `clock` and update that clock's nodes."""

@@ -146,3 +146,45 @@ def test_series_columns_name_struct_fields(shared_data: Path, tmp_path: Path) ->
     assert lines[0] == "time,m.line,m.signal,m.hist"
     # 4h bars resampled from the 1h file: the first bar opens 2017-08-17 04:00 UTC; na cells are empty.
     assert lines[1] == "1502942400000,,,"
+
+
+def test_a_reloaded_graph_carries_the_state_of_its_unchanged_nodes() -> None:
+    """A param edit (slow 26 -> 30): the fast EMA continues exactly as if no reload happened.
+
+    The new graph is warmed on the last 60 bars only (the reload's bar buffer), so its own EMA differs;
+    after `carry` it takes over the running driver's EMA and both go on bar for bar with an uninterrupted
+    driver, while the changed slow EMA is the warmed one.
+    """
+    from runtime.graph.drivers import StreamDriver
+
+    body = (
+        "    param slow = 26 in 20..40 step 1\n    f = ema(close, 12)\n    s = ema(close, slow)\n"
+        "    entry long when f > s\n    exit long when f < s\n"
+    )
+    ir = strategy(body)
+    before, after = compile_strategy(ir), compile_strategy(ir, {"slow": 30})
+    closes = 100 + np.cumsum(np.sin(np.arange(500) / 5.0))
+    candles = bars(closes, 3_600_000)
+    feeds = Feeds(before, {before.base: candles})
+    running, reference = StreamDriver(before), StreamDriver(before)
+    for i in range(400):
+        running.push(0, feeds.bar(0, i))
+        reference.push(0, feeds.bar(0, i))
+    reloaded = StreamDriver(after)
+    for i in range(340, 400):  # the bar buffer the reload warms new nodes on
+        reloaded.push(0, feeds.bar(0, i))
+    fast = next(n.id for n in before.nodes if n.kind == "op" and n.params == (12.0,))
+    fast_after = next(n.id for n in after.nodes if n.kind == "op" and n.params == (12.0,))
+    assert reloaded.values[fast_after] != reference.values[fast]  # a window's EMA is not the whole one
+    carried = reloaded.carry(running)
+    unchanged = len(set(before.node_hashes()) & set(after.node_hashes()))
+    assert carried == unchanged >= 2  # close and the fast EMA at least
+    for i in range(400, 500):
+        reloaded.push(0, feeds.bar(0, i))
+        reference.push(0, feeds.bar(0, i))
+        assert reloaded.values[fast_after] == reference.values[fast]  # exactly, bar for bar
+    slow_after = next(n.id for n in after.nodes if n.kind == "op" and n.params == (30.0,))
+    fresh = StreamDriver(after)
+    for i in range(340, 500):
+        fresh.push(0, feeds.bar(0, i))
+    assert reloaded.values[slow_after] == fresh.values[slow_after]  # the changed node: warmed on the buffer
