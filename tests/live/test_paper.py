@@ -86,11 +86,14 @@ def _wait_for_bar(cwd: Path, db: str, close_ms: int, proc: subprocess.Popen[str]
 
 
 def test_paper_session_trades_like_the_backtest(
-    market: FakeBinance, tmp_path: Path, shared_data: Path
+    market: FakeBinance, tmp_path: Path, shared_data: Path, db_url: str
 ) -> None:
-    """Same candles, same decisions, same fills: trades.csv is byte for byte the backtest's."""
+    """Same candles, same decisions, same fills: trades.csv is byte for byte the backtest's.
+
+    On SQLite and on PostgreSQL (where a server is available): the store is the engine's only state.
+    """
     (tmp_path / "spec.strat").write_text(SPEC)
-    db = f"sqlite:///{tmp_path / 'store.db'}"
+    db = db_url
     out = tmp_path / "paper"
     proc = subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper", "--exchange-url", market.url,
@@ -100,7 +103,7 @@ def test_paper_session_trades_like_the_backtest(
     try:
         # Started once its deployment exists; then the candles close one by one.
         deadline = time.monotonic() + 120
-        while not (_status(tmp_path, db)["deployments"] if (tmp_path / "store.db").exists() else []):
+        while not _status(tmp_path, db)["deployments"]:
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the paper session did not start"
             time.sleep(0.2)
