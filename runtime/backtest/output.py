@@ -147,16 +147,24 @@ def write_trades(result: BacktestResult, path: Path, memo: dict[float, str] | No
     _write_rows(path, TRADE_COLUMNS, columns)
 
 
-def write_equity(result: BacktestResult, path: Path) -> None:
-    """Write equity.csv: time (bar close), equity, cash, exposure and drawdown at every bar."""
-    dd = drawdown(equity_curve(result))[1:]
+def write_equity(result: BacktestResult, path: Path, peak: float | None = None) -> None:
+    """Write equity.csv: time (bar close), equity, cash, exposure and drawdown at every bar.
+
+    With `peak` (a live session's outputs, written as they come) the rows are appended to the file, and
+    their drawdown is measured from the higher of `peak` (the equity peak of the rows already written)
+    and their own; the header is written with the first rows.
+    """
+    curve = equity_curve(result) if peak is None else np.concatenate(([peak], result.equity))
+    dd = drawdown(curve)[1:]
     block = np.stack(
         [np.asarray(a, dtype=np.float64) for a in (result.equity, result.cash, result.exposure, dd)]
     )
     time = np.asarray(result.time, dtype=np.int64)
     millis = bool(np.any(time % 1000))
-    with path.open("wb") as handle:
-        handle.write((",".join(EQUITY_COLUMNS) + "\n").encode())
+    fresh = peak is None or not path.exists() or path.stat().st_size == 0
+    with path.open("wb" if peak is None else "ab") as handle:
+        if fresh:
+            handle.write((",".join(EQUITY_COLUMNS) + "\n").encode())
         # In chunks, so a million-bar run never holds the whole text; the compiled formatter writes the
         # bytes `%.8f` would, and a chunk it cannot handle (a huge value, an odd year) goes the slow way.
         buffer = np.empty(min(len(time), _CHUNK) * row_bytes(len(block)), dtype=np.uint8)

@@ -781,8 +781,12 @@ class Simulator:
         """The result so far, with open positions marked at their last close (stepping may continue)."""
         return self._engine.result(self._times[: self._points])
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, keep_points: int | None = None) -> dict[str, Any]:
         """The simulator's whole state as plain values (JSON- and pickle-safe); see `restore`.
+
+        `keep_points` keeps only the last that many points' outputs (close time, equity, cash, exposure),
+        so that the snapshot of a long live session stays small; a restored simulator then continues with
+        those points (its `finish()` starts there), everything else is whole.
 
         Format (version 3): {"format": SNAPSHOT_FORMAT, "version": 3, "sleeves": [names], "rules": [rule
         texts], "points": points stepped, "bars": [bars received per sleeve], "rebalance_ms": the rebalancing
@@ -796,11 +800,13 @@ class Simulator:
         engine, p = self._engine, self._points
         book = engine.state.book[0]
         out = engine.out
+        # The points whose outputs are kept: all of them, or the last `keep_points`.
+        first = 0 if keep_points is None else max(p - keep_points, 0)
         outputs = {
-            "time": self._times[:p],
-            "equity": out.equity[:p],
-            "cash": out.cash[:p],
-            "exposure": out.exposure[:p],
+            "time": self._times[first:p],
+            "equity": out.equity[first:p],
+            "cash": out.cash[first:p],
+            "exposure": out.exposure[first:p],
             "trades": out.trades[: book["n_trades"]],
             "orders": out.orders[: book["n_orders"]],
             "events": out.events[: book["n_events"]],
@@ -811,7 +817,7 @@ class Simulator:
             "version": SNAPSHOT_VERSION,
             "sleeves": list(self._index),
             "rules": [rule.text for rule in engine.portfolio.risk],
-            "points": p,
+            "points": p - first,
             "bars": self._n.tolist(),
             "rebalance_ms": config.rebalance_ms,
             "config": {f: _encode(getattr(config, f)) for f in ("sleeves", "rules", "program")},

@@ -172,9 +172,11 @@ async def _session(
     console = make_console()
     view = _View(console)
 
+    files = SessionFiles(out)
+
     def on_point(e: Engine) -> None:
-        """After every checkpoint: rewrite the outputs and refresh the view."""
-        write_session(e, out)
+        """After every checkpoint: bring the outputs up to date and refresh the view."""
+        files.write(e)
         view.update(e)
 
     engine.on_point = on_point
@@ -194,25 +196,57 @@ async def _session(
     return 0
 
 
-def write_session(engine: Engine, out: Path) -> None:
-    """Rewrite the session's output files: the backtest's files over the traded period, plus events.csv."""
-    from runtime.backtest.output import write_equity, write_orders, write_risk_events, write_trades
+class SessionFiles:
+    """A session's output folder, kept up to date after every bar.
 
-    session = engine.session
-    assert session is not None  # started
-    out.mkdir(parents=True, exist_ok=True)  # made at the first bar: a session that cannot start leaves none
-    result = session.simulator.finish().since(engine.start_ms)
-    memo: dict[float, str] = {}
-    write_trades(result, out / "trades.csv", memo)
-    write_orders(result, out / "orders.csv", memo)
-    write_risk_events(result, out / "risk_events.csv")
-    write_equity(result, out / "equity.csv")
-    events = engine.store.events(engine.key, limit=1_000_000)
-    with (out / "events.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(EVENT_COLUMNS)
-        for _, e in events:
-            writer.writerow((format_time(e.time_ms), e.kind, e.sleeve, e.message, e.who))
+    trades.csv, orders.csv and risk_events.csv are rewritten (the open trade's row changes every bar);
+    equity.csv and events.csv grow by the rows that are new (a restarted session goes on appending: the
+    broker's checkpoint keeps only its latest point, the file keeps them all).
+    """
+
+    def __init__(self, out: Path) -> None:
+        """Write into `out`; rows already in its equity.csv are kept."""
+        self.out = out  # the output folder
+        self.written_ms = -1  # close time of the last equity row written, UTC ms (-1: none)
+        self.peak: float | None = None  # highest equity of the rows written (None: none)
+        equity = out / "equity.csv"
+        if equity.exists():
+            # Rows of an earlier run of the session: carry on after its last row and its peak.
+            from datetime import datetime
+
+            with equity.open(encoding="utf-8") as handle:
+                rows = list(csv.reader(handle))[1:]
+            if rows:
+                last = datetime.fromisoformat(rows[-1][0].replace("Z", "+00:00"))
+                self.written_ms = int(last.timestamp() * 1000)
+                self.peak = max(float(r[1]) for r in rows)
+
+    def write(self, engine: Engine) -> None:
+        """Bring the files up to the engine's latest point."""
+        from runtime.backtest.output import write_equity, write_orders, write_risk_events, write_trades
+
+        session = engine.session
+        assert session is not None  # started
+        out = self.out
+        out.mkdir(
+            parents=True, exist_ok=True
+        )  # made at the first bar: a session that cannot start leaves none
+        result = session.simulator.finish().since(engine.start_ms)
+        memo: dict[float, str] = {}
+        write_trades(result, out / "trades.csv", memo)
+        write_orders(result, out / "orders.csv", memo)
+        write_risk_events(result, out / "risk_events.csv")
+        new = result.since(self.written_ms)
+        if len(new.time):
+            write_equity(new, out / "equity.csv", self.peak if self.peak is not None else result.capital)
+            self.written_ms = int(new.time[-1])
+            self.peak = max(self.peak if self.peak is not None else result.capital, float(new.equity.max()))
+        events = engine.store.events(engine.key, limit=1_000_000)
+        with (out / "events.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(EVENT_COLUMNS)
+            for _, e in events:
+                writer.writerow((format_time(e.time_ms), e.kind, e.sleeve, e.message, e.who))
 
 
 class _View:

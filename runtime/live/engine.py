@@ -435,7 +435,7 @@ class Engine:
         now = self.clock.now()
         self.store.checkpoint(
             Checkpoint(
-                self.key, now, json.dumps(sim.snapshot()), json.dumps(engine_state), feeds,
+                self.key, now, json.dumps(sim.snapshot(keep_points=1)), json.dumps(engine_state), feeds,
                 tuple(self.sleeve_status()), sim.equity, sim.cash,
             ),
             intents=tuple(intents),

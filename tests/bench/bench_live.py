@@ -207,7 +207,7 @@ def whole_engine(bars: int = 300) -> None:
     sys.path.insert(0, str(ROOT / "tests" / "data"))
     from fake_binance import FakeBinance
 
-    from runtime.commands.live import write_session
+    from runtime.commands.live import SessionFiles
     from runtime.commands.source import Source
     from runtime.exchange.client import ExchangeClient, RetryPolicy
     from runtime.exchange.feed import ExchangeFeed
@@ -236,7 +236,7 @@ def whole_engine(bars: int = 300) -> None:
         engine = Engine(options, checked.program, portfolio, store, public, loader)
         out = Path(tmp) / "out"
         out.mkdir()
-        engine.on_point = lambda e: write_session(e, out)
+        engine.on_point = SessionFiles(out).write
 
         async def run() -> tuple[list[int], list[int]]:
             """Advance the fake one bar at a time; time the engine's bar and a bare poll."""
