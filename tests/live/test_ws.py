@@ -148,6 +148,13 @@ def test_a_dropped_websocket_loses_no_bar(market: FakeBinance, tmp_path: Path) -
     """Bars closing while the websocket is down come by REST: each bar once, in order."""
     dropped: list[int] = []  # how many klines requests the fake had seen at the first drop
 
+    def resubscribed(connections: int) -> None:
+        """Wait until the client has reconnected and subscribed again (`connections` in all)."""
+        deadline = time.monotonic() + 10
+        while len(market.subscriptions) < connections:
+            assert time.monotonic() < deadline, "the websocket did not reconnect"
+            time.sleep(0.01)
+
     def drop(i: int) -> None:
         """Drop the websocket before the 20th hour and keep it silent for 3 hours; drop it again at 30."""
         if i == 20:
@@ -155,12 +162,15 @@ def test_a_dropped_websocket_loses_no_bar(market: FakeBinance, tmp_path: Path) -
             dropped.append(len(market.klines_requests()))
             market.drop_websockets()
         elif i == 23:
+            resubscribed(2)
             market.mute = False
         elif i == 30:
             market.drop_websockets()
+        elif i == 31:
+            resubscribed(3)
 
     out = _paper(market, tmp_path, "ws", "--ws", during=drop)
-    assert market.ws_connections >= 3 and market.subscriptions == ["btcusdt@kline_1h"] * market.ws_connections
+    assert market.ws_connections == 3 and market.subscriptions == ["btcusdt@kline_1h"] * 3
     # The bars that closed during the silent hours (opening at T0 + 18h to T0 + 20h) came by REST.
     starts = {int(q["startTime"]) for q in market.klines_requests()[dropped[0] :]}
     assert starts & {T0 + h * HOUR for h in (18, 19, 20)}
