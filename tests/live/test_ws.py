@@ -25,6 +25,7 @@ from test_paper import HOUR, SPEC, T0, _env, _status, _wait_for_bar
 from runtime.data.candles import Candle
 from runtime.exchange.client import ExchangeClient
 from runtime.exchange.stream import CandleStream
+from runtime.live.feeds import ExchangeClock, MarketFeed
 
 BARS = 120  # bars each session trades
 
@@ -69,6 +70,76 @@ def test_candle_stream_buffers_closed_candles_and_reports_a_reconnection(fake_ex
 
     asyncio.run(scenario())
     assert fake_exchange.subscriptions == ["btcusdt@kline_1h", "btcusdt@kline_1h"]
+
+
+def test_the_feed_asks_rest_only_at_start_after_a_silent_bar_and_after_a_reconnection(
+    fake_exchange: FakeBinance,
+) -> None:
+    """A websocket feed: REST at start, then the stream alone until it is silent a bar or reconnects."""
+    start = fake_exchange.now_ms
+    fake_exchange.set_candles(
+        "BTC/USDT", "1h", candles([100.0 + i for i in range(12)], start=start - 2 * HOUR)
+    )
+    exchange = ExchangeClient(api_url=fake_exchange.url, rate_limit=False)
+    # The exchange's clock is the fake's (as if measured with no offset).
+    clock = ExchangeClock(local=lambda: fake_exchange.now_ms)
+
+    async def scenario() -> list[tuple[list[int], int]]:
+        """Poll after each move of the fake's clock: (open times yielded, klines requests) per poll."""
+        stream = CandleStream.open(exchange, "BTC/USDT", "1h")
+        assert stream is not None
+        stream.start()
+        feed = MarketFeed("BTC/USDT", "1h", HOUR, start - 2 * HOUR, stream=stream)
+        client = exchange.asynchronous()
+        polls = []
+
+        async def poll() -> None:
+            """Poll once; note what came and how many REST requests it took."""
+            before = len(fake_exchange.klines_requests())
+            got = await feed.poll(exchange, client, clock)
+            polls.append(
+                ([(c.time - start) // HOUR for c in got], len(fake_exchange.klines_requests()) - before)
+            )
+
+        try:
+            await _until(lambda: bool(fake_exchange.subscriptions))
+            await poll()  # at start: REST
+            for _ in range(2):  # pushed: the stream alone
+                fake_exchange.advance(HOUR)
+                await _until(lambda: bool(stream.closed))
+                await poll()
+            fake_exchange.mute = True
+            fake_exchange.advance(HOUR)
+            await poll()  # silent for a bar: nothing due yet
+            fake_exchange.advance(HOUR)
+            await poll()  # silent for two: REST fills
+            fake_exchange.mute = False
+            fake_exchange.advance(HOUR)
+            await _until(lambda: bool(stream.closed))
+            await poll()  # pushed again: the stream alone
+            fake_exchange.drop_websockets()
+            await _until(lambda: len(fake_exchange.subscriptions) == 2)
+            fake_exchange.advance(HOUR)
+            await _until(lambda: bool(stream.closed))
+            await poll()  # after a reconnection: REST once
+            fake_exchange.advance(HOUR)
+            await _until(lambda: bool(stream.closed))
+            await poll()
+        finally:
+            await stream.close()
+            await client.close()
+        return polls
+
+    assert asyncio.run(scenario()) == [
+        ([-2, -1], 1),
+        ([0], 0),
+        ([1], 0),
+        ([], 0),
+        ([2, 3], 1),
+        ([4], 0),
+        ([5], 1),
+        ([6], 0),
+    ]
 
 
 @pytest.fixture
