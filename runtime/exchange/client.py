@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 import ccxt
 import ccxt.async_support as ccxt_async
-import ccxt.pro as ccxt_pro
 
 from runtime.data.candles import DataError
 from runtime.data.markets import MarketRules
@@ -142,6 +141,9 @@ class ExchangeClient:
 
         The caller closes it. With `api_url`, the websocket URLs point at the same host (see `_rebase`).
         """
+        # Imported on first use: only a websocket session needs ccxt.pro.
+        import ccxt.pro as ccxt_pro
+
         cls = getattr(ccxt_pro, self.exchange_id, None) if self.exchange_id in ccxt_pro.exchanges else None
         return None if cls is None else self._configure(cls)
 

@@ -192,6 +192,8 @@ class Engine:
                 stream = CandleStream.open(self.exchange, *key) if self.options.ws else None
                 if stream is not None:
                     stream.start()
+                elif self.options.ws:
+                    self.event("start", "", f"{key[0]} {key[1]}: no websocket candles in ccxt: REST polling")
                 self.feeds.append(
                     MarketFeed(key[0], key[1], feed.ms, next_open, self.clock.now(), stream=stream)
                 )

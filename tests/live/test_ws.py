@@ -23,7 +23,7 @@ from fake_binance import FakeBinance, candles
 from test_paper import HOUR, SPEC, T0, _env, _status, _wait_for_bar
 
 from runtime.data.candles import Candle
-from runtime.exchange.client import ExchangeClient
+from runtime.exchange.client import ExchangeClient, _rebase
 from runtime.exchange.stream import CandleStream
 from runtime.live.feeds import ExchangeClock, MarketFeed
 
@@ -37,6 +37,19 @@ async def _until(check: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("timed out")
+
+
+def test_rebase_points_websocket_urls_at_the_same_host_under_their_host_label() -> None:
+    """REST URLs keep their path; websocket ones go to ws://HOST/<first host label><path>."""
+    urls = {
+        "public": "https://api.binance.com/api/v3",
+        "ws": {"spot": "wss://stream.binance.com:9443/ws", "test": "wss://stream.testnet.binance.vision/ws"},
+    }
+    assert _rebase(urls, "http://127.0.0.1:8080") == {
+        "public": "http://127.0.0.1:8080/api/v3",
+        "ws": {"spot": "ws://127.0.0.1:8080/stream/ws", "test": "ws://127.0.0.1:8080/stream/ws"},
+    }
+    assert _rebase("https://proxy.example/x", "https://here") == "https://here/x"
 
 
 def test_candle_stream_buffers_closed_candles_and_reports_a_reconnection(fake_exchange: FakeBinance) -> None:
