@@ -96,12 +96,12 @@ class CandleStream:
         """Watch forever; on a failure wait (capped exponential backoff) and watch again."""
         attempt = 0
         while True:
+            # A failure of any kind is waited out, never fatal: REST covers the meantime.
             try:
                 rows = await self.client.watch_ohlcv(self.symbol, self.timeframe)
-            except asyncio.CancelledError:
-                raise
-            except (ccxt.BaseError, OSError) as error:
-                self.exchange._clean(error)
+            except Exception as error:
+                if isinstance(error, ccxt.BaseError):
+                    self.exchange._clean(error)
                 self.healthy, self._outage = False, True
                 self.failures += 1
                 self.error = f"{type(error).__name__}: {str(error)[:200]}"
