@@ -48,6 +48,12 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--flatten-on-exit", action="store_true", help="close every position when the session stops"
     )
+    group.add_argument(
+        "--ws",
+        action="store_true",
+        help="take closed candles from the exchange's websocket as they close (where ccxt has one); REST "
+        "polling fills the gaps: at start, after a reconnect, and while the stream is silent",
+    )
 
 
 def parse_duration(text: str) -> float:
@@ -158,7 +164,7 @@ async def _session(
         from runtime.exchange.trading import TradingClient
 
         trading = TradingClient(source.exchange, credentials, api_url=source.api_url, sandbox=args.sandbox)
-    options = LiveOptions(mode, source.exchange, args.spec, spec_text, poll_s, args.flatten_on_exit)
+    options = LiveOptions(mode, source.exchange, args.spec, spec_text, poll_s, args.flatten_on_exit, args.ws)
     engine = Engine(
         options, program, portfolio, LiveStore(open_store(source.db_url)), exchange, loader, trading,
         account=credentials.account if credentials is not None else "paper",

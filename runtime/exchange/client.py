@@ -136,6 +136,17 @@ class ExchangeClient:
         """A new asyncio ccxt client with the same options (the caller closes it)."""
         return self._configure(getattr(ccxt_async, self.exchange_id))
 
+    def streaming(self) -> Any:
+        """A new ccxt.pro (websocket) client with the same options, or None when ccxt.pro lacks the exchange.
+
+        The caller closes it. With `api_url`, the websocket URLs point at the same host (see `_rebase`).
+        """
+        # Imported on first use: only a websocket session needs ccxt.pro.
+        import ccxt.pro as ccxt_pro
+
+        cls = getattr(ccxt_pro, self.exchange_id, None) if self.exchange_id in ccxt_pro.exchanges else None
+        return None if cls is None else self._configure(cls)
+
     def _configure(self, cls: Any) -> Any:
         """Instantiate a ccxt client class with this client's options and URL override."""
         options: dict[str, Any] = {"fetchCurrencies": False, "fetchMargins": False}
@@ -352,8 +363,18 @@ def _rules_from_ccxt(exchange: str, symbol: str, market: dict[str, object]) -> M
 
 
 def _rebase(urls: Any, base: str) -> Any:
-    """Point every REST URL of a ccxt `urls['api']` tree at `base`, keeping each path."""
+    """Point every URL of a ccxt `urls['api']` tree at `base`, keeping each path.
+
+    A websocket URL goes to the same host over ws(s), under a folder named after the first label of its
+    own host (wss://stream.binance.com:9443/ws -> ws://HOST/stream/ws): ccxt.pro tells Binance's spot
+    streams from the futures ones by `/stream` in the URL.
+    """
     if isinstance(urls, dict):
         return {key: _rebase(value, base) for key, value in urls.items()}
-    match = re.match(r"^https?://[^/]+(.*)$", urls) if isinstance(urls, str) else None
-    return base + match.group(1) if match else urls
+    match = re.match(r"^(https?|wss?)://([^/:]+)(?::\d+)?(.*)$", urls) if isinstance(urls, str) else None
+    if match is None:
+        return urls
+    scheme, host, path = match.groups()
+    if scheme.startswith("ws"):
+        return f"{re.sub(r'^http', 'ws', base)}/{host.split('.')[0]}{path}"
+    return base + path

@@ -19,7 +19,6 @@ event and pauses (no entries) the sleeves that read it until it recovers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -35,8 +34,9 @@ from runtime.data.candles import Candle, Candles
 from runtime.data.times import wall_clock_ms
 from runtime.errors import StratError
 from runtime.exchange.client import ExchangeClient
+from runtime.exchange.stream import CandleStream
 from runtime.exchange.trading import ExchangeOrder, TradingClient
-from runtime.live.feeds import ExchangeClock, MarketFeed
+from runtime.live.feeds import ExchangeClock, MarketFeed, wait_for_candles
 from runtime.live.orders import OrderManager, deployment_prefix, sleeve_of
 from runtime.plan.inputs import market_pair
 from runtime.plan.plan import RunPlan, plan
@@ -66,6 +66,7 @@ class LiveOptions:
     spec_text: str  # its text (its sha256 identifies the version in force)
     poll_s: float  # longest wait between two polls of the feeds, seconds
     flatten_on_exit: bool = False  # close every position when stopping
+    ws: bool = False  # take closed candles from the exchange's websocket (REST fills the gaps)
 
 
 @dataclass
@@ -187,7 +188,14 @@ class Engine:
                     int(candles.time[-1]) + feed.ms if len(candles) else self.clock.now() // feed.ms * feed.ms
                 )
                 markets[key] = len(self.feeds)
-                self.feeds.append(MarketFeed(key[0], key[1], feed.ms, next_open, self.clock.now()))
+                stream = CandleStream.open(self.exchange, *key) if self.options.ws else None
+                if stream is not None:
+                    stream.start()
+                elif self.options.ws:
+                    self.event("start", "", f"{key[0]} {key[1]}: no websocket candles in ccxt: REST polling")
+                self.feeds.append(
+                    MarketFeed(key[0], key[1], feed.ms, next_open, self.clock.now(), stream=stream)
+                )
             self._fanout.setdefault(markets[key], []).append(f)
 
     def _save_deployment(self, fresh: bool) -> None:
@@ -229,8 +237,7 @@ class Engine:
             if loop.time() - beat >= HEARTBEAT_S:
                 self.store.heartbeat(self.key, wall_clock_ms())
                 beat = loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.options.poll_s)
+            await wait_for_candles(self.feeds, stop, self.options.poll_s)
         await self.shutdown()
 
     async def _poll_all(self, client: Any, act: bool) -> bool:
@@ -474,6 +481,9 @@ class Engine:
     async def shutdown(self) -> None:
         """Stop cleanly: flatten when asked, checkpoint, mark the deployment stopped."""
         session = self.session
+        for feed in self.feeds:
+            if feed.stream is not None:
+                await feed.stream.close()
         if session is None:
             return
         if self.options.flatten_on_exit and self.orders is not None:

@@ -5,17 +5,24 @@ at or before the exchange's clock (`ExchangeClock`): the local clock plus the of
 measured, and never earlier than the open of the newest candle the exchange has served (the forming
 candle, which the exchange lists last, proves its clock has reached that open). The forming candle is
 never yielded. Every call goes through `ExchangeClient.acall` (retries, error mapping).
+
+With a websocket stream (`strat run --ws`), the closed candles come from the stream as they are pushed,
+and REST fills the gaps: at start, after the stream failed or skipped a candle, and while it is silent
+for longer than a bar period. Either way `MarketFeed.next_open` is the one cursor: each closed candle is
+yielded once, in order, whichever path brought it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.data.candles import Candle
 from runtime.data.times import wall_clock_ms
 from runtime.exchange.client import ExchangeClient
+from runtime.exchange.stream import CandleStream
 
 # How often the clock offset is measured again, ms.
 RESYNC_MS = 60_000
@@ -60,12 +67,23 @@ class MarketFeed:
     next_open: int  # open time of the next candle to yield, UTC ms
     last_new_ms: int = 0  # exchange time when the feed last yielded a candle, UTC ms (stale check)
     stale: bool = False  # whether the feed has gone two periods without a new closed candle
+    stream: CandleStream | None = None  # the websocket candles (--ws), or None: REST polling only
+    heard_ms: int = 0  # exchange time when the stream last pushed a candle update, UTC ms
+    heard: int = 0  # the stream's update count at `heard_ms` (a change means it spoke again)
+    filled: bool = False  # whether REST has been asked since the start (the stream's first gap filled)
 
     async def poll(self, exchange: ExchangeClient, client: Any, clock: ExchangeClock) -> list[Candle]:
         """The candles that closed since the last poll (oldest first; empty when none did).
 
         Asks for at most 1000 candles from `next_open`; a longer gap is caught up over several polls.
+        With a stream, its closed candles come first, and REST is asked only when a gap may be open.
         """
+        got: list[Candle] = []
+        if self.stream is not None:
+            got, trusted = self._from_stream(clock)
+            if trusted:
+                return got
+        self.filled = True
         page = await exchange.acall(lambda: client.fetch_ohlcv(self.symbol, self.timeframe, self.next_open))
         if page:
             clock.seen_ms = max(clock.seen_ms, int(page[-1][0]))
@@ -78,7 +96,33 @@ class MarketFeed:
                 self.next_open = t + self.ms
         if closed:
             self.last_new_ms = now
-        return closed
+        return got + closed
+
+    def _from_stream(self, clock: ExchangeClock) -> tuple[list[Candle], bool]:
+        """The stream's closed candles from `next_open` on, and whether they can be trusted to be all.
+
+        Not trusted (REST must be asked): before the first REST poll, when the stream failed since the
+        last poll or is failing, when it skipped a candle, and when it has been silent for a bar period.
+        """
+        stream = self.stream
+        assert stream is not None  # a websocket feed
+        clock.seen_ms = max(clock.seen_ms, stream.seen_ms)
+        now = clock.now()
+        if stream.messages != self.heard:
+            self.heard, self.heard_ms = stream.messages, now
+        trusted = (
+            self.filled and not stream.reconnected() and stream.healthy and now - self.heard_ms <= self.ms
+        )
+        got = []
+        for candle in stream.take(self.next_open):
+            if candle.time != self.next_open:
+                trusted = False  # a candle was skipped: REST fills from here on
+                break
+            got.append(candle)
+            self.next_open += self.ms
+        if got:
+            self.last_new_ms = now
+        return got, trusted
 
     def check_stale(self, now: int) -> bool | None:
         """Update `stale`: True when the feed just went stale, False when it just recovered, else None.
@@ -90,3 +134,12 @@ class MarketFeed:
             return None
         self.stale = late
         return late
+
+
+async def wait_for_candles(feeds: Sequence[MarketFeed], stop: asyncio.Event, timeout_s: float) -> None:
+    """Wait until `stop` is set, a feed's stream has a new closed candle, or `timeout_s` has passed."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    waits += [asyncio.ensure_future(f.stream.arrived.wait()) for f in feeds if f.stream is not None]
+    _, pending = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()

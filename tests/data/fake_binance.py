@@ -21,6 +21,11 @@ late), "429"/"418" (Retry-After header, -1003), "500"/"503" (not executed), "los
 -1007 "execution status unknown"), "502_exec" (executed, then an HTML 502), "drop_exec" (executed, then
 the connection is dropped), "partial" (a market order filled in several fills at one price).
 
+Websocket (ccxt.pro): `GET /stream/ws/<n>` (where `_rebase` points Binance's spot stream URL) answers
+SUBSCRIBE/UNSUBSCRIBE and, for each subscribed `<pair>@kline_<interval>` stream, pushes Binance's kline
+events whenever the clock moves: one `"x": true` event per candle that closed, then the forming candle
+with `"x": false`. `drop_websockets()` closes every connection; `mute` stops the pushes (a silent stream).
+
 Everything is inspectable from the test thread (`orders`, `trades`, `balances`, `requests`, `unknown`);
 the controls (`now_ms`, `advance`, `set_candles`, `market`, `deposit`, `inject`, `chaos`) are thread-safe.
 """
@@ -205,6 +210,9 @@ class FakeBinance:
     balances: dict[str, Balance] = field(default_factory=dict)  # the account, by asset
     markets: dict[str, Market] = field(default_factory=dict)  # configured markets by pair id
     port: int = 0  # TCP port once started
+    mute: bool = False  # True: the websocket streams push nothing (a silent stream)
+    subscriptions: list[str] = field(default_factory=list)  # every stream subscribed, in order
+    ws_connections: int = 0  # websocket connections accepted so far
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()  # guards all state between the server thread and the test thread
@@ -214,6 +222,8 @@ class FakeBinance:
         self._chaos: tuple[random.Random, float, tuple[str, ...], frozenset[str] | None] | None = None
         self._next_order_id = 1000  # next orderId
         self._next_trade_id = 1  # next trade id
+        # Open websocket connections -> (their subscribed streams, their queue of events to send).
+        self._sockets: dict[web.WebSocketResponse, tuple[set[str], asyncio.Queue[object]]] = {}
 
     # ----- life cycle -------------------------------------------------------------------------------
 
@@ -260,8 +270,16 @@ class FakeBinance:
         Setting `now_ms` directly works too: resting orders then catch up on the next request.
         """
         with self._lock:
+            before = self.now_ms
             self.now_ms += ms
             self._settle()
+            if not self.mute:
+                self._push(before)
+
+    def drop_websockets(self) -> None:
+        """Close every websocket connection (clients see a dropped stream and reconnect)."""
+        for ws in list(self._sockets):
+            asyncio.run_coroutine_threadsafe(ws.close(code=1001, message=b"dropped"), self._loop).result(5)
 
     def set_candles(self, symbol: str, interval: str, rows: np.ndarray) -> None:
         """Serve these candles (n, 6: open time ms, o, h, l, c, v) for symbol ("BTC/USDT" or "BTCUSDT")."""
@@ -314,6 +332,8 @@ class FakeBinance:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         """Record the request, apply a fault if one is due, and route it to its handler."""
+        if request.path.startswith("/stream/") and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
         raw = await request.text() if request.method == "POST" else request.query_string
         form = dict(parse_qsl(raw)) if request.method == "POST" else {}
         seen = Request(request.path, dict(request.query), request.method, form)
@@ -368,6 +388,67 @@ class FakeBinance:
         if fault == "timeout_exec":
             await asyncio.sleep(self.timeout_s)
         return web.json_response(body, status=status)
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One websocket connection: answer (UN)SUBSCRIBE, send the events queued for it until closed."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        streams: set[str] = set()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        with self._lock:
+            self.ws_connections += 1
+            self._sockets[ws] = (streams, queue)
+
+        async def send() -> None:
+            """Send the queued events in order."""
+            while True:
+                await ws.send_json(await queue.get())
+
+        sender = asyncio.ensure_future(send())
+        try:
+            async for message in ws:
+                if message.type != web.WSMsgType.TEXT:
+                    continue
+                body = message.json()
+                names = [str(n) for n in body.get("params", [])]
+                with self._lock:
+                    if body.get("method") == "SUBSCRIBE":
+                        streams.update(names)
+                        self.subscriptions += names
+                    elif body.get("method") == "UNSUBSCRIBE":
+                        streams.difference_update(names)
+                    queue.put_nowait({"result": None, "id": body.get("id")})
+        finally:
+            sender.cancel()
+            with self._lock:
+                self._sockets.pop(ws, None)
+        return ws
+
+    def _push(self, before: int) -> None:
+        """Queue the kline events of every subscribed stream for the clock's move from `before` to now."""
+        for streams, queue in self._sockets.values():
+            for name in sorted(streams):
+                pair, _, kind = name.partition("@kline_")
+                rows = self._candles(pair.upper(), kind) if kind else None
+                if rows is None:
+                    continue
+                step = interval_ms(kind)
+                # Candles that closed during the move, then the forming one.
+                closed = rows[(rows[:, 0] + step > before) & (rows[:, 0] + step <= self.now_ms)]
+                forming = rows[rows[:, 0] + step > self.now_ms][-1:]
+                events = [(row, True) for row in closed] + [(row, False) for row in forming]
+                for row, final in events:
+                    self._loop.call_soon_threadsafe(
+                        queue.put_nowait, self._kline_event(pair.upper(), kind, row, final)
+                    )
+
+    def _kline_event(self, pair: str, interval: str, row: np.ndarray, final: bool) -> dict[str, object]:
+        """Binance's kline event for one candle (`final`: the candle has closed)."""
+        t, step = int(row[0]), interval_ms(interval)
+        o, h, low, c, v = (repr(float(x)) for x in row[1:6])
+        k = {"t": t, "T": t + step - 1, "s": pair, "i": interval, "f": 0, "L": 0, "o": o, "c": c, "h": h,
+             "l": low, "v": v, "n": 1, "x": final, "q": "0", "V": "0", "Q": "0", "B": "0"}  # fmt: skip
+        return {"e": "kline", "E": self.now_ms, "s": pair, "k": k}
 
     def _fault(self, route: str) -> str | None:
         """The fault of this request: the route's queue first, else a random one in chaos mode."""
