@@ -311,10 +311,13 @@ class Engine:
         self.orders.events.clear()
 
     def _check_stale(self, now: int) -> None:
-        """Pause the sleeves of a feed that went stale; resume them when it recovers."""
+        """Report websocket failures; pause the sleeves of a feed that went stale, resume them after."""
         session = self.session
         assert session is not None  # started
         for m, feed in enumerate(self.feeds):
+            trouble = feed.stream_trouble()
+            if trouble is not None:
+                self.event("stream", "", f"{feed.symbol} {feed.timeframe} websocket: {trouble}")
             change = feed.check_stale(now)
             if change is None:
                 continue

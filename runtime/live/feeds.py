@@ -71,6 +71,7 @@ class MarketFeed:
     heard_ms: int = 0  # exchange time when the stream last pushed a candle update, UTC ms
     heard: int = 0  # the stream's update count at `heard_ms` (a change means it spoke again)
     filled: bool = False  # whether REST has been asked since the start (the stream's first gap filled)
+    failures_told: int = 0  # stream failures already reported (see `stream_trouble`)
 
     async def poll(self, exchange: ExchangeClient, client: Any, clock: ExchangeClock) -> list[Candle]:
         """The candles that closed since the last poll (oldest first; empty when none did).
@@ -123,6 +124,15 @@ class MarketFeed:
         if got:
             self.last_new_ms = now
         return got, trusted
+
+    def stream_trouble(self) -> str | None:
+        """What went wrong with the websocket since the last call (None: nothing new, or no stream)."""
+        stream = self.stream
+        if stream is None or stream.failures == self.failures_told:
+            return None
+        count = stream.failures - self.failures_told
+        self.failures_told = stream.failures
+        return f"{count} failure(s), the last {stream.error}; reconnecting, REST fills the gap"
 
     def check_stale(self, now: int) -> bool | None:
         """Update `stale`: True when the feed just went stale, False when it just recovered, else None.

@@ -264,3 +264,9 @@ def test_a_dropped_websocket_loses_no_bar(market: FakeBinance, tmp_path: Path) -
         for k in range(BARS + 1)
     ]
     assert _equity_times(out) == expected
+    # Each drop is an event saying what happened and that REST fills the gap.
+    events = [line for line in (out / "events.csv").read_text().splitlines() if ",stream," in line]
+    assert len(events) == 2
+    assert all(
+        "BTC/USDT 1h websocket: 1 failure(s), the last " in e and "REST fills the gap" in e for e in events
+    )
