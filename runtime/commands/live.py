@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from runtime.data.candles import Candles
     from runtime.live.engine import Engine
 
+# More events than a session ever has (the store's `events` returns at most this many).
+_ALL = 1 << 40
 # Columns of events.csv.
 EVENT_COLUMNS = ("time", "kind", "sleeve", "message", "who")
 
@@ -206,8 +208,9 @@ class SessionFiles:
     """A session's output folder, kept up to date after every bar.
 
     trades.csv, orders.csv and risk_events.csv are rewritten (the open trade's row changes every bar);
-    equity.csv and events.csv grow by the rows that are new (a restarted session goes on appending: the
-    broker's checkpoint keeps only its latest point, the file keeps them all).
+    equity.csv and events.csv grow by the rows that are new (a restarted session goes on appending to
+    equity.csv: the broker's checkpoint keeps only its latest point, the file keeps them all; events.csv is
+    written whole from the store at its first bar).
     """
 
     def __init__(self, out: Path) -> None:
@@ -215,6 +218,7 @@ class SessionFiles:
         self.out = out  # the output folder
         self.written_ms = -1  # close time of the last equity row written, UTC ms (-1: none)
         self.peak: float | None = None  # highest equity of the rows written (None: none)
+        self.event_id = 0  # store id of the last event written to events.csv (0: none yet)
         equity = out / "equity.csv"
         if equity.exists():
             # Rows of an earlier run of the session: carry on after its last row and its peak.
@@ -247,12 +251,17 @@ class SessionFiles:
             write_equity(new, out / "equity.csv", self.peak if self.peak is not None else result.capital)
             self.written_ms = int(new.time[-1])
             self.peak = max(self.peak if self.peak is not None else result.capital, float(new.equity.max()))
-        events = engine.store.events(engine.key, limit=1_000_000)
-        with (out / "events.csv").open("w", newline="", encoding="utf-8") as handle:
+        # events.csv: written whole from the store at the first bar of this process, then appended to.
+        events = engine.store.events(engine.key, limit=_ALL, since_id=self.event_id)
+        with (out / "events.csv").open(
+            "w" if self.event_id == 0 else "a", newline="", encoding="utf-8"
+        ) as handle:
             writer = csv.writer(handle)
-            writer.writerow(EVENT_COLUMNS)
-            for _, e in events:
+            if self.event_id == 0:
+                writer.writerow(EVENT_COLUMNS)
+            for event_id, e in events:
                 writer.writerow((format_time(e.time_ms), e.kind, e.sleeve, e.message, e.who))
+                self.event_id = event_id
 
 
 class _View:
