@@ -80,11 +80,17 @@ class Session:
     """Streaming graphs and the broker of one planned run, advanced one point at a time."""
 
     def __init__(
-        self, rp: RunPlan, *, external: bool = False, snapshot: dict[str, Any] | None = None
+        self,
+        rp: RunPlan,
+        *,
+        external: bool = False,
+        snapshot: dict[str, Any] | None = None,
+        migrate: bool = False,
     ) -> None:
         """Prepare the graphs and an empty account, or the account of a broker `snapshot`.
 
-        `external`: an exchange fills the orders (live trading; see `Simulator`).
+        `external`: an exchange fills the orders (live trading; see `Simulator`). `migrate`: the snapshot
+        was written under another version of the spec (a reload; see `Simulator.restore`).
         """
         self.plan = rp  # the run
         portfolio = portfolio_input(rp, [shell_input(sp) for sp in rp.sleeves])
@@ -92,7 +98,7 @@ class Session:
         self.simulator = (
             Simulator(portfolio, external)
             if snapshot is None
-            else Simulator.restore(portfolio, snapshot, external)
+            else Simulator.restore(portfolio, snapshot, external, migrate)
         )
         self.drivers = [StreamDriver(sp.graph) for sp in rp.sleeves]  # one streaming graph per sleeve
         # Decision and bracket-distance nodes of every sleeve's graph.

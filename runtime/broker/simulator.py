@@ -827,12 +827,19 @@ class Simulator:
 
     @classmethod
     def restore(
-        cls, portfolio: PortfolioInput, snapshot: dict[str, Any], external: bool = False
+        cls,
+        portfolio: PortfolioInput,
+        snapshot: dict[str, Any],
+        external: bool = False,
+        migrate: bool = False,
     ) -> Simulator:
         """A simulator for `portfolio` that continues exactly where the one that wrote `snapshot` stopped.
 
         Refuses (ValueError) a snapshot of another format or version, or of a portfolio with other
-        sleeves, rules or settings.
+        sleeves, rules or settings. With `migrate` (a reloaded spec) the settings and the risk rules may
+        differ: the account, positions, pending orders, cooldowns, halts and outputs carry over under the
+        new settings, and each risk rule keeps its state when a rule of the same text ran before (a new
+        rule starts fresh). The sleeves must still be the same, in the same order.
         """
         if snapshot.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"not a simulator snapshot (format {snapshot.get('format')!r})")
@@ -844,21 +851,26 @@ class Simulator:
             )
         sim = cls(portfolio, external)
         engine = sim._engine
-        if snapshot["sleeves"] != list(sim._index) or snapshot["rules"] != [r.text for r in portfolio.risk]:
-            raise ValueError("simulator snapshot: written for a portfolio with other sleeves or risk rules")
+        rules = [r.text for r in portfolio.risk]
+        if snapshot["sleeves"] != list(sim._index):
+            raise ValueError("simulator snapshot: written for a portfolio with other sleeves")
         config = engine.config
-        if snapshot["rebalance_ms"] != config.rebalance_ms:
-            raise ValueError("simulator snapshot: written with another rebalancing period")
-        for f, item in snapshot["config"].items():
-            saved = _decode(item, getattr(config, f).dtype, f"config {f}")
-            if saved.tobytes() != getattr(config, f).tobytes():
-                raise ValueError(f"simulator snapshot: written with other settings ({f})")
-        engine.state = engine.state._replace(
-            **{
-                f: _decode(snapshot["state"][f], getattr(engine.state, f).dtype, f"state {f}")
-                for f in _STATE_FIELDS
-            }
-        )
+        if not migrate:
+            if snapshot["rules"] != rules:
+                raise ValueError("simulator snapshot: written for a portfolio with other risk rules")
+            if snapshot["rebalance_ms"] != config.rebalance_ms:
+                raise ValueError("simulator snapshot: written with another rebalancing period")
+            for f, item in snapshot["config"].items():
+                saved = _decode(item, getattr(config, f).dtype, f"config {f}")
+                if saved.tobytes() != getattr(config, f).tobytes():
+                    raise ValueError(f"simulator snapshot: written with other settings ({f})")
+        state = {
+            f: _decode(snapshot["state"][f], getattr(engine.state, f).dtype, f"state {f}")
+            for f in _STATE_FIELDS
+        }
+        if migrate:
+            state = _migrated_state(engine.state, state, snapshot["rules"], rules)
+        engine.state = engine.state._replace(**state)
         # Outputs: the rows and points written so far, with room to go on.
         outputs = snapshot["outputs"]
         p = sim._points = int(snapshot["points"])
@@ -873,6 +885,25 @@ class Simulator:
         engine.out = engine.out._replace(**grown)
         engine.ensure_room(p + 1)
         return sim
+
+
+def _migrated_state(
+    fresh: st.State, saved: dict[str, np.ndarray], old_rules: list[str], new_rules: list[str]
+) -> dict[str, np.ndarray]:
+    """A saved state fitted to new settings: rule rows matched by text, the Kelly ring kept if it fits."""
+    state = dict(saved)
+    for name in ("rule_latch", "rule_held"):
+        rows = getattr(fresh, name).copy()
+        for r, text in enumerate(new_rules):
+            if text in old_rules:
+                rows[r] = saved[name][old_rules.index(text)]
+        state[name] = rows
+    if saved["kelly"].shape != fresh.kelly.shape:
+        # Another Kelly lookback: the ring starts over (its count with it).
+        state["kelly"] = fresh.kelly.copy()
+        state["sleeves"] = saved["sleeves"].copy()
+        state["sleeves"]["kelly_n"] = 0
+    return state
 
 
 def updates_from(portfolio: PortfolioInput) -> list[tuple[BarUpdate, ...]]:

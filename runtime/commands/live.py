@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from runtime.data.candles import Candles
-    from runtime.live.engine import Engine
+    from runtime.live.engine import Engine, LiveOptions
 
 # More events than a session ever has (the store's `events` returns at most this many).
 _ALL = 1 << 40
@@ -133,24 +133,28 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
     smallest = min(timeframe_ms(s.timeframe) for s in portfolio.sleeves)
     poll_s = poll if poll is not None else min(max(smallest / 20_000, 0.25), 5.0)
     spec_text = Path(args.spec).read_text(encoding="utf-8")
-    return asyncio.run(_session(args, mode, source, program, portfolio, credentials, poll_s, spec_text, out))
+    from runtime.live.engine import LiveOptions
+
+    options = LiveOptions(
+        mode, source.exchange, args.spec, spec_text, poll_s, args.flatten_on_exit, args.ws,
+        tuple(overrides.items()), args.strategy, args.capital,
+    )  # fmt: skip
+    return asyncio.run(_session(args, options, source, program, portfolio, credentials, out))
 
 
 async def _session(
     args: argparse.Namespace,
-    mode: str,
+    options: LiveOptions,
     source: Source,
     program: Any,
     portfolio: Any,
     credentials: Any,
-    poll_s: float,
-    spec_text: str,
     out: Path,
 ) -> int:
     """Run the engine until a signal stops it; the exit code."""
     from runtime.exchange.client import ExchangeClient
     from runtime.exchange.feed import ExchangeFeed
-    from runtime.live.engine import Engine, LiveOptions
+    from runtime.live.engine import Engine
     from runtime.store.live import LiveStore
     from runtime.store.schema import open_store
 
@@ -166,7 +170,6 @@ async def _session(
         from runtime.exchange.trading import TradingClient
 
         trading = TradingClient(source.exchange, credentials, api_url=source.api_url, sandbox=args.sandbox)
-    options = LiveOptions(mode, source.exchange, args.spec, spec_text, poll_s, args.flatten_on_exit, args.ws)
     engine = Engine(
         options, program, portfolio, LiveStore(open_store(source.db_url)), exchange, loader, trading,
         account=credentials.account if credentials is not None else "paper",
@@ -194,14 +197,34 @@ async def _session(
             await trading.start()
         with view:
             await engine.start(client)
-            console.print(f"{mode} session {engine.key} started; outputs in {out}; Ctrl-C stops it")
+            console.print(f"{options.mode} session {engine.key} started; outputs in {out}; Ctrl-C stops it")
+            # Saves of the spec (or a file it uses) reload it between two bars.
+            saves = asyncio.create_task(_watch_saves(engine, stop))
             await engine.run(client, stop)
+            await saves
     finally:
         await client.close()
         if trading is not None:
             await trading.close()
-    console.print(f"{mode} session stopped; state saved (strat status shows it); outputs in {out}")
+    console.print(f"{options.mode} session stopped; state saved (strat status shows it); outputs in {out}")
     return 0
+
+
+async def _watch_saves(engine: Engine, stop: asyncio.Event) -> None:
+    """Tell the engine to reload on every (debounced) save of its spec or a file the spec uses."""
+    from dsl.checker import check_file
+    from runtime.watcher import SpecWatcher
+
+    path = engine.options.spec_path
+    watcher = SpecWatcher([path, *check_file(path).sources])
+    try:
+        while not stop.is_set():
+            if await asyncio.to_thread(watcher.wait, 0.25):
+                engine.reload_requested.set()
+                # The files it uses now (an edit may add or drop a `use`).
+                watcher.watch([path, *check_file(path).sources])
+    finally:
+        watcher.close()
 
 
 class SessionFiles:

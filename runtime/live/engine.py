@@ -19,13 +19,17 @@ event and pauses (no entries) the sleeves that read it until it recovers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dsl.ir import PortfolioIR, Program
 from dsl.units import timeframe_ms
@@ -67,6 +71,9 @@ class LiveOptions:
     poll_s: float  # longest wait between two polls of the feeds, seconds
     flatten_on_exit: bool = False  # close every position when stopping
     ws: bool = False  # take closed candles from the exchange's websocket (REST fills the gaps)
+    overrides: tuple[tuple[str, str], ...] = ()  # --set values, applied to every version of the spec
+    strategy: str | None = None  # --strategy: what of the file runs (None: its portfolio)
+    capital: float | None = None  # --capital of a single strategy
 
 
 @dataclass
@@ -93,6 +100,9 @@ class Engine:
     _reported: dict[str, int] = field(default_factory=dict)  # alerts/missed/risk events already reported
     _reconciled_ms: int = 0  # exchange time of the last reconciliation, UTC ms
     _reconciled_at: float = 0.0  # event-loop time of the last reconciliation, s
+    # Candles each market feed brought since the session was planned (the bars a reload warms up on).
+    _buffer: dict[int, list[Candle]] = field(default_factory=dict)
+    reload_requested: asyncio.Event = field(default_factory=asyncio.Event)  # set: reload the spec
 
     @property
     def key(self) -> str:
@@ -146,19 +156,26 @@ class Engine:
             await self.reconcile()
         self.checkpoint()
 
-    def _plan(self, now: int, last: dict[str, int] | None) -> RunPlan:
-        """Plan the sleeves over the closed history before `now` (or before the checkpoint's last bars)."""
-        load = self.loader(self.clock.now)
+    def _plan(
+        self, now: int, last: dict[str, int] | None, load: Loader | None = None, spec: Any = None
+    ) -> RunPlan:
+        """Plan the sleeves over the closed history before `now` (or before the checkpoint's last bars).
+
+        `load` reads the history (default: the store, then the exchange); `spec` is a reloaded version's
+        (program, portfolio) (default: the running one's).
+        """
+        load = load or self.loader(self.clock.now)
+        program, portfolio = spec or (self.program, self.portfolio)
         # Planned like a backtest from the forming bar of the fastest clock (a bar boundary), so the
         # warm-up history is the one `strat run --backtest --from <that bar>` reads.
-        fastest = min(timeframe_ms(s.timeframe) for s in self.portfolio.sleeves)
+        fastest = min(timeframe_ms(s.timeframe) for s in portfolio.sleeves)
         end = now // fastest * fastest if last is None else min(last.values())
 
         def history(symbol: str, timeframe: str, first: int | None, stop: int | None) -> Candles:
             """History up to the end chosen above (the checkpoint's last bar, or now)."""
             return load(symbol, timeframe, first, end)
 
-        rp = plan(self.program, self.portfolio, history, end, None, live=True)
+        rp = plan(program, portfolio, history, end, None, live=True)
         # Every loaded bar is history: the first decision comes with the first bar closing from now on.
         return replace(
             rp,
@@ -176,10 +193,14 @@ class Engine:
             session.feed_only(bars)
 
     def _open_feeds(self, rp: RunPlan) -> None:
-        """One market feed per (symbol, timeframe), starting after the last planned bar of each."""
+        """One market feed per (symbol, timeframe) the session reads, starting after its last planned bar.
+
+        Feeds already open (a reload) go on; `_fanout` maps each to the session feeds reading it.
+        """
         session = self.session
         assert session is not None  # started
-        markets: dict[tuple[str, str], int] = {}
+        markets = {(f.symbol, f.timeframe): m for m, f in enumerate(self.feeds)}
+        self._fanout = {}
         for f, feed in enumerate(session.feeds):
             key = (market_pair(feed.symbol), feed.timeframe)
             if key not in markets:
@@ -223,6 +244,10 @@ class Engine:
         beat = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            if self.reload_requested.is_set():
+                # Between two points: the whole portfolio swaps at a bar boundary.
+                self.reload_requested.clear()
+                self.reload()
             if self.clock.due():
                 await self.clock.sync(self.exchange, client)
             acted = await self._poll_all(client, act=True)
@@ -237,7 +262,7 @@ class Engine:
             if loop.time() - beat >= HEARTBEAT_S:
                 self.store.heartbeat(self.key, wall_clock_ms())
                 beat = loop.time()
-            await wait_for_candles(self.feeds, stop, self.options.poll_s)
+            await wait_for_candles(self.feeds, stop, self.options.poll_s, self.reload_requested)
         await self.shutdown()
 
     async def _poll_all(self, client: Any, act: bool) -> bool:
@@ -254,6 +279,7 @@ class Engine:
                     break
             if got:
                 queues[m] = got
+                self._buffer.setdefault(m, []).extend(got)
         if not queues:
             return False
         # Merge the new bars of every feed into points of one close time, oldest first.
@@ -421,6 +447,125 @@ class Engine:
                             f"{asset}: exchange holds {actual:g}, the store expects {expected:g}: paused",
                         )  # fmt: skip
 
+    # ---------------------------------------------------------------------------------- hot reload
+
+    def reload(self) -> bool:
+        """Re-read the spec and swap the new version in for the whole portfolio; return whether it was.
+
+        The new version is checked and planned on the side; anything wrong (diagnostics, E080, E070 for
+        an edit that would orphan a position) is an event and the running version goes on untouched.
+        Otherwise its graphs are warmed on the bars seen since start and take over the state of every node
+        the edit did not change (`StreamDriver.carry`), the broker carries positions, orders, risk state
+        and PnL over under the new settings, and the version is saved. Called between two points only.
+        """
+        from dsl.checker import check_file, check_venues
+        from runtime.plan.select import select
+
+        session = self.session
+        assert session is not None  # started
+        path = self.options.spec_path
+        kept = "; the running version stays"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            self.event("reload", "", f"reload failed: {error.strerror}: {path}{kept}")
+            return False
+        if text == self.options.spec_text:
+            return False
+        checked = check_file(path, overrides=dict(self.options.overrides))
+        if checked.program is None:
+            self.event("reload", "", f"reload failed{kept}:\n{checked.render()}")
+            return False
+        try:
+            portfolio = select(checked.program, self.options.strategy, self.options.capital)
+        except StratError as error:
+            self.event("reload", "", f"reload failed: {error}{kept}")
+            return False
+        venues = check_venues(checked, "live" if self.options.mode == "live" else "paper", portfolio)
+        refusal = None if venues.ok else venues.render()
+        refusal = refusal or self._orphans(portfolio)
+        if refusal is not None:
+            self.event("reload", "", f"reload refused{kept}:\n{refusal}")
+            return False
+        end = min(f.next_open for f in self.feeds)
+        rp = self._plan(end, {"": end}, self._buffered(), (checked.program, portfolio))
+        new = Session(
+            rp, external=session.simulator.external, snapshot=session.simulator.snapshot(), migrate=True
+        )
+        for bars in new.history():
+            new.feed_only(bars)
+        old = {sp.sleeve.name: s for s, sp in enumerate(session.plan.sleeves)}
+        for s, sp in enumerate(rp.sleeves):
+            new.drivers[s].carry(session.drivers[old[sp.sleeve.name]])
+        new.paused |= session.paused
+        new.frozen |= session.frozen
+        changes = _changes(session.plan, rp)
+        # The swap: from the next point on, the new version decides.
+        self.session, self.program, self.portfolio = new, checked.program, portfolio
+        self.options = replace(self.options, spec_text=text)
+        self._open_feeds(rp)
+        self._buffer, self._reported = {}, {}
+        if self.orders is not None:
+            self.orders.simulator = new.simulator
+        self._save_deployment(False)
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        self.event("reload", "", f"reloaded {path} (version {sha[:12]}):\n" + "\n".join(changes))
+        return True
+
+    def _orphans(self, portfolio: PortfolioIR) -> str | None:
+        """Why the new sleeves cannot take over the running ones (E070 when a position would be orphaned)."""
+        session = self.session
+        assert session is not None  # started
+        new = {s.name: s for s in portfolio.sleeves}
+        held = {v.sleeve: v for v in session.simulator.views()}
+        problems = []
+        for sp in session.plan.sleeves:
+            name, view = sp.sleeve.name, held[sp.sleeve.name]
+            moved = new.get(name)
+            if moved is not None and (moved.symbol, moved.timeframe) == (
+                sp.sleeve.symbol,
+                sp.sleeve.timeframe,
+            ):
+                continue
+            what = "removes it" if moved is None else f"moves it to {moved.symbol} {moved.timeframe}"
+            if view.position != 0 or view.order:
+                problems.append(
+                    f"E070: sleeve {name} holds {view.position:g} {market_pair(sp.sleeve.symbol)}"
+                    f"{' and a pending order' if view.order else ''}; the edit {what}, which would orphan "
+                    "it: flatten the sleeve first"
+                )
+            else:
+                problems.append(
+                    f"sleeve {name}: the edit {what}; a running deployment cannot drop or move a sleeve yet"
+                )
+        names = [s.name for s in portfolio.sleeves]
+        if not problems and names != [sp.sleeve.name for sp in session.plan.sleeves]:
+            problems.append(
+                "the edit adds or reorders sleeves; a running deployment cannot take new sleeves yet"
+            )
+        return "\n".join(problems) or None
+
+    def _buffered(self) -> Loader:
+        """A history loader over the running session's candles and the bars seen since (a reload's)."""
+        session = self.session
+        assert session is not None  # started
+        known: dict[tuple[str, str], Candles] = {}
+        for sp in session.plan.sleeves:
+            for clock, candles in zip(sp.graph.clocks, sp.feeds.candles, strict=True):
+                known.setdefault((market_pair(clock.symbol), clock.timeframe), candles)
+        for m, feed in enumerate(self.feeds):
+            key, extra = (feed.symbol, feed.timeframe), self._buffer.get(m)
+            if extra and key in known:
+                known[key] = _extended(known[key], extra)
+        fallback = self.loader(self.clock.now)
+
+        def load(symbol: str, timeframe: str, first: int | None, end: int | None) -> Candles:
+            """The known candles of a market, else the store's and exchange's (a market not read before)."""
+            candles = known.get((market_pair(symbol), timeframe))
+            return fallback(symbol, timeframe, first, end) if candles is None else candles.slice(first, end)
+
+        return load
+
     # --------------------------------------------------------------------------------- persistence
 
     def checkpoint(self) -> None:
@@ -497,3 +642,44 @@ class Engine:
         self.checkpoint()
         sim = session.simulator
         self.store.set_state(self.key, "halted" if sim.halted else "stopped", wall_clock_ms())
+
+
+def _extended(candles: Candles, more: list[Candle]) -> Candles:
+    """`candles` followed by the closed bars `more` (those after its last bar)."""
+    last = int(candles.time[-1]) if len(candles) else -1
+    more = [c for c in more if c.time > last]
+    if not more:
+        return candles
+    time = np.concatenate([candles.time, np.array([c.time for c in more], dtype=np.int64)])
+    prices = [
+        np.concatenate([getattr(candles, f), np.array([getattr(c, f) for c in more], dtype=np.float64)])
+        for f in ("open", "high", "low", "close", "volume")
+    ]
+    return Candles.from_arrays(
+        candles.exchange, candles.symbol, candles.timeframe, time, prices, synthetic=candles.synthetic
+    )
+
+
+def _changes(old: RunPlan, new: RunPlan) -> list[str]:
+    """What a reload changed, one line per sleeve (params, rules, weight) and one for the risk rules."""
+    lines = []
+    for a, b in zip(old.sleeves, new.sleeves, strict=True):
+        parts = [f"{k} {a.values.get(k)} -> {v}" for k, v in b.values.items() if a.values.get(k) != v]
+        hashes_a, hashes_b = a.graph.node_hashes(), b.graph.node_hashes()
+        rules = [
+            name for name, node in b.graph.rules.items()
+            if name not in a.graph.rules or hashes_a[a.graph.rules[name]] != hashes_b[node]
+        ]  # fmt: skip
+        if rules:
+            parts.append("rules " + ", ".join(rules))
+        if a.sleeve.weight != b.sleeve.weight:
+            parts.append(f"weight {a.sleeve.weight:.0%} -> {b.sleeve.weight:.0%} (at the next rebalance)")
+        lines.append(f"  {b.sleeve.name}: " + ("; ".join(parts) if parts else "unchanged"))
+    before, after = [r.text for r in old.risk], [r.text for r in new.risk]
+    if before != after:
+        added = [r for r in after if r not in before]
+        dropped = [r for r in before if r not in after]
+        lines.append(
+            f"  risk: +{len(added)} -{len(dropped)} rule(s)" + "".join(f"\n    + {r}" for r in added)
+        )
+    return lines

@@ -146,9 +146,11 @@ class MarketFeed:
         return late
 
 
-async def wait_for_candles(feeds: Sequence[MarketFeed], stop: asyncio.Event, timeout_s: float) -> None:
-    """Wait until `stop` is set, a feed's stream has a new closed candle, or `timeout_s` has passed."""
-    waits = [asyncio.ensure_future(stop.wait())]
+async def wait_for_candles(
+    feeds: Sequence[MarketFeed], stop: asyncio.Event, timeout_s: float, *others: asyncio.Event
+) -> None:
+    """Wait until `stop` or one of `others` is set, a stream has a new candle, or `timeout_s` passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, *others)]
     waits += [asyncio.ensure_future(f.stream.arrived.wait()) for f in feeds if f.stream is not None]
     _, pending = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:

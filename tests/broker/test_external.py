@@ -80,3 +80,36 @@ def test_the_simulated_broker_is_unchanged() -> None:
     sim.step(bar(1, 101, 101, 101, 101))
     assert sim.pending() == [] and sim.position("main") == pytest.approx(1000 / 101)
     assert not math.isnan(sim.views()[0].avg_entry)
+
+
+def test_a_reload_keeps_the_halt_the_account_and_the_positions() -> None:
+    """`Simulator.restore(..., migrate=True)`: other settings and rules, same sleeves: state carried over.
+
+    A drawdown halt fired under the old version stays in force under the new one (an edit never clears a
+    halt), the open position and the cash carry over, the new stop applies, and a rule that ran before
+    keeps its state while a new one starts fresh.
+    """
+    from runtime.plan.model import Compare, RiskRule
+
+    halt = RiskRule("portfolio", "halt", "halt when drawdown > 5%", Compare("drawdown", ">", 0.05))
+    old = solo(sleeve([100.0] * 4), capital=1000.0, risk=(halt,))
+    sim = Simulator(old)
+    sim.step(bar(0, 100, 100, 100, 100, entry_long=True))
+    sim.step(bar(1, 100, 100, 100, 100))  # filled at 100: 10 units
+    sim.step(bar(2, 90, 90, 90, 90))  # -10%: halted, and flattened at the next fill
+    assert sim.halted
+    pause = RiskRule(
+        "portfolio", "pause", "pause 1h when drawdown > 50%", Compare("drawdown", ">", 0.5), pause_ms=HOUR
+    )
+    edited = solo(
+        replace(sleeve([100.0] * 4), bracket=Bracket(stop=("percent", 0.02))),
+        capital=1000.0,
+        risk=(halt, pause),
+    )
+    moved = Simulator.restore(edited, sim.snapshot(), migrate=True)
+    assert moved.halted and moved.position("main") == sim.position("main") == 10.0
+    assert moved.cash == sim.cash
+    moved.step(bar(3, 95, 95, 95, 95, entry_long=True))  # the halt's flatten fills; no new entry
+    assert moved.position("main") == 0.0 and moved.pending() == []
+    with pytest.raises(ValueError, match="other risk rules"):
+        Simulator.restore(edited, sim.snapshot())  # without migrate: refused as before
