@@ -251,8 +251,8 @@ class SessionFiles:
                 rows = list(csv.reader(handle))[1:]
             if rows:
                 last = datetime.fromisoformat(rows[-1][0].replace("Z", "+00:00"))
-                self.written_ms = int(last.timestamp() * 1000)
-                self.peak = max(float(r[1]) for r in rows)
+                self.written_ms = int(last.timestamp() * 1000)  # the file's last row
+                self.peak = max(float(r[1]) for r in rows)  # the file's highest equity
 
     def write(self, engine: Engine) -> None:
         """Bring the files up to the engine's latest point."""

@@ -105,7 +105,7 @@ def test_restore_refuses_another_version_or_portfolio(demo: PortfolioInput) -> N
     cheaper = PortfolioInput(
         demo.capital, demo.quote, demo.sleeves, rebalance_ms=demo.rebalance_ms, risk=demo.risk[:-1]
     )
-    with pytest.raises(ValueError, match="other sleeves or risk rules"):
+    with pytest.raises(ValueError, match="other risk rules"):
         Simulator.restore(cheaper, snap)
     changed = dict(snap, state=dict(snap["state"]))
     changed["state"]["book"] = dict(snap["state"]["book"], dtype=[["cash", "<f8", []]])
