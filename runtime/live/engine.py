@@ -556,13 +556,21 @@ class Engine:
         for m, feed in enumerate(self.feeds):
             key, extra = (feed.symbol, feed.timeframe), self._buffer.get(m)
             if extra and key in known:
-                known[key] = _extended(known[key], extra)
+                known[key] = _joined(known[key], _candles(known[key], extra))
         fallback = self.loader(self.clock.now)
 
         def load(symbol: str, timeframe: str, first: int | None, end: int | None) -> Candles:
-            """The known candles of a market, else the store's and exchange's (a market not read before)."""
-            candles = known.get((market_pair(symbol), timeframe))
-            return fallback(symbol, timeframe, first, end) if candles is None else candles.slice(first, end)
+            """The known candles of a market, else (or before them) the store's and the exchange's."""
+            key = (market_pair(symbol), timeframe)
+            candles = known.get(key)
+            if candles is None or not len(candles):
+                return fallback(symbol, timeframe, first, end)
+            if first is not None and first < int(candles.time[0]):
+                # The new version looks further back than the running one read: fetch the older bars.
+                candles = known[key] = _joined(
+                    fallback(symbol, timeframe, first, int(candles.time[0])), candles
+                )
+            return candles.slice(first, end)
 
         return load
 
@@ -644,19 +652,26 @@ class Engine:
         self.store.set_state(self.key, "halted" if sim.halted else "stopped", wall_clock_ms())
 
 
-def _extended(candles: Candles, more: list[Candle]) -> Candles:
-    """`candles` followed by the closed bars `more` (those after its last bar)."""
-    last = int(candles.time[-1]) if len(candles) else -1
-    more = [c for c in more if c.time > last]
-    if not more:
-        return candles
-    time = np.concatenate([candles.time, np.array([c.time for c in more], dtype=np.int64)])
-    prices = [
-        np.concatenate([getattr(candles, f), np.array([getattr(c, f) for c in more], dtype=np.float64)])
-        for f in ("open", "high", "low", "close", "volume")
-    ]
+def _joined(head: Candles, tail: Candles) -> Candles:
+    """The bars of `head`, then those of `tail` that open after its last one (same market)."""
+    last = int(head.time[-1]) if len(head) else -(2**62)
+    tail = tail.slice(last + 1, None)
+    if not len(tail):
+        return head
+    columns = ("open", "high", "low", "close", "volume")
     return Candles.from_arrays(
-        candles.exchange, candles.symbol, candles.timeframe, time, prices, synthetic=candles.synthetic
+        head.exchange, head.symbol, head.timeframe, np.concatenate([head.time, tail.time]),
+        [np.concatenate([getattr(head, f), getattr(tail, f)]) for f in columns], synthetic=head.synthetic,
+    )  # fmt: skip
+
+
+def _candles(like: Candles, bars: list[Candle]) -> Candles:
+    """Closed bars as a candle series of the market of `like`."""
+    columns = ("open", "high", "low", "close", "volume")
+    prices = [np.array([getattr(b, f) for b in bars], dtype=np.float64) for f in columns]
+    times = np.array([b.time for b in bars], dtype=np.int64)
+    return Candles.from_arrays(
+        like.exchange, like.symbol, like.timeframe, times, prices, synthetic=like.synthetic
     )
 
 

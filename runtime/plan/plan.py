@@ -103,7 +103,7 @@ def plan(
     """Compile every sleeve and load the candles of every clock it reads (with warm-up history).
 
     `live`: the candles are only the history a live session warms up on (its bars arrive later), so a
-    history shorter than the warm-up is no error.
+    history shorter than the warm-up or than a window is no error.
 
     The range is cut to where every feed has data (see the module docstring). `rules` finds the
     exchange's trading rules of a symbol (quantity step, minimums); sleeves whose symbol has none trade
@@ -157,7 +157,9 @@ def plan(
     if not live:
         notes += _traded(loaded)
     for _, _, _, g, candles in loaded:
-        check_lookback(g, candles)
+        if not live:
+            # Live, the bars still to come fill a window the history does not (the first decision waits).
+            check_lookback(g, candles)
         for clock, series in candles.items():
             _check_fresh(clock, series)
     sleeves = [

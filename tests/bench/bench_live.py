@@ -198,6 +198,35 @@ def cpu_share() -> None:
     )
 
 
+def paper_engine(fake: Any, text: str, spec_path: str, tmp: str) -> Any:
+    """A paper `Engine` of a spec against a started fake exchange, its store and outputs in `tmp`."""
+    from runtime.commands.live import SessionFiles
+    from runtime.commands.source import Source
+    from runtime.exchange.client import ExchangeClient, RetryPolicy
+    from runtime.exchange.feed import ExchangeFeed
+    from runtime.live.engine import Engine, LiveOptions
+    from runtime.store.live import LiveStore
+    from runtime.store.schema import open_store
+
+    checked = check_source(text, spec_path)
+    assert checked.program is not None, checked.render()
+    source = Source(api_url=fake.url, db_url=f"sqlite:///{tmp}/bench.db")
+    public = ExchangeClient("binance", api_url=fake.url, rate_limit=False, retry=RetryPolicy(attempts=2))
+
+    def loader(clock: Callable[[], int]) -> Callable[..., Candles]:
+        """History through the store from the fake, on the fake's clock."""
+        feed = ExchangeFeed("binance", api_url=fake.url, rate_limit=False, clock=clock)
+        return lambda s, tf, first, last: source.load(s, tf, first, last, feed=feed).candles
+
+    options = LiveOptions("paper", "binance", spec_path, text, 1.0)
+    portfolio = select(checked.program, None, None)
+    engine = Engine(options, checked.program, portfolio, LiveStore(open_store(source.db_url)), public, loader)
+    out = Path(tmp) / "out"
+    out.mkdir(exist_ok=True)
+    engine.on_point = SessionFiles(out).write
+    return engine
+
+
 def whole_engine(bars: int = 300) -> None:
     """(c): the paper engine's whole cost per closed bar (poll, step, checkpoint, outputs)."""
     import asyncio
@@ -207,40 +236,14 @@ def whole_engine(bars: int = 300) -> None:
     sys.path.insert(0, str(ROOT / "tests" / "data"))
     from fake_binance import FakeBinance
 
-    from runtime.commands.live import SessionFiles
-    from runtime.commands.source import Source
-    from runtime.exchange.client import ExchangeClient, RetryPolicy
-    from runtime.exchange.feed import ExchangeFeed
-    from runtime.live.engine import Engine, LiveOptions
-    from runtime.store.live import LiveStore
-    from runtime.store.schema import open_store
-
     hour = 3_600_000
-    start = 1_709_251_200_000 - hour // 2
-    fake = FakeBinance(data_dir=DATA, now_ms=start).start()
-    text = TWENTY.format(tf="1h")
-    checked = check_source(text, "bench.strat")
-    assert checked.program is not None
+    fake = FakeBinance(data_dir=DATA, now_ms=1_709_251_200_000 - hour // 2).start()
     with tempfile.TemporaryDirectory() as tmp:
-        source = Source(api_url=fake.url, db_url=f"sqlite:///{tmp}/bench.db")
-        public = ExchangeClient("binance", api_url=fake.url, rate_limit=False, retry=RetryPolicy(attempts=2))
-
-        def loader(clock: Callable[[], int]) -> Callable[..., Candles]:
-            """History through the store from the fake, on the fake's clock."""
-            feed = ExchangeFeed("binance", api_url=fake.url, rate_limit=False, clock=clock)
-            return lambda s, tf, first, last: source.load(s, tf, first, last, feed=feed).candles
-
-        options = LiveOptions("paper", "binance", "bench.strat", text, 1.0)
-        portfolio = select(checked.program, None, None)
-        store = LiveStore(open_store(source.db_url))
-        engine = Engine(options, checked.program, portfolio, store, public, loader)
-        out = Path(tmp) / "out"
-        out.mkdir()
-        engine.on_point = SessionFiles(out).write
+        engine = paper_engine(fake, TWENTY.format(tf="1h"), "bench.strat", tmp)
 
         async def run() -> tuple[list[int], list[int]]:
             """Advance the fake one bar at a time; time the engine's bar and a bare poll."""
-            client = public.asynchronous()
+            client = engine.exchange.asynchronous()
             await engine.start(client)
             whole, poll = [], []
             for _ in range(bars):
