@@ -253,6 +253,12 @@ def rebalance(config: Config, sleeves: np.ndarray, book: Record, time: int) -> N
     if period <= 0.0 or time < book.next_rebalance:
         return
     book.next_rebalance = (math.floor(time / period) + 1.0) * period
+    budgets(config, sleeves, book)
+
+
+@njit(cache=True, inline="always")
+def budgets(config: Config, sleeves: np.ndarray, book: Record) -> None:
+    """Reset every sleeve's budget to its target weight of the account's equity."""
     equity = book.equity
     for s in range(sleeves.shape[0]):
         sl = sleeves[s]
@@ -263,6 +269,12 @@ def rebalance(config: Config, sleeves: np.ndarray, book: Record, time: int) -> N
         sl.peak += delta
         sl.day0 += delta
         sl.week0 += delta
+
+
+@njit(cache=True)
+def reset_budgets(config: Config, state: State) -> None:
+    """`budgets` now, whatever the rebalancing period (a reload that added or dropped sleeves)."""
+    budgets(config, state.sleeves, state.book[0])
 
 
 @njit(cache=True)

@@ -85,21 +85,22 @@ class Session:
         *,
         external: bool = False,
         snapshot: dict[str, Any] | None = None,
-        migrate: bool = False,
+        previous: Simulator | None = None,
     ) -> None:
-        """Prepare the graphs and an empty account, or the account of a broker `snapshot`.
+        """Prepare the graphs and an empty account, the account of a broker `snapshot`, or `previous`.
 
-        `external`: an exchange fills the orders (live trading; see `Simulator`). `migrate`: the snapshot
-        was written under another version of the spec (a reload; see `Simulator.restore`).
+        `external`: an exchange fills the orders (live trading; see `Simulator`). `previous`: the broker
+        of the running version of a reloaded spec, carried over (`Simulator.migrated`).
         """
         self.plan = rp  # the run
         portfolio = portfolio_input(rp, [shell_input(sp) for sp in rp.sleeves])
         # The broker: a fresh account, or the one a previous process saved.
-        self.simulator = (
-            Simulator(portfolio, external)
-            if snapshot is None
-            else Simulator.restore(portfolio, snapshot, external, migrate)
-        )
+        if previous is not None:
+            self.simulator = previous.migrated(portfolio)  # the broker, carried over
+        elif snapshot is not None:
+            self.simulator = Simulator.restore(portfolio, snapshot, external)  # the broker, restored
+        else:
+            self.simulator = Simulator(portfolio, external)  # the broker, a fresh account
         self.drivers = [StreamDriver(sp.graph) for sp in rp.sleeves]  # one streaming graph per sleeve
         # Decision and bracket-distance nodes of every sleeve's graph.
         self._nodes = [(decision_nodes(sp.graph), offset_nodes(sp.graph)) for sp in rp.sleeves]

@@ -28,6 +28,7 @@ order and risk event rows. `snapshot()` / `Simulator.restore` carry its whole st
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ import numpy as np
 from dsl.builtins import CAPPABLE
 from dsl.units import timeframe_ms
 from runtime.broker import state as st
-from runtime.broker.accounting import Fill, finish_open
+from runtime.broker.accounting import Fill, finish_open, reset_budgets
 from runtime.broker.fills import book_external, order_qty
 from runtime.broker.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
 from runtime.broker.step import step_points
@@ -72,6 +73,7 @@ _STEP_POINTS: Callable[..., int] = step_points
 _FINISH_OPEN: Callable[..., None] = finish_open
 _ORDER_QTY: Callable[..., float] = order_qty
 _BOOK_EXTERNAL: Callable[..., None] = book_external
+_RESET_BUDGETS: Callable[..., None] = reset_budgets
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,10 @@ class _Engine:
         kelly_size = max(s.sizing.kelly_lookback for s in portfolio.sleeves)
         self.state = st.new_state(self.config, portfolio.capital, kelly_size)  # mutable broker state
         self.out = st.new_outputs(points, trades)  # outputs, grown by ensure_room
+        # Sleeves and risk rules of earlier versions of a reloaded spec that no longer run: their rows in
+        # the outputs use the indices after the running ones (see `Simulator.migrated`).
+        self.retired: tuple[SleeveInput, ...] = ()  # sleeves of earlier versions, after the running ones
+        self.retired_rules: tuple[RiskRule, ...] = ()  # risk rules of earlier versions, after those
 
     def ensure_room(self, points: int) -> None:
         """Grow the outputs so that `points` points fit and one more point cannot overflow."""
@@ -308,6 +314,15 @@ class _Engine:
         if book["n_events"] + config.margin_events > out.events.shape[0]:
             out = out._replace(events=_grow(out.events, 2 * out.events.shape[0] + config.margin_events))
         self.out = out
+
+    def named(self) -> PortfolioInput:
+        """The portfolio with the retired sleeves and rules after the running ones (names of output rows)."""
+        if not self.retired and not self.retired_rules:
+            return self.portfolio
+        p = self.portfolio
+        return dataclasses.replace(
+            p, sleeves=(*p.sleeves, *self.retired), risk=(*p.risk, *self.retired_rules)
+        )
 
     def run(self, points: st.Points, p0: int, p1: int, bars: st.Bars, phase: int = st.PHASE_ALL) -> int:
         """Run `step.step_points` over points p0..p1-1 with this engine's state; return the next point.
@@ -344,9 +359,9 @@ class _Engine:
             equity=keep(out.equity[:points]),
             cash=keep(out.cash[:points]),
             exposure=keep(out.exposure[:points]),
-            trade_table=_trades(out.trades[: book["n_trades"]], sleeves),
-            order_table=_orders(out.orders[: book["n_orders"]], sleeves),
-            risk_events=_events(out.events[: book["n_events"]], self.portfolio),
+            trade_table=_trades(out.trades[: book["n_trades"]], (*sleeves, *self.retired)),
+            order_table=_orders(out.orders[: book["n_orders"]], (*sleeves, *self.retired)),
+            risk_events=_events(out.events[: book["n_events"]], self.named()),
             sleeves=tuple(SleeveInfo(s.name, s.strategy, s.symbol, s.timeframe, s.weight) for s in sleeves),
             capital=self.portfolio.capital,
             quote=self.portfolio.quote,
@@ -781,6 +796,107 @@ class Simulator:
         """The result so far, with open positions marked at their last close (stepping may continue)."""
         return self._engine.result(self._times[: self._points])
 
+    def migrated(self, portfolio: PortfolioInput) -> Simulator:
+        """This account under another version of its spec (a live reload), continuing where it is.
+
+        Sleeves are matched by name and market: a kept sleeve carries its position, pending order,
+        brackets, cooldown, halt and PnL over under its new settings; a sleeve that is new starts flat,
+        and one that is gone (or moved to another market) must be flat and idle (ValueError otherwise:
+        E070 is the engine's to report first). Its past rows stay in the outputs under its old name. Risk
+        rules are matched by text: a rule kept keeps its state (a halt stays a halt), a new one starts
+        fresh. When sleeves come or go, every sleeve's budget is reset to its weight of the equity (as a
+        rebalance would); otherwise budgets move at the next rebalance.
+        """
+        old, new = self._engine, Simulator(portfolio, self.external)
+        fresh = new._engine
+        was = (*old.portfolio.sleeves, *old.retired)  # every sleeve an old row may name
+        rules_was = (*old.portfolio.risk, *old.retired_rules)
+        running = {(s.name, s.symbol, s.timeframe): i for i, s in enumerate(portfolio.sleeves)}
+        # Old sleeve index -> new one: a running sleeve, or a place after them for one retired.
+        where: dict[int, int] = {}
+        retired: list[SleeveInput] = []
+        for i, s in enumerate(was):
+            j = running.get((s.name, s.symbol, s.timeframe)) if i < len(old.portfolio.sleeves) else None
+            if j is None:
+                if i < len(old.portfolio.sleeves):
+                    sl = old.state.sleeves[i]
+                    if float(sl["qty"]) > 0.0 or int(sl["ord_kind"]) != st.K_NONE:
+                        raise ValueError(
+                            f"sleeve {s.name} holds a position or an order: it cannot be dropped"
+                        )
+                j = len(portfolio.sleeves) + len(retired)
+                retired.append(s)
+            where[i] = j
+        texts = [r.text for r in portfolio.risk]
+        rule_at: dict[int, int] = {}
+        retired_rules: list[RiskRule] = []
+        for i, rule in enumerate(rules_was):
+            if i < len(old.portfolio.risk) and rule.text in texts:
+                rule_at[i] = texts.index(rule.text)
+            else:
+                rule_at[i] = len(texts) + len(retired_rules)
+                retired_rules.append(rule)
+        fresh.retired, fresh.retired_rules = tuple(retired), tuple(retired_rules)
+        # The state: the account as it is; each kept sleeve's record, Kelly ring and rule columns moved over.
+        state = fresh.state
+        sleeves, kelly = state.sleeves.copy(), state.kelly.copy()
+        latch, held = state.rule_latch.copy(), state.rule_held.copy()
+        added = set(range(len(portfolio.sleeves))) - set(where.values())
+        for i, j in where.items():
+            if j >= len(portfolio.sleeves):
+                continue
+            sleeves[j] = old.state.sleeves[i]
+            new._n[j] = self._n[i]
+            if kelly.shape[1] == old.state.kelly.shape[1]:
+                kelly[j] = old.state.kelly[i]
+            else:
+                sleeves[j]["kelly_n"] = 0  # another lookback: the ring starts over
+        for j in added:
+            # A new sleeve: flat, no budget until the reset below, past its warm-up (its graph decides).
+            for name in ("cash", "peak", "day0", "week0", "equity"):
+                sleeves[j][name] = 0.0
+            new._n[j] = int(fresh.config.sleeves[j]["warmup"])
+        for i, r in rule_at.items():
+            if r < len(texts):
+                latch[r, 0], held[r, 0] = old.state.rule_latch[i, 0], old.state.rule_held[i, 0]
+                for k, j in where.items():
+                    if k < len(old.portfolio.sleeves) and j < len(portfolio.sleeves):
+                        latch[r, j + 1], held[r, j + 1] = (
+                            old.state.rule_latch[i, k + 1],
+                            old.state.rule_held[i, k + 1],
+                        )
+        fresh.state = state._replace(
+            sleeves=sleeves, book=old.state.book.copy(), kelly=kelly, rule_latch=latch, rule_held=held
+        )
+        if retired or added:
+            _RESET_BUDGETS(fresh.config, fresh.state)
+        # The outputs, their sleeve and rule indices renumbered.
+        out = old.out
+        trades, orders, events = out.trades.copy(), out.orders.copy(), out.events.copy()
+        remap = np.array([where[i] for i in range(len(was))], dtype=np.int64)
+        book = old.state.book[0]
+        # Only the rows written (the buffers hold unwritten rows after them).
+        for rows, count in ((trades, book["n_trades"]), (orders, book["n_orders"])):
+            rows["sleeve"][:count] = remap[rows["sleeve"][:count]]
+        written = events[: book["n_events"]]
+        scoped = written["scope"] >= 0
+        written["scope"][scoped] = remap[written["scope"][scoped]]
+        if len(written):
+            renumbered = np.array([rule_at[i] for i in range(len(rules_was))], dtype=np.int64)
+            written["rule"] = renumbered[written["rule"]]
+        fresh.out = out._replace(
+            trades=trades, orders=orders, events=events,
+            equity=out.equity.copy(), cash=out.cash.copy(), exposure=out.exposure.copy(),
+        )  # fmt: skip
+        new._times, new._points = self._times.copy(), self._points
+        for i, j in where.items():
+            if j < len(portfolio.sleeves):
+                # The sleeve's current bar (its close time stamps the fills of its pending order).
+                for mine, theirs in zip(new._bars, self._bars, strict=True):
+                    mine[j] = theirs[i]
+        fresh.ensure_room(new._points + 1)
+        return new
+
     def snapshot(self, keep_points: int | None = None) -> dict[str, Any]:
         """The simulator's whole state as plain values (JSON- and pickle-safe); see `restore`.
 
@@ -836,10 +952,7 @@ class Simulator:
         """A simulator for `portfolio` that continues exactly where the one that wrote `snapshot` stopped.
 
         Refuses (ValueError) a snapshot of another format or version, or of a portfolio with other
-        sleeves, rules or settings. With `migrate` (a reloaded spec) the settings and the risk rules may
-        differ: the account, positions, pending orders, cooldowns, halts and outputs carry over under the
-        new settings, and each risk rule keeps its state when a rule of the same text ran before (a new
-        rule starts fresh). The sleeves must still be the same, in the same order.
+        sleeves, rules or settings (a reloaded spec's broker is `migrated`).
         """
         if snapshot.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"not a simulator snapshot (format {snapshot.get('format')!r})")
@@ -851,25 +964,21 @@ class Simulator:
             )
         sim = cls(portfolio, external)
         engine = sim._engine
-        rules = [r.text for r in portfolio.risk]
         if snapshot["sleeves"] != list(sim._index):
             raise ValueError("simulator snapshot: written for a portfolio with other sleeves")
+        if snapshot["rules"] != [r.text for r in portfolio.risk]:
+            raise ValueError("simulator snapshot: written for a portfolio with other risk rules")
         config = engine.config
-        if not migrate:
-            if snapshot["rules"] != rules:
-                raise ValueError("simulator snapshot: written for a portfolio with other risk rules")
-            if snapshot["rebalance_ms"] != config.rebalance_ms:
-                raise ValueError("simulator snapshot: written with another rebalancing period")
-            for f, item in snapshot["config"].items():
-                saved = _decode(item, getattr(config, f).dtype, f"config {f}")
-                if saved.tobytes() != getattr(config, f).tobytes():
-                    raise ValueError(f"simulator snapshot: written with other settings ({f})")
+        if snapshot["rebalance_ms"] != config.rebalance_ms:
+            raise ValueError("simulator snapshot: written with another rebalancing period")
+        for f, item in snapshot["config"].items():
+            saved = _decode(item, getattr(config, f).dtype, f"config {f}")
+            if saved.tobytes() != getattr(config, f).tobytes():
+                raise ValueError(f"simulator snapshot: written with other settings ({f})")
         state = {
             f: _decode(snapshot["state"][f], getattr(engine.state, f).dtype, f"state {f}")
             for f in _STATE_FIELDS
         }
-        if migrate:
-            state = _migrated_state(engine.state, state, snapshot["rules"], rules)
         engine.state = engine.state._replace(**state)
         # Outputs: the rows and points written so far, with room to go on.
         outputs = snapshot["outputs"]
@@ -885,25 +994,6 @@ class Simulator:
         engine.out = engine.out._replace(**grown)
         engine.ensure_room(p + 1)
         return sim
-
-
-def _migrated_state(
-    fresh: st.State, saved: dict[str, np.ndarray], old_rules: list[str], new_rules: list[str]
-) -> dict[str, np.ndarray]:
-    """A saved state fitted to new settings: rule rows matched by text, the Kelly ring kept if it fits."""
-    state = dict(saved)
-    for name in ("rule_latch", "rule_held"):
-        rows = getattr(fresh, name).copy()
-        for r, text in enumerate(new_rules):
-            if text in old_rules:
-                rows[r] = saved[name][old_rules.index(text)]
-        state[name] = rows
-    if saved["kelly"].shape != fresh.kelly.shape:
-        # Another Kelly lookback: the ring starts over (its count with it).
-        state["kelly"] = fresh.kelly.copy()
-        state["sleeves"] = saved["sleeves"].copy()
-        state["sleeves"]["kelly_n"] = 0
-    return state
 
 
 def updates_from(portfolio: PortfolioInput) -> list[tuple[BarUpdate, ...]]:

@@ -103,6 +103,7 @@ class Engine:
     # Candles each market feed brought since the session was planned (the bars a reload warms up on).
     _buffer: dict[int, list[Candle]] = field(default_factory=dict)
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event)  # set: reload the spec
+    _closing: list[Any] = field(default_factory=list)  # websocket streams of markets no longer read
 
     @property
     def key(self) -> str:
@@ -218,6 +219,13 @@ class Engine:
                     MarketFeed(key[0], key[1], feed.ms, next_open, self.clock.now(), stream=stream)
                 )
             self._fanout.setdefault(markets[key], []).append(f)
+        # Markets the new version no longer reads are closed (their streams with them).
+        kept = sorted(self._fanout)
+        for m, market in enumerate(self.feeds):
+            if m not in self._fanout and market.stream is not None:
+                self._closing.append(market.stream)
+        self.feeds = [self.feeds[m] for m in kept]
+        self._fanout = {i: self._fanout[m] for i, m in enumerate(kept)}
 
     def _save_deployment(self, fresh: bool) -> None:
         """Write the deployment row (state running, this process) and the spec version in force."""
@@ -248,6 +256,8 @@ class Engine:
                 # Between two points: the whole portfolio swaps at a bar boundary.
                 self.reload_requested.clear()
                 self.reload()
+                while self._closing:
+                    await self._closing.pop().close()
             if self.clock.due():
                 await self.clock.sync(self.exchange, client)
             acted = await self._poll_all(client, act=True)
@@ -489,14 +499,17 @@ class Engine:
             return False
         end = min(f.next_open for f in self.feeds)
         rp = self._plan(end, {"": end}, self._buffered(), (checked.program, portfolio))
-        new = Session(
-            rp, external=session.simulator.external, snapshot=session.simulator.snapshot(), migrate=True
-        )
+        new = Session(rp, external=session.simulator.external, previous=session.simulator)
         for bars in new.history():
             new.feed_only(bars)
-        old = {sp.sleeve.name: s for s, sp in enumerate(session.plan.sleeves)}
+        old = {
+            (sp.sleeve.name, sp.sleeve.symbol, sp.sleeve.timeframe): s
+            for s, sp in enumerate(session.plan.sleeves)
+        }
         for s, sp in enumerate(rp.sleeves):
-            new.drivers[s].carry(session.drivers[old[sp.sleeve.name]])
+            before = old.get((sp.sleeve.name, sp.sleeve.symbol, sp.sleeve.timeframe))
+            if before is not None:
+                new.drivers[s].carry(session.drivers[before])
         new.paused |= session.paused
         new.frozen |= session.frozen
         changes = _changes(session.plan, rp)
@@ -513,7 +526,7 @@ class Engine:
         return True
 
     def _orphans(self, portfolio: PortfolioIR) -> str | None:
-        """Why the new sleeves cannot take over the running ones (E070 when a position would be orphaned)."""
+        """E070 when the new version drops or moves a sleeve that holds a position or an order; else None."""
         session = self.session
         assert session is not None  # started
         new = {s.name: s for s in portfolio.sleeves}
@@ -522,26 +535,16 @@ class Engine:
         for sp in session.plan.sleeves:
             name, view = sp.sleeve.name, held[sp.sleeve.name]
             moved = new.get(name)
-            if moved is not None and (moved.symbol, moved.timeframe) == (
-                sp.sleeve.symbol,
-                sp.sleeve.timeframe,
+            market = (sp.sleeve.symbol, sp.sleeve.timeframe)
+            if (moved is not None and (moved.symbol, moved.timeframe) == market) or not (
+                view.position or view.order
             ):
                 continue
             what = "removes it" if moved is None else f"moves it to {moved.symbol} {moved.timeframe}"
-            if view.position != 0 or view.order:
-                problems.append(
-                    f"E070: sleeve {name} holds {view.position:g} {market_pair(sp.sleeve.symbol)}"
-                    f"{' and a pending order' if view.order else ''}; the edit {what}, which would orphan "
-                    "it: flatten the sleeve first"
-                )
-            else:
-                problems.append(
-                    f"sleeve {name}: the edit {what}; a running deployment cannot drop or move a sleeve yet"
-                )
-        names = [s.name for s in portfolio.sleeves]
-        if not problems and names != [sp.sleeve.name for sp in session.plan.sleeves]:
+            order = " and a pending order" if view.order else ""
             problems.append(
-                "the edit adds or reorders sleeves; a running deployment cannot take new sleeves yet"
+                f"E070: sleeve {name} holds {view.position:g} {market_pair(sp.sleeve.symbol)}{order}; "
+                f"the edit {what}, which would orphan it: flatten the sleeve first"
             )
         return "\n".join(problems) or None
 
@@ -637,9 +640,8 @@ class Engine:
     async def shutdown(self) -> None:
         """Stop cleanly: flatten when asked, checkpoint, mark the deployment stopped."""
         session = self.session
-        for feed in self.feeds:
-            if feed.stream is not None:
-                await feed.stream.close()
+        for stream in [*self._closing, *(f.stream for f in self.feeds if f.stream is not None)]:
+            await stream.close()
         if session is None:
             return
         if self.options.flatten_on_exit and self.orders is not None:
@@ -676,9 +678,16 @@ def _candles(like: Candles, bars: list[Candle]) -> Candles:
 
 
 def _changes(old: RunPlan, new: RunPlan) -> list[str]:
-    """What a reload changed, one line per sleeve (params, rules, weight) and one for the risk rules."""
+    """What a reload changed: a line per sleeve (params, rules, weight, added, removed), one for the risk."""
     lines = []
-    for a, b in zip(old.sleeves, new.sleeves, strict=True):
+    before = {sp.sleeve.name: sp for sp in old.sleeves}
+    for b in new.sleeves:
+        a = before.pop(b.sleeve.name, None)
+        market = f"{b.sleeve.symbol} {b.sleeve.timeframe}"
+        if a is None or (a.sleeve.symbol, a.sleeve.timeframe) != (b.sleeve.symbol, b.sleeve.timeframe):
+            what = "added" if a is None else "moved"
+            lines.append(f"  {b.sleeve.name}: {what} ({market}, weight {b.sleeve.weight:.0%}; starts flat)")
+            continue
         parts = [f"{k} {a.values.get(k)} -> {v}" for k, v in b.values.items() if a.values.get(k) != v]
         hashes_a, hashes_b = a.graph.node_hashes(), b.graph.node_hashes()
         rules = [
@@ -688,13 +697,13 @@ def _changes(old: RunPlan, new: RunPlan) -> list[str]:
         if rules:
             parts.append("rules " + ", ".join(rules))
         if a.sleeve.weight != b.sleeve.weight:
-            parts.append(f"weight {a.sleeve.weight:.0%} -> {b.sleeve.weight:.0%} (at the next rebalance)")
+            parts.append(f"weight {a.sleeve.weight:.0%} -> {b.sleeve.weight:.0%}")
         lines.append(f"  {b.sleeve.name}: " + ("; ".join(parts) if parts else "unchanged"))
-    before, after = [r.text for r in old.risk], [r.text for r in new.risk]
-    if before != after:
-        added = [r for r in after if r not in before]
-        dropped = [r for r in before if r not in after]
-        lines.append(
-            f"  risk: +{len(added)} -{len(dropped)} rule(s)" + "".join(f"\n    + {r}" for r in added)
-        )
+    lines += [f"  {name}: removed" for name in before]
+    texts_a, texts_b = [r.text for r in old.risk], [r.text for r in new.risk]
+    if texts_a != texts_b:
+        added = [r for r in texts_b if r not in texts_a]
+        dropped = [r for r in texts_a if r not in texts_b]
+        shown = "".join(f"\n    + {r}" for r in added) + "".join(f"\n    - {r}" for r in dropped)
+        lines.append(f"  risk: +{len(added)} -{len(dropped)} rule(s){shown}")
     return lines

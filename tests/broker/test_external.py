@@ -14,7 +14,7 @@ import pytest
 from sim_builders import HOUR, T0, sleeve, solo
 
 from runtime.broker.simulator import BarUpdate, Simulator
-from runtime.plan.model import Bracket
+from runtime.plan.model import Bracket, PortfolioInput
 
 
 def bar(i: int, o: float, h: float, lo: float, c: float, **decisions: bool) -> BarUpdate:
@@ -83,7 +83,7 @@ def test_the_simulated_broker_is_unchanged() -> None:
 
 
 def test_a_reload_keeps_the_halt_the_account_and_the_positions() -> None:
-    """`Simulator.restore(..., migrate=True)`: other settings and rules, same sleeves: state carried over.
+    """`Simulator.migrated`: other settings and rules, same sleeves: the state carries over.
 
     A drawdown halt fired under the old version stays in force under the new one (an edit never clears a
     halt), the open position and the cash carry over, the new stop applies, and a rule that ran before
@@ -106,10 +106,44 @@ def test_a_reload_keeps_the_halt_the_account_and_the_positions() -> None:
         capital=1000.0,
         risk=(halt, pause),
     )
-    moved = Simulator.restore(edited, sim.snapshot(), migrate=True)
+    moved = sim.migrated(edited)
     assert moved.halted and moved.position("main") == sim.position("main") == 10.0
     assert moved.cash == sim.cash
     moved.step(bar(3, 95, 95, 95, 95, entry_long=True))  # the halt's flatten fills; no new entry
     assert moved.position("main") == 0.0 and moved.pending() == []
     with pytest.raises(ValueError, match="other risk rules"):
-        Simulator.restore(edited, sim.snapshot())  # without migrate: refused as before
+        Simulator.restore(edited, sim.snapshot())  # a snapshot is not a reload: refused as before
+
+
+def test_a_reload_adds_and_drops_flat_sleeves_and_keeps_their_history() -> None:
+    """Sleeve b is dropped (flat) and c added: a keeps its position, budgets go to the new weights.
+
+    b's past trade stays in the outputs under its name; a sleeve that holds a position cannot go.
+    """
+    a = sleeve([100.0] * 6, name="a", weight=0.5)
+    b = sleeve([100.0] * 6, name="b", weight=0.5, symbol="ETH/USDT")
+    sim = Simulator(PortfolioInput(capital=1000.0, quote="USDT", sleeves=(a, b)))
+    sim.step(
+        replace(bar(0, 100, 100, 100, 100, entry_long=True), sleeve="a"),
+        replace(bar(0, 50, 50, 50, 50), sleeve="b", entry_long=True),
+    )
+    sim.step(
+        replace(bar(1, 100, 100, 100, 100), sleeve="a"),
+        replace(bar(1, 50, 50, 50, 50), sleeve="b", exit_long=True),
+    )
+    sim.step(replace(bar(2, 110, 110, 110, 110), sleeve="a"), replace(bar(2, 60, 60, 60, 60), sleeve="b"))
+    assert sim.position("a") == 5.0 and sim.position("b") == 0.0
+    c = sleeve([100.0] * 6, name="c", weight=0.5, symbol="SOL/USDT")
+    with pytest.raises(ValueError, match="sleeve a holds a position"):
+        sim.migrated(PortfolioInput(capital=1000.0, quote="USDT", sleeves=(b, c)))
+    moved = sim.migrated(PortfolioInput(capital=1000.0, quote="USDT", sleeves=(a, c)))
+    assert moved.position("a") == 5.0 and moved.equity == sim.equity
+    views = {v.sleeve: v for v in moved.views()}
+    assert views["a"].equity == pytest.approx(0.5 * sim.equity) and views["c"].equity == pytest.approx(
+        0.5 * sim.equity
+    )
+    trades = moved.finish().trades
+    assert [(t.sleeve, t.symbol, t.exit_reason) for t in trades] == [
+        ("a", "BTC/USDT", "end"),
+        ("b", "ETH/USDT", "signal"),
+    ]

@@ -112,7 +112,10 @@ class Paper:
 
 
 def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: Path) -> None:
-    """Broken save kept out; E070 refused; a param edit live from the next bar, deciding like a backtest."""
+    """Broken save kept out; a param edit live at the next bar, deciding like a backtest; E070, then applied.
+
+    The E070 edit (a move to another market while holding a position) applies once the sleeve is flat.
+    """
     spec = tmp_path / "spec.strat"
     spec.write_text(SPEC.format(slow=8))
     paper = Paper(market, tmp_path)
@@ -125,43 +128,54 @@ def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: P
         assert failed.startswith("reload failed; the running version stays:\nspec.strat:6:")
         assert "error E0" in failed
         paper.bars(3)
-        # Moving the sleeve to another market while it holds a position: refused (E070).
-        paper.wait(lambda: True, "")
+        # Once flat, a param edit (slow 8 -> 12) in a burst of saves: the last one is live at the next bar.
+        while paper.status()["sleeves"][0]["position"] != 0:  # type: ignore[index]
+            paper.bars(1)
+        swap = paper.last_bar()
+        for slow in (9, 10, 11, 12):
+            spec.write_text(SPEC.format(slow=slow))
+        paper.wait(lambda: len(paper.reloads()) == 2, "the reload")
+        applied = paper.reloads()[1]
+        assert applied.startswith("reloaded spec.strat (version ")
+        assert applied.endswith("\n  flip: rules entry_long, exit_long")
+        assert paper.last_bar() == swap  # swapped between two bars
+        paper.bars(60)
+        # Moving the sleeve to another market while it holds a position: refused (E070)...
         while paper.status()["sleeves"][0]["position"] == 0:  # type: ignore[index]
             paper.bars(1)
-        atomic_save(spec, SPEC.format(slow=8).replace("BTC/USDT", "ETH/USDT"))
-        paper.wait(lambda: len(paper.reloads()) == 2, "the refused reload")
-        refused = paper.reloads()[1]
+        moved_text = SPEC.format(slow=12).replace("BTC/USDT", "ETH/USDT")
+        atomic_save(spec, moved_text)
+        paper.wait(lambda: len(paper.reloads()) == 3, "the refused reload")
+        refused = paper.reloads()[2]
         assert refused.startswith("reload refused; the running version stays:\nE070: sleeve flip holds ")
         assert (
             "the edit moves it to BINANCE:ETH/USDT 1h, which would orphan it: flatten the sleeve first"
             in refused
         )
         assert paper.status()["sleeves"][0]["position"] != 0  # type: ignore[index]
-        # Once flat, a param edit (slow 8 -> 12) in a burst of saves: the last one is live at the next bar.
-        spec.write_text(SPEC.format(slow=8))
+        # ... and applied by the same save once the sleeve is flat.
         while paper.status()["sleeves"][0]["position"] != 0:  # type: ignore[index]
             paper.bars(1)
-        swap = paper.last_bar()
-        for slow in (9, 10, 11, 12):
-            spec.write_text(SPEC.format(slow=slow))
-        paper.wait(lambda: any(r.startswith("reloaded spec.strat") for r in paper.reloads()), "the reload")
-        (applied,) = [r for r in paper.reloads() if r.startswith("reloaded spec.strat")]
-        assert applied.endswith("\n  flip: rules entry_long, exit_long")
-        assert paper.last_bar() == swap  # swapped between two bars
-        paper.bars(60)
+        moved_at = paper.last_bar()
+        atomic_save(spec, moved_text)
+        paper.wait(lambda: len(paper.reloads()) == 4, "the move")
+        assert paper.reloads()[3].endswith("\n  flip: moved (BINANCE:ETH/USDT 1h, weight 100%; starts flat)")
+        paper.bars(5)
+        assert paper.status()["sleeves"][0]["symbol"] == "BINANCE:ETH/USDT"  # type: ignore[index]
     finally:
         paper.stop()
-    # From the swap on, the session decides like a backtest of the new version from that bar (same entry
+    # From the swap on, the session decided like a backtest of the new version from that bar (same entry
     # and exit times and prices; the quantities differ with the capital each starts from).
+    spec.write_text(SPEC.format(slow=12))
     backtest = strat(
         "run", "spec.strat", "--backtest", "--data", str(shared_data / "BTCUSDT-1h.csv"), "--from", str(swap),
-        "--to", str(paper.closed), "--out", "bt", "--no-report", "--no-save", cwd=tmp_path,
+        "--to", str(moved_at), "--out", "bt", "--no-report", "--no-save", cwd=tmp_path,
     )  # fmt: skip
     assert backtest.returncode == 0, backtest.stderr
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(swap / 1000))
 
-    def after_swap(path: Path) -> list[tuple[object, ...]]:
-        """(entry time, entry price, exit time, exit price) of the trades entered from the swap on.
+    def btc_after_swap(path: Path) -> list[tuple[object, ...]]:
+        """(entry time, entry price, exit time, exit price) of the BTC trades entered from the swap on.
 
         Prices to 1e-6 (an average entry price is a total over a quantity: the last digit varies with it).
         """
@@ -174,9 +188,11 @@ def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: P
                 round(float(r["exit_price"]), 6),
             )
             for r in rows
-            if r["entry_time"] >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(swap / 1000))
+            if r["entry_time"] >= start and r["symbol"] == "BTC/USDT"
         ]
 
-    expected = after_swap(tmp_path / "bt" / "trades.csv")
+    expected = btc_after_swap(tmp_path / "bt" / "trades.csv")
     assert len(expected) >= 2
-    assert after_swap(tmp_path / "out" / "trades.csv") == expected
+    assert btc_after_swap(tmp_path / "out" / "trades.csv") == expected
+    # The history of the sleeve before its move stays in trades.csv, under its old market.
+    assert {r["symbol"] for r in csv.DictReader((tmp_path / "out" / "trades.csv").open())} >= {"BTC/USDT"}
