@@ -128,11 +128,11 @@ def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: P
         assert failed.startswith("reload failed; the running version stays:\nspec.strat:6:")
         assert "error E0" in failed
         paper.bars(3)
-        # Once flat, a param edit (slow 8 -> 12) in a burst of saves: the last one is live at the next bar.
+        # Once flat, a param edit (slow 8 -> 12) in a burst of 100 saves: one reload, of the last content.
         while paper.status()["sleeves"][0]["position"] != 0:  # type: ignore[index]
             paper.bars(1)
         swap = paper.last_bar()
-        for slow in (9, 10, 11, 12):
+        for slow in [9, 10, 11, 12] * 25:  # 100 saves in a burst
             spec.write_text(SPEC.format(slow=slow))
         paper.wait(lambda: len(paper.reloads()) == 2, "the reload")
         applied = paper.reloads()[1]
