@@ -31,12 +31,20 @@ from test_watch import Watching, atomic_save  # noqa: E402
 SAVES = 12  # saves timed
 
 
+def demo_copy(folder: Path) -> Path:
+    """Copy specs/ and library/ into `folder`; the copied demo portfolio's path."""
+    shutil.copytree(ROOT / "specs", folder / "specs")
+    shutil.copytree(ROOT / "library", folder / "library")
+    return folder / "specs" / "portfolio.strat"
+
+
 def live_reload(reloads: int = SAVES) -> None:
     """(a): `Engine.reload` of the demo portfolio in a paper session with a warm buffer."""
     import asyncio
 
     import numpy as np
-    import pandas as pd
+
+    from runtime.data.loader import from_csv, prepare
 
     sys.path.insert(0, str(ROOT / "tests" / "data"))
     sys.path.insert(0, str(ROOT / "tests" / "bench"))
@@ -48,21 +56,12 @@ def live_reload(reloads: int = SAVES) -> None:
     hour = 3_600_000
     fake = FakeBinance(data_dir=ROOT / "specs" / "data", now_ms=1_717_200_000_000 - hour // 2).start()
     # The demo's SOL sleeve reads 4h bars: the fake serves them resampled from the 1h file.
-    sol = pd.read_csv(ROOT / "specs" / "data" / "SOLUSDT-1h.csv")
-    sol["bucket"] = sol["timestamp"] // (4 * hour) * (4 * hour)
-    four = sol.groupby("bucket").agg(
-        open=("open", "first"),
-        high=("high", "max"),
-        low=("low", "min"),
-        close=("close", "last"),
-        volume=("volume", "sum"),
-    )
-    fake.set_candles("SOL/USDT", "4h", np.column_stack([four.index.to_numpy(np.float64), four.to_numpy()]))
+    raw, _ = from_csv(ROOT / "specs" / "data", "SOL/USDT", "4h", 0, 2**62)
+    sol = prepare(raw, "4h", 0, 2**62, fill_gaps=False).candles
+    rows = [sol.time.astype(np.float64), sol.open, sol.high, sol.low, sol.close, sol.volume]
+    fake.set_candles("SOL/USDT", "4h", np.column_stack(rows))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        shutil.copytree(ROOT / "specs", folder / "specs")
-        shutil.copytree(ROOT / "library", folder / "library")
-        spec = folder / "specs" / "portfolio.strat"
+        spec = demo_copy(Path(tmp))
         text = spec.read_text()
         edited = text.replace("fast=10, slow=40", "fast=15, slow=40")
         engine = paper_engine(fake, text, str(spec), tmp)
@@ -108,9 +107,7 @@ def watch_loop() -> None:
     """(b): time saves to new reports, beside a fresh process's run."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        shutil.copytree(ROOT / "specs", folder / "specs")
-        shutil.copytree(ROOT / "library", folder / "library")
-        spec = folder / "specs" / "portfolio.strat"
+        spec = demo_copy(folder)
         text = spec.read_text()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         began = time.perf_counter()
