@@ -227,10 +227,8 @@ class Engine:
         self.feeds = [self.feeds[m] for m in kept]
         self._fanout = {i: self._fanout[m] for i, m in enumerate(kept)}
 
-    def _save_deployment(self, fresh: bool) -> None:
-        """Write the deployment row (state running, this process) and the spec version in force."""
-        import hashlib
-
+    def _save_deployment(self, fresh: bool) -> str:
+        """Write the deployment row (running, this process) and the spec version in force; its sha256."""
         sha = hashlib.sha256(self.options.spec_text.encode()).hexdigest()
         # The deployment's times are the local wall clock's (its heartbeat is read against it).
         now = wall_clock_ms()
@@ -244,6 +242,7 @@ class Engine:
             )
         )  # fmt: skip
         self.store.save_spec_version(self.key, sha, self.options.spec_text, now)
+        return sha
 
     # ----------------------------------------------------------------------------------- the loop
 
@@ -427,29 +426,28 @@ class Engine:
         orders, trading, session = self.orders, self.trading, self.session
         assert orders is not None and trading is not None and session is not None  # live mode
         held = {b.asset: b.free + b.locked for b in await trading.balances()}
+        # Each base asset's sleeves, with their accounts.
+        by_asset: dict[str, list[tuple[Any, Any]]] = {}
+        for view, sp in zip(session.simulator.views(), session.plan.sleeves, strict=True):
+            by_asset.setdefault(market_pair(sp.sleeve.symbol).split("/")[0], []).append((view, sp))
         deployment = self.store.deployment(self.key)
         baseline = dict(deployment.baseline) if deployment is not None else {}
         if deployment is not None and not deployment.baseline:
             # The first reconciliation of a deployment: what the account holds is not ours.
-            base_assets = {market_pair(sp.sleeve.symbol).split("/")[0] for sp in session.plan.sleeves}
-            baseline = {a: held.get(a, 0.0) - sum(
-                v.position for v, sp in zip(session.simulator.views(), session.plan.sleeves, strict=True)
-                if market_pair(sp.sleeve.symbol).split("/")[0] == a
-            ) for a in sorted(base_assets)}  # fmt: skip
+            baseline = {
+                asset: held.get(asset, 0.0) - sum(v.position for v, _ in group)
+                for asset, group in sorted(by_asset.items())
+            }
             self.store.save_deployment(replace(deployment, baseline=tuple(baseline.items())))
-        views = session.simulator.views()
         for asset, base in baseline.items():
-            sleeves = [
-                (v, sp) for v, sp in zip(views, session.plan.sleeves, strict=True)
-                if market_pair(sp.sleeve.symbol).split("/")[0] == asset
-            ]  # fmt: skip
-            expected = base + orders.dust.get(asset, 0.0) + sum(v.position for v, _ in sleeves)
+            group = by_asset.get(asset, [])
+            expected = base + orders.dust.get(asset, 0.0) + sum(v.position for v, _ in group)
             actual = held.get(asset, 0.0)
             step = max(
-                (trading.rules(market_pair(sp.sleeve.symbol)).amount_step for _, sp in sleeves), default=0.0
+                (trading.rules(market_pair(sp.sleeve.symbol)).amount_step for _, sp in group), default=0.0
             )
             if abs(actual - expected) > max(step, 1e-9 * max(abs(expected), 1.0)):
-                for v, _ in sleeves:
+                for v, _ in group:
                     if v.sleeve not in session.frozen:
                         session.frozen.add(v.sleeve)
                         self.event(
@@ -520,8 +518,7 @@ class Engine:
         self._buffer, self._reported = {}, {}
         if self.orders is not None:
             self.orders.simulator = new.simulator
-        self._save_deployment(False)
-        sha = hashlib.sha256(text.encode()).hexdigest()
+        sha = self._save_deployment(False)
         self.event("reload", "", f"reloaded {path} (version {sha[:12]}):\n" + "\n".join(changes))
         return True
 
