@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsl.units import timeframe_ms
-from runtime.commands.source import Source, SourceKind
+from dsl.units import parse_duration, timeframe_ms
+from runtime.commands.source import Source, SourceKind, parse_time
 from runtime.data.times import format_time
 
 if TYPE_CHECKING:
@@ -58,20 +58,12 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_duration(text: str) -> float:
-    """Seconds of a duration such as 500ms, 2s, 1m; ValueError for anything else."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for unit in ("ms", "s", "m"):
-        number = text.removesuffix(unit)
-        if number != text:
-            try:
-                value = float(number) * units[unit]
-            except ValueError:
-                break
-            if value > 0:
-                return value
-            break
-    raise ValueError(f"--poll {text}: expected a positive duration such as 500ms, 1s or 1m")
+def poll_seconds(text: str) -> float:
+    """Seconds of a --poll duration in the language's form (500ms, 2s, 1m); ValueError otherwise."""
+    ms = parse_duration(text)
+    if not ms:
+        raise ValueError(f"--poll {text}: expected a positive duration such as 500ms, 1s or 1m")
+    return ms / 1000
 
 
 def run_live(args: argparse.Namespace, mode: str) -> int:
@@ -82,7 +74,7 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
     if overrides is None:
         return 2
     try:
-        poll = parse_duration(args.poll) if args.poll else None
+        poll = poll_seconds(args.poll) if args.poll else None
         source = dataclasses.replace(Source.from_args(args), kind=SourceKind.STORE, path=None, chosen=True)
     except ValueError as error:
         print(f"strat run: {error}", file=sys.stderr)
@@ -245,13 +237,10 @@ class SessionFiles:
         equity = out / "equity.csv"
         if equity.exists():
             # Rows of an earlier run of the session: carry on after its last row and its peak.
-            from datetime import datetime
-
             with equity.open(encoding="utf-8") as handle:
                 rows = list(csv.reader(handle))[1:]
             if rows:
-                last = datetime.fromisoformat(rows[-1][0].replace("Z", "+00:00"))
-                self.written_ms = int(last.timestamp() * 1000)  # the file's last row
+                self.written_ms = parse_time(rows[-1][0])  # the file's last row
                 self.peak = max(float(r[1]) for r in rows)  # the file's highest equity
 
     def write(self, engine: Engine) -> None:
