@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# The fake lives beside the market-data tests, which use it too.
+# The fake lives beside the market-data tests, which use it too; the editor's saves beside the run tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "run"))
 from fake_binance import JAN_1_2024, FakeBinance
 
 

@@ -9,11 +9,9 @@ refused (E070), and a burst of saves ends in the final content.
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 from fake_binance import FakeBinance
 from test_paper import HOUR, T0, _env, _status, strat
+from test_watch import atomic_save
 
 SPEC = """\
 strat 1
@@ -43,14 +42,6 @@ def market(shared_data: Path) -> Iterator[FakeBinance]:
     server = FakeBinance(data_dir=shared_data, now_ms=T0 - HOUR // 2).start()
     yield server
     server.stop()
-
-
-def atomic_save(path: Path, text: str) -> None:
-    """Save as most editors do: a temporary file in the folder, renamed onto the spec."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 class Paper:
