@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runtime.commands.run",
     "runtime.commands.runs",
     "runtime.commands.status",
+    "runtime.commands.serve",
     "runtime.commands.series",
     "runtime.commands.data",
 )

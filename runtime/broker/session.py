@@ -114,7 +114,8 @@ class Session:
         self.count = [0] * len(self.feeds)  # bars pushed per feed (the next bar's index)
         self.alerts: list[Alert] = []  # alerts fired, in the order the bars were decided
         self.missed: list[Missed] = []  # decisions not acted on (see the module docstring)
-        self.paused: set[str] = set()  # sleeves whose entry decisions are held back (stale feed, ...)
+        self.paused: set[str] = set()  # sleeves whose entries a user paused (exits still managed)
+        self.stale: set[str] = set()  # sleeves whose entries wait for a stale feed to recover
         # sleeves that decide nothing (a position that disagrees with the exchange)
         self.frozen: set[str] = set()
         self._pending: dict[str, int] = {}  # base-bar index of each sleeve's bar in the point being stepped
@@ -150,6 +151,11 @@ class Session:
         """
         for bars in self.history(progress):
             self.step(bars)
+
+    def held(self, sleeve: str) -> tuple[str, ...]:
+        """Why a sleeve's entries (frozen: all its decisions) are held back: "paused", "stale", "frozen"."""
+        reasons = (("paused", self.paused), ("stale", self.stale), ("frozen", self.frozen))
+        return tuple(name for name, names in reasons if sleeve in names)
 
     def feed_only(self, bars: Sequence[tuple[int, Candle]]) -> None:
         """Push bars to the graphs only (history the broker has seen already: a resumed session)."""
@@ -201,7 +207,7 @@ class Session:
             self.alerts.extend(
                 _alert(sp, k, close) for k, node in enumerate(sp.graph.alerts) if truth(values[node])
             )
-        if update.sleeve in self.paused:
+        if update.sleeve in self.paused or update.sleeve in self.stale:
             # A paused sleeve still manages its exits; its entries are held back.
             el = es = False
         if update.sleeve in self.frozen:

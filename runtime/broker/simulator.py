@@ -30,9 +30,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 import numpy as np
 
@@ -755,12 +755,45 @@ class Simulator:
             )
         return views
 
-    def flatten_all(self) -> None:
-        """Put an exit of every open position into its sleeve's slot (reason "risk"; a kill switch)."""
+    def flatten_all(self, names: Iterable[str] | None = None) -> list[str]:
+        """Put an exit of every open position (of `names`, default all) into its sleeve's slot; a kill switch.
+
+        The exits have reason "risk"; a flat sleeve's pending entry is given up. Returns the sleeves that
+        held a position.
+        """
         state = self._engine.state
+        chosen = set(self._index if names is None else names)
+        closing = []
         for s, name in enumerate(self._index):
+            if name not in chosen:
+                continue
             if float(state.sleeves[s]["qty"]) > 0.0:
                 self.adopt(name, "exit", int(state.sleeves[s]["side"]), "risk")
+                closing.append(name)
+            elif int(state.sleeves[s]["ord_kind"]) != st.K_NONE:
+                self.drop(name)
+        return closing
+
+    def halt(self) -> list[str]:
+        """Halt the portfolio by hand: flatten every position, no entry until `reset_halt`; the flattened."""
+        self._engine.state.book["halted"] = 1
+        return self.flatten_all()
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """How many order rows (fills) and risk event rows the broker has written so far."""
+        book = self._engine.state.book[0]
+        return int(book["n_orders"]), int(book["n_events"])
+
+    def news(self, orders_from: int, events_from: int) -> tuple[OrderTable, tuple[RiskEvent, ...]]:
+        """The fills and the risk events written since the given row counts (see `rows`)."""
+        engine = self._engine
+        n_orders, n_events = self.rows
+        sleeves = (*engine.portfolio.sleeves, *engine.retired)
+        return (
+            _orders(engine.out.orders[orders_from:n_orders], sleeves),
+            _events(engine.out.events[events_from:n_events], engine.named()),
+        )
 
     @property
     def last_time(self) -> int:
@@ -1035,3 +1068,23 @@ def updates_from(portfolio: PortfolioInput) -> list[tuple[BarUpdate, ...]]:
             )
         points.append(tuple(ups))
     return points
+
+
+class _Named(NamedTuple):
+    """A sleeve's name and market: all the output tables need of it."""
+
+    name: str  # sleeve name
+    symbol: str  # market symbol
+
+
+def saved_trades(snapshot: dict[str, Any], symbols: dict[str, str]) -> TradeTable:
+    """The closed trades a broker `snapshot` holds (read without the spec; see `Simulator.snapshot`).
+
+    `symbols` maps sleeve names to their markets; rows of sleeves an earlier version of the spec ran
+    (retired by a reload) are named "(removed)".
+    """
+    names = list(snapshot["sleeves"])
+    rows = _decode(snapshot["outputs"]["trades"], st.new_outputs(1, 1).trades.dtype, "trades")
+    extra = int(rows["sleeve"].max()) + 1 - len(names) if len(rows) else 0
+    named = [_Named(n, symbols.get(n, "")) for n in names] + [_Named("(removed)", "")] * max(extra, 0)
+    return _trades(rows, named)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from runtime.data.times import format_time
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from runtime.commands.serve import ApiBind
     from runtime.data.candles import Candles
     from runtime.live.engine import Engine, LiveOptions
 
@@ -122,6 +123,13 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
                 file=sys.stderr,
             )
             return 1
+    from runtime.commands.serve import api_bind
+
+    try:
+        bind = None if args.no_api else api_bind(args.api)
+    except ValueError as error:
+        print(f"strat run: {error}", file=sys.stderr)
+        return 2
     smallest = min(timeframe_ms(s.timeframe) for s in portfolio.sleeves)
     poll_s = poll if poll is not None else min(max(smallest / 20_000, 0.25), 5.0)
     spec_text = Path(args.spec).read_text(encoding="utf-8")
@@ -131,7 +139,7 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
         mode, source.exchange, args.spec, spec_text, poll_s, args.flatten_on_exit, args.ws,
         tuple(overrides.items()), args.strategy, args.capital,
     )  # fmt: skip
-    return asyncio.run(_session(args, options, source, program, portfolio, credentials, out))
+    return asyncio.run(_session(args, options, source, program, portfolio, credentials, out, bind))
 
 
 async def _session(
@@ -142,12 +150,17 @@ async def _session(
     portfolio: Any,
     credentials: Any,
     out: Path,
+    bind: ApiBind | None,
 ) -> int:
-    """Run the engine until a signal stops it; the exit code."""
+    """Run the engine and its front-ends (API, bot, notifications) until a signal stops it; the exit code."""
+    from runtime.commands.serve import host, log_to
+    from runtime.control.bus import EventBus
+    from runtime.control.service import ControlService
     from runtime.exchange.client import ExchangeClient
     from runtime.exchange.feed import ExchangeFeed
     from runtime.live.engine import Engine
     from runtime.store.live import LiveStore
+    from runtime.store.runs import RunStore
     from runtime.store.schema import open_store
 
     exchange = ExchangeClient(source.exchange, api_url=source.api_url, sandbox=args.sandbox)
@@ -162,10 +175,14 @@ async def _session(
         from runtime.exchange.trading import TradingClient
 
         trading = TradingClient(source.exchange, credentials, api_url=source.api_url, sandbox=args.sandbox)
+    store = open_store(source.db_url)
     engine = Engine(
-        options, program, portfolio, LiveStore(open_store(source.db_url)), exchange, loader, trading,
+        options, program, portfolio, LiveStore(store), exchange, loader, trading,
         account=credentials.account if credentials is not None else "paper",
     )  # fmt: skip
+    service = ControlService(engine.store, RunStore(store), engine)
+    bus = EventBus(engine.store, lambda: [engine.key])
+    engine.listeners.append(bus.wake)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -190,10 +207,15 @@ async def _session(
         with view:
             await engine.start(client)
             console.print(f"{options.mode} session {engine.key} started; outputs in {out}; Ctrl-C stops it")
-            # Saves of the spec (or a file it uses) reload it between two bars.
+            log_to(str(out / "strat.log"))
+            # The front-ends, and saves of the spec (or a file it uses) reloading it between two bars.
+            front = host(service, bus, bind, stop, notify=True)
+            if bind is not None:
+                bound = "" if bind.tokens else " (no STRAT_API_TOKEN: loopback only)"
+                console.print(f"API and dashboard on {bind.url}{bound}")
             saves = asyncio.create_task(_watch_saves(engine, stop))
             await engine.run(client, stop)
-            await saves
+            await asyncio.gather(saves, *front)
     finally:
         await client.close()
         if trading is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.commands.live import add_live_arguments
+from runtime.commands.serve import add_api_arguments
 from runtime.commands.source import Source, SourceKind, add_data_arguments
 from runtime.commands.tuning import batch_process
 from runtime.errors import StratError
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_data_arguments(parser)
     add_live_arguments(parser)
+    add_api_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -229,7 +231,8 @@ def _simulate(
     has_alerts = any(sp.graph.alerts for sp in run_plan.sleeves)
     print_summary(summary, console, alerts=len(result.alerts) if has_alerts else None)
     if not args.no_save:
-        _save(args, source, result, summary, overrides, console)
+        report = "" if args.no_report else str((out / "report.html").resolve())
+        _save(args, source, result, summary, overrides, console, report)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
     return 0, summary
 
@@ -335,8 +338,9 @@ def _save(
     summary: Summary,
     overrides: dict[str, str],
     console: Console,
+    report: str,
 ) -> None:
-    """Save the run in the store; a store problem is reported, never fatal."""
+    """Save the run (and where its `report` is) in the store; a store problem is reported, never fatal."""
     from runtime.store.runs import RunRecord, RunStore
     from runtime.store.schema import open_store
 
@@ -348,6 +352,7 @@ def _save(
             spec_text=Path(args.spec).read_text(encoding="utf-8"),
             params=tuple(overrides.items()),
             mode="replay" if args.replay else "backtest",
+            report=report,
         )
         run_id = RunStore(open_store(source.db_url)).save(record)
         console.print(f"saved as run {run_id} (strat runs show {run_id})")

@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 
     from runtime.store.live import Checkpoint, Deployment, Intent, LiveStore
 
-# A "running" deployment whose last heartbeat is older than this is shown as stopped, ms.
-HEARTBEAT_STALE_MS = 60_000
-
 
 @dataclass(frozen=True)
 class SleeveView:
@@ -81,13 +78,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def shown_state(d: Deployment, now_ms: int) -> str:
-    """The state to show: "running" only with a heartbeat in the last `HEARTBEAT_STALE_MS`."""
-    if d.state == "running" and now_ms - d.heartbeat_ms > HEARTBEAT_STALE_MS:
-        return "stopped"
-    return d.state
-
-
 def view(store: LiveStore, d: Deployment, now_ms: int) -> DeploymentView:
     """Gather what `strat status` shows of one deployment."""
     checkpoint = store.last_checkpoint(d.key)
@@ -114,6 +104,8 @@ def view(store: LiveStore, d: Deployment, now_ms: int) -> DeploymentView:
         SleeveView(name, found[0].symbol, None, None, None, None, None, None, None, tuple(found))
         for name, found in orders.items()
     ]
+    from runtime.store.live import shown_state
+
     return DeploymentView(d, shown_state(d, now_ms), tuple(store.feeds(d.key)), tuple(sleeves), checkpoint)
 
 

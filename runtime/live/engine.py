@@ -103,6 +103,10 @@ class Engine:
     # Candles each market feed brought since the session was planned (the bars a reload warms up on).
     _buffer: dict[int, list[Candle]] = field(default_factory=dict)
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event)  # set: reload the spec
+    # Held by every pass of the loop (poll, step, act, checkpoint) and by every command: the two never
+    # interleave, so a command sees and changes the state between two points only.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    listeners: list[Callable[[], None]] = field(default_factory=list)  # told after events were saved
     _closing: list[Any] = field(default_factory=list)  # websocket streams of markets no longer read
 
     @property
@@ -110,9 +114,9 @@ class Engine:
         """The deployment key: name, mode and exchange account."""
         return f"{self.portfolio.name}:{self.options.mode}:{self.options.exchange}:{self.account}"
 
-    def event(self, kind: str, sleeve: str, message: str) -> None:
-        """Record an event (saved with the next checkpoint, shown by the live view)."""
-        item = LiveEvent(self.clock.now(), kind, sleeve, message)
+    def event(self, kind: str, sleeve: str, message: str, who: str = "engine") -> None:
+        """Record an event (saved with the next checkpoint, shown by the live view); `who` caused it."""
+        item = LiveEvent(self.clock.now(), kind, sleeve, message, who)
         self.events.append(item)
         self.recent = [*self.recent[-49:], item]
 
@@ -143,6 +147,7 @@ class Engine:
             self.start_ms = int(saved["start_ms"])
             session.paused.update(saved.get("paused", []))
         self._open_feeds(rp)
+        self._reported = self._counted()
         self._save_deployment(checkpoint is None)
         if self.trading is not None:
             self.orders = OrderManager(
@@ -251,28 +256,33 @@ class Engine:
         beat = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            if self.reload_requested.is_set():
-                # Between two points: the whole portfolio swaps at a bar boundary.
-                self.reload_requested.clear()
-                self.reload()
-                while self._closing:
-                    await self._closing.pop().close()
-            if self.clock.due():
-                await self.clock.sync(self.exchange, client)
-            acted = await self._poll_all(client, act=True)
-            now = self.clock.now()
-            self._check_stale(now)
-            if self.orders is not None and loop.time() - self._reconciled_at >= RECONCILE_S:
-                await self.reconcile()
-                acted = True
-            if acted or self.events:
-                # New bars, or news (a stale feed, an order settled): saved and shown at once.
-                self.checkpoint()
-            if loop.time() - beat >= HEARTBEAT_S:
-                self.store.heartbeat(self.key, wall_clock_ms())
-                beat = loop.time()
+            async with self.lock:
+                if self.reload_requested.is_set():
+                    # Between two points: the whole portfolio swaps at a bar boundary.
+                    self.reload_requested.clear()
+                    self.reload()
+                    await self.close_retired()
+                if self.clock.due():
+                    await self.clock.sync(self.exchange, client)
+                acted = await self._poll_all(client, act=True)
+                now = self.clock.now()
+                self._check_stale(now)
+                if self.orders is not None and loop.time() - self._reconciled_at >= RECONCILE_S:
+                    await self.reconcile()
+                    acted = True
+                if acted or self.events:
+                    # New bars, or news (a stale feed, an order settled): saved and shown at once.
+                    self.checkpoint()
+                if loop.time() - beat >= HEARTBEAT_S:
+                    self.store.heartbeat(self.key, wall_clock_ms())
+                    beat = loop.time()
             await wait_for_candles(self.feeds, stop, self.options.poll_s, self.reload_requested)
         await self.shutdown()
+
+    async def close_retired(self) -> None:
+        """Close the websocket streams of markets a reloaded version no longer reads."""
+        while self._closing:
+            await self._closing.pop().close()
 
     async def _poll_all(self, client: Any, act: bool) -> bool:
         """Poll every feed whose next bar is due, then step the points they completed; return if any."""
@@ -334,7 +344,23 @@ class Engine:
             self.event("alert", alert.sleeve, alert.text)
         for missed in session.missed[done.get("missed", 0) :]:
             self.event("missed", missed.sleeve, f"{missed.what} at a bar that closed while stopped")
-        done["alerts"], done["missed"] = len(session.alerts), len(session.missed)
+        fills, risk = session.simulator.news(done.get("orders", 0), done.get("risk", 0))
+        if not session.simulator.external:
+            # On paper the broker fills the orders (live, the order manager reports the exchange's fills).
+            for o in fills.rows():
+                what = f"{o.side} {o.filled_qty:g} {market_pair(o.symbol)} at {o.price:g}"
+                self.event("fill", o.sleeve, f"{what} ({o.intent}, {o.reason})")
+        for r in risk:
+            seen = ", ".join(f"{name} {value:g}" for name, value in r.values)
+            self.event("risk", "" if r.scope == "portfolio" else r.scope, f"{r.action}: {r.rule} ({seen})")
+        done.update(self._counted(alerts=len(session.alerts), missed=len(session.missed)))
+
+    def _counted(self, alerts: int = 0, missed: int = 0) -> dict[str, int]:
+        """The session's news counts that `_report_session` has reported (fills and risk rows: all so far)."""
+        session = self.session
+        assert session is not None  # started
+        orders, risk = session.simulator.rows
+        return {"alerts": alerts, "missed": missed, "orders": orders, "risk": risk}
 
     def _collect_orders(self) -> None:
         """Move the order manager's events into the engine's."""
@@ -361,9 +387,9 @@ class Engine:
             )
             for name in names:
                 if change:
-                    session.paused.add(name)
+                    session.stale.add(name)
                 else:
-                    session.paused.discard(name)
+                    session.stale.discard(name)
             what = "stale: no closed candle for two periods" if change else "recovered"
             self.event(
                 "stale" if change else "recovered", ",".join(names), f"{feed.symbol} {feed.timeframe} {what}"
@@ -457,7 +483,7 @@ class Engine:
 
     # ---------------------------------------------------------------------------------- hot reload
 
-    def reload(self) -> bool:
+    def reload(self, who: str = "engine") -> bool:
         """Re-read the spec and swap the new version in for the whole portfolio; return whether it was.
 
         The new version is checked and planned on the side; anything wrong (diagnostics, E080, E070 for
@@ -476,24 +502,24 @@ class Engine:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
-            self.event("reload", "", f"reload failed: {error.strerror}: {path}{kept}")
+            self.event("reload", "", f"reload failed: {error.strerror}: {path}{kept}", who)
             return False
         if text == self.options.spec_text:
             return False
         checked = check_file(path, overrides=dict(self.options.overrides))
         if checked.program is None:
-            self.event("reload", "", f"reload failed{kept}:\n{checked.render()}")
+            self.event("reload", "", f"reload failed{kept}:\n{checked.render()}", who)
             return False
         try:
             portfolio = select(checked.program, self.options.strategy, self.options.capital)
         except StratError as error:
-            self.event("reload", "", f"reload failed: {error}{kept}")
+            self.event("reload", "", f"reload failed: {error}{kept}", who)
             return False
         venues = check_venues(checked, "live" if self.options.mode == "live" else "paper", portfolio)
         refusal = None if venues.ok else venues.render()
         refusal = refusal or self._orphans(portfolio)
         if refusal is not None:
-            self.event("reload", "", f"reload refused{kept}:\n{refusal}")
+            self.event("reload", "", f"reload refused{kept}:\n{refusal}", who)
             return False
         end = min(f.next_open for f in self.feeds)
         rp = self._plan(end, {"": end}, self._buffered(), (checked.program, portfolio))
@@ -509,17 +535,18 @@ class Engine:
             if before is not None:
                 new.drivers[s].carry(session.drivers[before])
         new.paused |= session.paused
+        new.stale |= session.stale
         new.frozen |= session.frozen
         changes = _changes(session.plan, rp)
         # The swap: from the next point on, the new version decides.
         self.session, self.program, self.portfolio = new, checked.program, portfolio
         self.options = replace(self.options, spec_text=text)
         self._open_feeds(rp)
-        self._buffer, self._reported = {}, {}
+        self._buffer, self._reported = {}, self._counted()
         if self.orders is not None:
             self.orders.simulator = new.simulator
         sha = self._save_deployment(False)
-        self.event("reload", "", f"reloaded {path} (version {sha[:12]}):\n" + "\n".join(changes))
+        self.event("reload", "", f"reloaded {path} (version {sha[:12]}):\n" + "\n".join(changes), who)
         return True
 
     def _orphans(self, portfolio: PortfolioIR) -> str | None:
@@ -574,6 +601,93 @@ class Engine:
 
         return load
 
+    # ------------------------------------------------------------------------------------ commands
+    # Called by the control service while it holds `lock`; each records an event naming `who` asked.
+
+    def sleeve_names(self, sleeve: str | None) -> list[str]:
+        """The named sleeve (or every sleeve for None), checked: LiveError names the sleeves there are."""
+        session = self.session
+        assert session is not None  # started
+        names = [sp.sleeve.name for sp in session.plan.sleeves]
+        if sleeve is None:
+            return names
+        if sleeve not in names:
+            raise LiveError(f"no sleeve {sleeve!r} in {self.portfolio.name}; its sleeves: {', '.join(names)}")
+        return [sleeve]
+
+    def pause(self, sleeve: str | None, who: str) -> list[str]:
+        """Hold back new entries of a sleeve (or all); exits are still managed. The sleeves newly paused."""
+        session = self.session
+        assert session is not None  # started
+        changed = [n for n in self.sleeve_names(sleeve) if n not in session.paused]
+        session.paused.update(changed)
+        if changed:
+            self.event("pause", ",".join(changed), "paused: no new entries, exits still managed", who)
+        return changed
+
+    def resume(self, sleeve: str | None, who: str) -> list[str]:
+        """Allow entries again (lifts a command's pause and a reconciliation's freeze); the sleeves resumed.
+
+        A stale feed's hold stays until the feed recovers; a sleeve whose position still disagrees with
+        the exchange is frozen again by the next reconciliation.
+        """
+        session = self.session
+        assert session is not None  # started
+        changed = [n for n in self.sleeve_names(sleeve) if n in session.paused or n in session.frozen]
+        session.paused.difference_update(changed)
+        session.frozen.difference_update(changed)
+        if changed:
+            self.event("resume", ",".join(changed), "resumed: entries allowed again", who)
+        return changed
+
+    async def flatten(self, sleeve: str | None, who: str) -> list[str]:
+        """Close the positions of a sleeve (or all) with market exits and pause it; the sleeves closing.
+
+        On paper the exits fill at the next bar's open, as any simulated order; live they are sent now.
+        """
+        session = self.session
+        assert session is not None  # started
+        names = self.sleeve_names(sleeve)
+        closing = session.simulator.flatten_all(names)
+        session.paused.update(names)
+        what = f"market exit of {', '.join(closing)}" if closing else "nothing held"
+        self.event("flatten", ",".join(names), f"flatten: {what}; paused until resumed", who)
+        await self._send_now()
+        return closing
+
+    async def halt(self, who: str) -> list[str]:
+        """Halt the portfolio: flatten everything, no entry until `reset_halt`; the sleeves closing."""
+        session = self.session
+        assert session is not None  # started
+        closing = session.simulator.halt()
+        what = f"market exit of {', '.join(closing)}" if closing else "nothing held"
+        self.event("halt", "", f"halted by hand: {what}; no entries until reset", who)
+        await self._send_now()
+        return closing
+
+    def reset_halt(self, who: str) -> bool:
+        """Lift every halt (by hand or by a risk rule); whether one was in force."""
+        session = self.session
+        assert session is not None  # started
+        sim = session.simulator
+        was = sim.halted or any(v.halted for v in sim.views())
+        sim.reset_halt()
+        self.event("reset_halt", "", "halt reset: entries allowed again" if was else "no halt in force", who)
+        if was:
+            self.store.set_state(self.key, "running", wall_clock_ms())
+        return was
+
+    async def _send_now(self) -> None:
+        """Live: send the sleeves' pending orders now (a command's exits), unless one is in flight."""
+        session = self.session
+        if self.orders is None or session is None:
+            return
+        waiting = self.orders.waiting()
+        for order in session.simulator.pending():
+            if order.sleeve not in waiting:
+                await self.orders.submit(order, self.clock.now())
+        self._collect_orders()
+
     # --------------------------------------------------------------------------------- persistence
 
     def checkpoint(self) -> None:
@@ -604,7 +718,10 @@ class Engine:
             intents=tuple(intents),
             events=tuple(self.events),
         )  # fmt: skip
-        self.events = []
+        saved, self.events = self.events, []
+        if saved:
+            for listener in self.listeners:
+                listener()
         if sim.halted:
             self.store.set_state(self.key, "halted", wall_clock_ms())
         if self.on_point is not None:
@@ -625,11 +742,12 @@ class Engine:
                 for f in self.feeds
                 if f.symbol == market_pair(sp.sleeve.symbol) and f.timeframe == sp.sleeve.timeframe
             )
+            held = session.held(view.sleeve)
             out.append(
                 SleeveStatus(
                     view.sleeve, sp.sleeve.symbol, sp.sleeve.timeframe, view.position, view.avg_entry,
-                    view.realized_pnl, view.unrealized_pnl, view.sleeve in session.paused | session.frozen,
-                    view.halted, base.next_open, tuple(open_orders.get(view.sleeve, ())),
+                    view.realized_pnl, view.unrealized_pnl, bool(held), view.halted, base.next_open,
+                    tuple(open_orders.get(view.sleeve, ())), held, view.last_close,
                 )
             )  # fmt: skip
         return out
@@ -643,8 +761,7 @@ class Engine:
             return
         if self.options.flatten_on_exit and self.orders is not None:
             session.simulator.flatten_all()
-            for order in session.simulator.pending():
-                await self.orders.submit(order, self.clock.now())
+            await self._send_now()
         self.event("stop", "", "stopped")
         self.checkpoint()
         sim = session.simulator

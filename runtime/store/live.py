@@ -11,6 +11,7 @@ leaves either all of it or none. Snapshots and engine state are JSON text the st
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -40,6 +41,17 @@ class Deployment:
     started_ms: int  # when that process started it, UTC ms
     heartbeat_ms: int  # last sign of life of that process, UTC ms
     baseline: tuple[tuple[str, float], ...]  # (asset, exchange balance) when the deployment was created
+
+
+# A deployment stored as running whose engine wrote no heartbeat for this long is shown as stopped, ms.
+HEARTBEAT_STALE_MS = 60_000
+
+
+def shown_state(d: Deployment, now_ms: int) -> str:
+    """The state to show: "running" only with a heartbeat in the last `HEARTBEAT_STALE_MS`."""
+    if d.state == "running" and now_ms - d.heartbeat_ms > HEARTBEAT_STALE_MS:
+        return "stopped"
+    return d.state
 
 
 def deployment_key(name: str, mode: str, exchange: str, account: str) -> str:
@@ -127,6 +139,8 @@ class SleeveStatus:
     halted: bool  # whether a risk rule halted it
     last_bar_ms: int  # close time of the last processed bar, UTC ms
     open_orders: tuple[Intent, ...] = ()  # its orders not finished yet
+    held: tuple[str, ...] = ()  # why entries are held: "paused" (a command), "stale" (a feed), "frozen"
+    last_close: float = math.nan  # the last close of its market, quote currency (NaN before the first)
 
 
 @dataclass(frozen=True)
@@ -536,4 +550,5 @@ def _typed(cls: type, saved: dict[str, Any]) -> dict[str, Any]:
 def _sleeve(saved: dict[str, Any]) -> SleeveStatus:
     """A SleeveStatus decoded from its checkpoint JSON."""
     orders = tuple(Intent(**_typed(Intent, order)) for order in saved.pop("open_orders"))
-    return SleeveStatus(**_typed(SleeveStatus, saved), open_orders=orders)
+    held = tuple(saved.pop("held", ()))
+    return SleeveStatus(**_typed(SleeveStatus, saved), open_orders=orders, held=held)

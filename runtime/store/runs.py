@@ -54,6 +54,7 @@ class RunRow(Base):
     summary_json: Mapped[str] = mapped_column(Text)  # the full Summary as JSON
     equity_time: Mapped[bytes] = mapped_column(LargeBinary)  # zlib of int64 LE bar close times, UTC ms
     equity: Mapped[bytes] = mapped_column(LargeBinary)  # zlib of float64 LE equity at each bar
+    report: Mapped[str | None] = mapped_column(Text, nullable=True)  # absolute path of its report.html
 
 
 class RunTradeRow(Base):
@@ -99,6 +100,7 @@ class RunRecord:
     equity: np.ndarray  # float64 equity at each bar, quote currency
     mode: str = "backtest"  # "backtest" or "replay"
     created_at: int = field(default_factory=wall_clock_ms)  # wall-clock save time, UTC ms
+    report: str = ""  # absolute path of the run's report.html ("" when none was written)
 
     @property
     def spec_hash(self) -> str:
@@ -115,6 +117,7 @@ class RunRecord:
         spec_text: str,
         params: tuple[tuple[str, str], ...] = (),
         mode: str = "backtest",
+        report: str = "",
     ) -> RunRecord:
         """Build the record of a finished run (the spec name is the file's stem)."""
         name = spec_path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".strat")
@@ -130,6 +133,7 @@ class RunRecord:
             equity_time=np.asarray(result.time, dtype=np.int64),
             equity=np.asarray(result.equity, dtype=np.float64),
             mode=mode,
+            report=report,
         )
 
 
@@ -147,6 +151,7 @@ class RunListing:
     max_drawdown: float  # fraction
     sharpe: float | None  # annualised Sharpe ratio; None when undefined
     synthetic: bool = False  # whether any of its candles came from the synthetic market
+    report: str = ""  # absolute path of its report.html ("" when none was written)
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ class RunStore:
                 summary_json=summary.model_dump_json(),
                 equity_time=_pack(record.equity_time, "<i8"),
                 equity=_pack(record.equity, "<f8"),
+                report=record.report or None,
             )
             session.add(row)
             session.flush()
@@ -226,15 +232,26 @@ class RunStore:
             RunRow.max_drawdown,
             RunRow.sharpe,
             RunRow.summary_json,
+            RunRow.report,
         )
         with session_scope(self.engine) as session:
             rows = session.execute(select(*columns).order_by(RunRow.id.desc()).limit(limit)).all()
         # Whether a run was synthetic is read from its saved summary (no column of its own).
         return tuple(
             RunListing(
-                run_id, created, spec, mode, start, end, ret, dd, sharpe, bool(json.loads(saved)["synthetic"])
+                run_id,
+                created,
+                spec,
+                mode,
+                start,
+                end,
+                ret,
+                dd,
+                sharpe,
+                bool(json.loads(saved)["synthetic"]),
+                report or "",
             )
-            for run_id, created, spec, mode, start, end, ret, dd, sharpe, saved in rows
+            for run_id, created, spec, mode, start, end, ret, dd, sharpe, saved, report in rows
         )
 
     def get(self, run_id: int) -> StoredRun | None:
@@ -259,5 +276,6 @@ class RunStore:
                 equity=_unpack(row.equity, "<f8"),
                 mode=row.mode,
                 created_at=row.created_at,
+                report=row.report or "",
             )
         return StoredRun(id=run_id, record=record)

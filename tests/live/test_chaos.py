@@ -62,7 +62,8 @@ def _start(tmp_path: Path, market: FakeBinance, db: str, *extra: str) -> subproc
     """Start the live engine as a `strat` process (`extra`: more options)."""
     env = _env() | {"STRAT_BINANCE_API_KEY": KEY, "STRAT_BINANCE_API_SECRET": SECRET}
     return subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--live", "--exchange-url", market.url,
+        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--live",
+         "--api", "127.0.0.1:0", "--exchange-url", market.url,
          "--db", db, "--out", str(tmp_path / "live"), "--poll", "50ms", *extra],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

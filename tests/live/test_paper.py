@@ -96,7 +96,8 @@ def test_paper_session_trades_like_the_backtest(
     db = db_url
     out = tmp_path / "paper"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper", "--exchange-url", market.url,
+        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper",
+         "--api", "127.0.0.1:0", "--exchange-url", market.url,
          "--db", db, "--out", str(out), "--poll", "50ms"],
         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -135,7 +136,18 @@ def test_paper_session_trades_like_the_backtest(
     # The same deployment started with another version of the spec is refused in one line (reloading an
     # edited spec into a running deployment is the hot-reload's job).
     (tmp_path / "spec.strat").write_text(SPEC.replace("sma(close, 20)", "sma(close, 30)"))
-    again = strat("run", "spec.strat", "--paper", "--exchange-url", market.url, "--db", db, cwd=tmp_path)
+    again = strat(
+        "run",
+        "spec.strat",
+        "--paper",
+        "--api",
+        "127.0.0.1:0",
+        "--exchange-url",
+        market.url,
+        "--db",
+        db,
+        cwd=tmp_path,
+    )
     assert again.returncode == 1
     assert again.stderr.startswith(
         "strat run: deployment fast_cross:paper:binance:paper was saved by another version"

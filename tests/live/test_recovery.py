@@ -191,7 +191,16 @@ def test_fees_in_the_bought_asset_and_partial_fills(market: FakeBinance, tmp_pat
 def test_refusals_before_anything_starts(tmp_path: Path) -> None:
     """--live without credentials; a short entry on a spot market (E080); nothing is created."""
     (tmp_path / "spec.strat").write_text(SPEC)
-    done = strat("run", "spec.strat", "--live", "--db", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+    done = strat(
+        "run",
+        "spec.strat",
+        "--live",
+        "--api",
+        "127.0.0.1:0",
+        "--db",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == (
         "strat run: --live needs credentials: set STRAT_BINANCE_API_KEY and STRAT_BINANCE_API_SECRET, "
@@ -202,7 +211,15 @@ def test_refusals_before_anything_starts(tmp_path: Path) -> None:
     )
     env = _env() | {"STRAT_BINANCE_API_KEY": KEY, "STRAT_BINANCE_API_SECRET": SECRET}
     done = strat(
-        "run", "short.strat", "--paper", "--db", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path, env=env
+        "run",
+        "short.strat",
+        "--paper",
+        "--api",
+        "127.0.0.1:0",
+        "--db",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        cwd=tmp_path,
+        env=env,
     )
     assert done.returncode == 1
     assert (

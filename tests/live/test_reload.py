@@ -53,7 +53,8 @@ class Paper:
         self.db = f"sqlite:///{folder / 'store.db'}"  # its store
         self.closed = T0 - HOUR  # close time of the last bar closed at the fake's clock
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper", "--exchange-url",
+            [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper",
+             "--api", "127.0.0.1:0", "--exchange-url",
              market.url, "--db", self.db, "--out", "out", "--poll", "50ms"],
             cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

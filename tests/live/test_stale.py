@@ -72,7 +72,8 @@ def test_a_feed_that_stops_pauses_its_sleeves_until_it_recovers(market: FakeBina
     db = f"sqlite:///{tmp_path / 'store.db'}"
     clock = RealTimeClock(market)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper", "--exchange-url", market.url,
+        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper",
+         "--api", "127.0.0.1:0", "--exchange-url", market.url,
          "--db", db, "--out", str(tmp_path / "out"), "--poll", "100ms"],
         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

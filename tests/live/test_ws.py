@@ -180,7 +180,8 @@ def _paper(
     (work / "spec.strat").write_text(SPEC)
     db = f"sqlite:///{work / 'store.db'}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper", "--exchange-url", market.url,
+        [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper",
+         "--api", "127.0.0.1:0", "--exchange-url", market.url,
          "--db", db, "--out", "out", "--poll", "50ms", *flags],
         cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
