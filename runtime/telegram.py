@@ -16,6 +16,7 @@ This is the only module that imports python-telegram-bot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import html
 import logging
@@ -277,30 +278,17 @@ class TelegramBot:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect (retrying while the network is down), register the menu, poll until `stop` is set."""
         app = self.app
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                await app.initialize()
-                break
-            except InvalidToken:
-                log.error("telegram: the bot token was refused; the bot is off")
-                self.stopped = True
-                return
-            except TelegramError as error:  # no network yet: try again, less and less often
-                log.warning("telegram: cannot connect (%s); retrying in %.0f s", error, delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    delay = min(delay * 2, 60.0)
-        if stop.is_set():
-            self.stopped = True
-            return
         try:
+            if not await self._connect(stop):
+                return
             await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
             await app.start()
             assert app.updater is not None  # built with an updater (polling)
             await app.updater.start_polling(
-                poll_interval=0.0, timeout=POLL_TIMEOUT_S, allowed_updates=["message", "callback_query"]
+                poll_interval=0.0,
+                timeout=POLL_TIMEOUT_S,
+                allowed_updates=["message", "callback_query"],
+                error_callback=lambda error: log.warning("telegram: polling failed (%s); retrying", error),
             )
             self.ready.set()
             log.info("telegram bot @%s answers %d chat(s)", app.bot.username, len(self.chats))
@@ -316,6 +304,23 @@ class TelegramBot:
             if app.running:
                 await app.stop()
             await app.shutdown()
+
+    async def _connect(self, stop: asyncio.Event) -> bool:
+        """Initialize the application (getMe), retrying with backoff; False when stopped or refused."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.app.initialize()
+                return True
+            except InvalidToken:
+                log.error("telegram: the bot token was refused; the bot is off")
+                return False
+            except TelegramError as error:  # no network yet: try again, less and less often
+                log.warning("telegram: cannot connect (%s); retrying in %.0f s", error, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 60.0)
+        return False
 
     def _register(self) -> None:
         """The handlers: the chat gate first, then the commands, the buttons, unknown commands."""
@@ -545,7 +550,7 @@ def failure(error: Exception, command: str) -> str:
 class TelegramChannel(Channel):
     """Notifications to every allowed chat: one message per batch, at most one a second per chat."""
 
-    name = "telegram"
+    name = "telegram"  # shown in the log
     min_interval_s = 1.0  # Telegram's limit: about one message per second per chat
     max_chars = 4096  # Telegram's longest message
 
@@ -556,12 +561,13 @@ class TelegramChannel(Channel):
 
     async def deliver(self, text: str) -> None:
         """Send `text` to every allowed chat that has not got it yet; raise when one failed (retried)."""
-        if self.bot.stopped:
-            raise ConnectionError("the Telegram bot has stopped")
-        try:
-            await asyncio.wait_for(self.bot.ready.wait(), READY_WAIT_S)
-        except TimeoutError:
-            raise ConnectionError("the Telegram bot is not connected") from None
+        # Wait for the bot to connect, but not for a bot that has stopped (the session is ending).
+        waited = 0.0
+        while not self.bot.ready.is_set():
+            if self.bot.stopped or waited >= READY_WAIT_S:
+                raise ConnectionError("the Telegram bot is not connected")
+            await asyncio.sleep(0.1)
+            waited += 0.1
         if self._done[0] != text:
             self._done = (text, set())
         got = self._done[1]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import html
 import itertools
+import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from fake_binance import FakeBinance
 from fake_telegram import FakeTelegram
 
 from runtime.control import models as m
-from runtime.control.service import ControlService
+from runtime.control.service import ControlError, ControlService
 from runtime.store.live import LiveEvent, LiveStore
 from runtime.store.runs import RunStore
 from runtime.store.schema import open_store
@@ -28,6 +30,7 @@ from runtime.telegram import (
     COMMANDS,
     TelegramBot,
     balance_rows,
+    failure,
     money,
     order_rows,
     page,
@@ -165,8 +168,16 @@ def test_commands(session: BotSession, telegram: FakeTelegram) -> None:
     assert session.events("flatten") == [] and session.get("/api/status")["paused"] == ["btc"]
     assert ask(telegram, "/flatten doge")["text"] == "no sleeve 'doge'; the sleeves are btc, eth"
 
-    # Confirm (by a user without a username) flattens; the buttons are single-use.
+    # A press from a chat that is not allowed does nothing and gets no answer.
     question = ask(telegram, "/flatten eth")
+    answers, edits = len(telegram.answers), len(telegram.edits)
+    data = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    telegram.push_callback(OTHER, int(question["message_id"]), data, user=5)
+    ask(telegram, "/balance")  # handled after the press
+    assert (len(telegram.answers), len(telegram.edits)) == (answers, edits)
+    assert session.events("flatten") == []
+
+    # Confirm (by a user without a username) flattens; the buttons are single-use.
     done = press(telegram, question, "Confirm", user=55, username=None)
     assert done["text"] == "flatten: nothing held; paused until resumed"
     assert [(e.sleeve, e.who) for e in session.events("flatten")] == [("eth", "telegram:55")]
@@ -176,6 +187,17 @@ def test_commands(session: BotSession, telegram: FakeTelegram) -> None:
     assert len(session.events("flatten")) == 1
     assert ask(telegram, "/resume")["text"] == "resumed btc, eth"
     assert session.get("/api/status")["paused"] == []
+
+    # /halt and /reset_halt ask too.
+    question = ask(telegram, "/halt")
+    assert labels(question) == ["Confirm", "Cancel"] and session.events("halt") == []
+    assert press(telegram, question, "Confirm")["text"] == "halted: nothing held; no entries until reset"
+    assert session.get("/api/status")["halted"] is True
+    question = ask(telegram, "/reset_halt")
+    assert question["text"] == "Reset the halt? Entries are allowed again."
+    assert press(telegram, question, "Confirm")["text"] == "halt reset"
+    assert session.get("/api/status")["halted"] is False
+    assert [e.who for e in session.events("halt") + session.events("reset_halt")] == ["telegram:@alice"] * 2
 
 
 def test_notifications_and_pages(session: BotSession, telegram: FakeTelegram) -> None:
@@ -246,6 +268,51 @@ async def _pages(service: ControlService) -> None:
 
 
 # ----------------------------------------------------------------------------------------- the tables
+
+
+def test_no_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Bot API that cannot be reached: retried and logged, stopped at once, notifications refused."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("STRAT_TELEGRAM_TOKEN", TOKEN)
+    monkeypatch.setenv("STRAT_TELEGRAM_CHATS", "777, @someone,, -100123")
+    monkeypatch.setenv("STRAT_TELEGRAM_API_URL", f"http://127.0.0.1:{port}/bot")
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    bot = TelegramBot.from_env(ControlService(LiveStore(store), RunStore(store)))
+    assert bot.chats == {777, -100123}
+
+    async def scenario() -> None:
+        """Run until the first failed connection is logged, then stop."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(bot.run(stop))
+        while not any("cannot connect" in r.getMessage() for r in caplog.records):
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        with pytest.raises(ConnectionError, match="the Telegram bot is not connected"):
+            await bot.channel().deliver("hello")
+
+    with caplog.at_level(logging.INFO, logger="strat.telegram"):
+        asyncio.run(scenario())
+    said = [r.getMessage() for r in caplog.records if r.name == "strat.telegram"]
+    assert said[0] == "STRAT_TELEGRAM_CHATS: '@someone' is not a chat id; left out"
+    assert said[1].startswith("telegram: cannot connect (") and said[1].endswith("retrying in 1 s")
+    assert not any(TOKEN in line for line in said)
+
+
+def test_failure_sentence(caplog: pytest.LogCaptureFixture) -> None:
+    """A ControlError is its own sentence; anything else is named in a sentence, its traceback logged."""
+    assert failure(ControlError("no sleeve 'x'"), "/pause x") == "no sleeve 'x'"
+    try:
+        {}["missing"]
+    except KeyError as error:
+        said = failure(error, "/status now")
+    assert said == "/status failed (KeyError); the session's log has the details."
+    assert "Traceback" not in said
+    assert caplog.records[-1].name == "strat.telegram" and caplog.records[-1].exc_info is not None
 
 
 def test_numbers() -> None:

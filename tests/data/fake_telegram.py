@@ -44,6 +44,7 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []  # queued updates not confirmed yet
         self._next_update = 1  # next update_id
         self._next_message = 1  # next message_id (the users' and the bot's)
+        self._closing = False  # set by `stop`: a pending long poll answers at once
 
     # ----- life cycle -------------------------------------------------------------------------------
 
@@ -74,7 +75,9 @@ class FakeTelegram:
         self._loop.close()
 
     def stop(self) -> None:
-        """Stop the server and join its thread."""
+        """Stop the server (ending a pending long poll first) and join its thread."""
+        self._closing = True
+        self._loop.call_soon_threadsafe(self._arrived.set)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
@@ -197,7 +200,7 @@ class FakeTelegram:
         while True:
             with self._cond:
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
-                if self._updates or time.monotonic() >= deadline:
+                if self._updates or time.monotonic() >= deadline or self._closing:
                     return list(self._updates)
                 self._arrived.clear()
             with contextlib.suppress(TimeoutError):
