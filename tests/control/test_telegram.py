@@ -214,6 +214,14 @@ def test_notifications_and_pages(session: BotSession, telegram: FakeTelegram) ->
         line = f"[duo] fill {fills[0].sleeve}: {fills[0].message}"
         telegram.wait_sent(lambda s, c=chat, t=line: s["chat_id"] == c and t in s["text"].splitlines())  # type: ignore[misc]
 
+    # The other reads of a session holding trades.
+    pnl = html.unescape(ask(telegram, "/pnl")["text"]).removeprefix("<pre>").removesuffix("</pre>")
+    assert [line.split()[0] for line in pnl.splitlines()] == [
+        "day", "week", "total", "realized", "open", "equity", "capital",
+    ]  # fmt: skip
+    assert ask(telegram, "/trades")["text"].startswith("<pre>trades\nsleeve side")
+    assert ask(telegram, "/positions")["text"].startswith(("<pre>positions\nsleeve", "<pre>positions: none"))
+
     # A burst of six events goes out in fewer messages, one second apart at least.
     start = len(telegram.sent)
     for i in range(3):
