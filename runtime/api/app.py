@@ -36,6 +36,7 @@ from runtime.control.service import ControlError, ControlService, NotFound
 
 STATIC = FilePath(__file__).parent / "static"  # the dashboard: index.html, app.js, app.css
 MAX_BODY = 64 * 1024  # largest request body accepted, bytes (a command's body is a few bytes)
+DRAIN = 16 * 1024 * 1024  # most of a refused body read (and discarded) before answering 413, bytes
 KEEPALIVE_S = 15.0  # longest silence on the event stream before a keep-alive comment, seconds
 DOCS = "/docs/assets"  # where Swagger UI's and ReDoc's files are served
 BIG_ID = 2**63 - 1  # largest id a store holds (SQL BIGINT)
@@ -80,10 +81,10 @@ class Empty(BaseModel):
 
 
 class Guard:
-    """ASGI middleware: bodies over `limit` bytes get 413 before the app reads them; API answers not cached.
+    """ASGI middleware: bodies over `limit` bytes get 413 before the app sees them; API answers not cached.
 
-    The body is read here (up to the limit) and handed to the app as one message, so the app never sees a
-    partial body; a declared Content-Length over the limit is refused without reading anything.
+    The body is read here and handed to the app as one message; one over the limit is read to its end (up
+    to DRAIN bytes, kept nowhere) and refused.
     """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
@@ -97,8 +98,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.limit:
-            await _too_large(send, self.limit)
+        if not declared.isdigit():
+            await _error(send, 400, "a malformed Content-Length")
             return
         chunks: list[bytes] = []
         size, more = 0, True
@@ -106,12 +107,16 @@ class Guard:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                await _too_large(send, self.limit)
-                return
+            body = message.get("body", b"")
+            size += len(body)
             more = message.get("more_body", False)
+            if size > DRAIN or (not more and (size > self.limit or int(declared) > self.limit)):
+                # Too large: refused once read (up to DRAIN, discarded), so the client gets the answer
+                # instead of a reset connection.
+                await _error(send, 413, f"the request body is larger than {self.limit} bytes")
+                return
+            if size <= self.limit:
+                chunks.append(body)
         replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
         async def replayed() -> Message:
@@ -133,13 +138,13 @@ class Guard:
         await self.app(scope, replayed, headed)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    """Answer 413 with a JSON error (the connection is closed after it: the body is not read)."""
-    body = json.dumps({"error": f"the request body is larger than {limit} bytes"}).encode()
+async def _error(send: Send, status: int, text: str) -> None:
+    """Answer `status` with a JSON error and close the connection."""
+    body = json.dumps({"error": text}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
         }
     )
