@@ -331,6 +331,8 @@ def create_app(service: ControlService, bus: EventBus, tokens: dict[str, str]) -
                 yield "retry: 2000\n: connected\n\n"
                 while not closing.is_set():
                     event = await _next_event(sub, closing, KEEPALIVE_S)
+                    if closing.is_set():
+                        break
                     if event is None:
                         yield ": keep-alive\n\n"
                     elif deployment is None or event.deployment == deployment:
@@ -418,12 +420,14 @@ def create_app(service: ControlService, bus: EventBus, tokens: dict[str, str]) -
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (port 0: any free one), made before anything starts; OSError if taken."""
+    """A socket listening on host:port (port 0: any free one), made before anything starts; OSError: taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening at once: a client connecting before the server runs waits in the backlog.
+        sock.listen(128)
     except OSError:
         sock.close()
         raise

@@ -18,6 +18,7 @@ READS = [
     "/api/pnl", "/api/balance", "/api/equity", "/api/events", "/api/runs",
 ]  # fmt: skip
 COMMANDS = ["/api/pause", "/api/resume", "/api/flatten", "/api/halt", "/api/reset_halt", "/api/reload"]
+CONFIRMED = ["/api/flatten", "/api/halt"]  # the commands that need {"confirm": true}
 
 
 def _until_a_fill(paper: PaperSession, bars: int = 48) -> list[dict[str, Any]]:
