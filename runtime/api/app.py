@@ -389,10 +389,15 @@ def create_app(service: ControlService, bus: EventBus, tokens: dict[str, str]) -
 
     # ------------------------------------------------------------------------- dashboard and docs
 
+    # The page says whether a token is needed, so that it asks for one before calling the API.
+    page = (
+        (STATIC / "index.html").read_text(encoding="utf-8").replace("{{auth}}", "token" if tokens else "open")
+    )
+
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
+    async def dashboard() -> HTMLResponse:
         """The dashboard page (it asks for the token itself)."""
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP})
+        return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if assets is not None:
@@ -405,6 +410,7 @@ def create_app(service: ControlService, bus: EventBus, tokens: dict[str, str]) -
             return get_swagger_ui_html(
                 openapi_url="/openapi.json", title="strat API", swagger_js_url=f"{DOCS}/swagger-ui-bundle.js",
                 swagger_css_url=f"{DOCS}/swagger-ui.css", swagger_favicon_url=f"{DOCS}/favicon.png",
+                swagger_ui_parameters={"validatorUrl": None},  # no badge from the online validator
             )  # fmt: skip
 
         @app.get("/redoc", include_in_schema=False)

@@ -79,7 +79,8 @@ function pct(value) {
 }
 
 function when(iso) {
-  return iso ? iso.replace("T", " ").replace(":00Z", "").replace("Z", "") : "–";
+  // "2024-03-01T10:00:00Z" -> "2024-03-01 10:00" (UTC, to the minute)
+  return iso ? iso.slice(0, 16).replace("T", " ") : "–";
 }
 
 function fill(tableId, rows, render, empty) {
@@ -431,5 +432,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (button) command(button.dataset.action, button.dataset.sleeve || "");
   });
   window.addEventListener("resize", soon);
-  start();
+  const needsToken = document.querySelector('meta[name="strat-auth"]').content === "token";
+  if (needsToken && !sessionStorage.getItem(TOKEN_KEY)) showLogin("");
+  else start();
 });
