@@ -2,60 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import PaperSession
 from fake_binance import FakeBinance
 from test_api import _until_a_fill
 
-# Debian's Chromium, driven by playwright (never `playwright install`).
-CHROMIUM = "/usr/bin/chromium"
-# Flags for a sandbox-less, offline, quiet headless browser (RECIPES.md §6).
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 TOKEN = "dash:tok-dash-7"  # STRAT_API_TOKEN of the session: the token "tok-dash-7", named "dash"
-
-
-class Browser:
-    """A headless Chromium page recording console errors and requests that leave the server."""
-
-    def __init__(self, pw: Any, base: str) -> None:
-        """Launch Chromium and open a page; requests not to `base` are recorded as remote."""
-        self.browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # the browser
-        self.page = self.browser.new_page(viewport={"width": 1400, "height": 1600})  # its page
-        self.errors: list[str] = []  # console errors and uncaught exceptions
-        self.remote: list[str] = []  # requests to anything but the server (data: and blob: aside)
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on(
-            "request",
-            lambda r: None if r.url.startswith((base, "data:", "blob:")) else self.remote.append(r.url),
-        )
-
-
-@pytest.fixture
-def browser_factory() -> Iterator[Any]:
-    """Playwright, or a clean skip without it or without Debian's Chromium."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian chromium is not installed")
-    with sync_api.sync_playwright() as pw:
-        made: list[Browser] = []
-
-        def make(base: str) -> Browser:
-            """A new browser page for the server at `base`."""
-            made.append(Browser(pw, base))
-            return made[-1]
-
-        yield make
-        for b in made:
-            b.browser.close()
 
 
 def test_dashboard_login_pause_and_a_live_fill(

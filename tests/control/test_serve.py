@@ -79,7 +79,7 @@ class Served:
 
 
 def test_serve_shows_a_stopped_session_and_backtest_runs(
-    market: FakeBinance, shared_data: Path, tmp_path: Path
+    market: FakeBinance, shared_data: Path, tmp_path: Path, browser_factory: Any
 ) -> None:
     # A paper session that traded, then stopped.
     paper = PaperSession(market, tmp_path)
@@ -135,6 +135,19 @@ def test_serve_shows_a_stopped_session_and_backtest_runs(
         for path in COMMANDS:
             answer = served.http.post(path, json={"confirm": True} if path in CONFIRMED else {})
             assert (answer.status_code, answer.json()) == (409, {"error": refused}), path
+        # The dashboard lists the run; its report opens in one click (fetched with the token, as a blob).
+        b = browser_factory(str(served.http.base_url).rstrip("/"))
+        b.page.goto(f"{served.http.base_url}")
+        b.page.wait_for_selector('#runs a[data-run="1"]')
+        assert b.page.locator("#runs tbody tr td").nth(2).text_content() == "spec"
+        with b.page.expect_popup() as opened:
+            b.page.click('#runs a[data-run="1"]')
+        report_page = opened.value
+        report_page.wait_for_url("blob:**")
+        report_page.wait_for_load_state()
+        assert report_page.title() == "duo: backtest report"
+        assert b.page.locator("#status dd").nth(1).text_content() == "stopped"
+        assert b.errors == [] and b.remote == []
         # An open event stream does not hold the server up: on SIGTERM it ends cleanly and the process exits.
         with served.http.stream("GET", "/api/stream") as stream:
             lines = stream.iter_lines()
