@@ -125,6 +125,7 @@ function renderStatus(s, pnl) {
     ["paused", s.paused.length ? s.paused.join(", ") : "none"],
     ["last update", when(s.last_update)],
   ];
+  if (!s.attached) items.push(["commands", "none here: they go to the process running this deployment"]);
   for (const [key, value] of items) dl.append(el("dt", key), el("dd", value));
   dl.dataset.state = s.state;
   renderReload(s.last_reload);
@@ -279,28 +280,39 @@ function renderDeployments(list) {
 // --------------------------------------------------------------------------------------- refresh
 
 async function refresh() {
-  const calls = {
+  // The deployments first: over a store without any (strat serve of backtest runs) only the runs are asked.
+  const runs = api("runs", { limit: 100 }).catch(() => []);
+  let deployments;
+  try {
+    deployments = await api("deployments");
+  } catch (error) {
+    if (error.status !== 401) notice(error.message, true);
+    return;
+  }
+  renderDeployments(deployments);
+  const calls = deployments.length ? {
     status: api("status"), pnl: api("pnl"), sleeves: api("sleeves"), positions: api("positions"),
     orders: api("orders"), trades: api("trades", { limit: 50 }), equity: api("equity", { points: 400 }),
-    events: api("events", { limit: 200 }), runs: api("runs", { limit: 100 }), deployments: api("deployments"),
-  };
+    events: api("events", { limit: 200 }),
+  } : {};
   const names = Object.keys(calls);
   const done = await Promise.allSettled(Object.values(calls));
   const got = {};
   names.forEach((name, i) => { got[name] = done[i].status === "fulfilled" ? done[i].value : null; });
   if (state.denied) return;
-  const failed = done.find((d) => d.status === "rejected" && d.reason.status !== 404);
-  $("status-error").textContent = got.status ? "" : (done[0].reason?.message || "");
+  const failed = done.find((d) => d.status === "rejected");
   if (got.status) renderStatus(got.status, got.pnl);
   else $("status").replaceChildren();
+  $("status-error").textContent = deployments.length
+    ? (got.status ? "" : failed?.reason.message || "")
+    : "no deployment in this store yet (strat run SPEC --paper starts one)";
   renderSleeves(got.sleeves || []);
   renderPositions(got.positions || []);
   renderOrders(got.orders || []);
   renderTrades(got.trades || []);
   renderEquity(got.equity || []);
   addEvents(got.events || []);
-  renderRuns(got.runs || []);
-  renderDeployments(got.deployments || []);
+  renderRuns(await runs);
   if (!got.status) renderReload(null);
   document.body.dataset.attached = got.status ? String(got.status.attached) : "false";
   if (failed && failed.reason.status !== 401) notice(failed.reason.message, true);
