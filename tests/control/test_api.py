@@ -72,7 +72,20 @@ def test_reads_agree_with_the_session_outputs(paper: PaperSession) -> None:
     assert paper.http.get("/api/runs/1").status_code == 404
     assert paper.http.get("/api/runs/1").json() == {"error": "no saved run 1; strat runs lists them"}
 
-    trades = _until_a_fill(paper)
+    # A signal leaves a pending paper order (filled at the next bar's open), then the fill is a trade.
+    pending: list[dict[str, Any]] = []
+    for _ in range(48):
+        paper.bars(1)
+        pending = paper.get("/api/orders")
+        if pending:
+            break
+    assert (
+        [(o["id"], o["side"], o["intent"], o["status"], o["qty"], o["filled"]) for o in pending]
+        == [(f"paper:{o['sleeve']}", "buy", "entry", "pending", None, 0.0) for o in pending]
+        != []
+    )
+    paper.bars(1)
+    assert {o["sleeve"] for o in pending} <= {t["sleeve"] for t in paper.get("/api/trades")}
     # The API's trades are the rows of the session's own trades.csv (exact floats: both are the same values).
     paper.wait(lambda: len(_csv_trades(paper)) == len(paper.get("/api/trades", limit=1000)), "trades.csv")
     trades = paper.get("/api/trades", limit=1000)
