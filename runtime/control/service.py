@@ -42,6 +42,10 @@ class ControlError(StratError):
     """A command cannot be done as asked; the message is one plain sentence for people."""
 
 
+class NotFound(ControlError):
+    """What a command names (a deployment, a sleeve, a run, a report) does not exist."""
+
+
 def _iso(ms: int | None) -> str:
     """UTC ms as ISO-8601 ("" for None or a negative time)."""
     return "" if ms is None or ms < 0 else iso_time(int(ms))
@@ -83,10 +87,10 @@ class ControlService:
             if engine is not None and deployment == engine.key:
                 return deployment
             if not any(d.key == deployment for d in known):
-                raise ControlError(f"no deployment {deployment!r}; strat status lists them")
+                raise NotFound(f"no deployment {deployment!r}; strat status lists them")
             return deployment
         if not known:
-            raise ControlError("no deployment yet: start one with strat run SPEC --paper")
+            raise NotFound("no deployment yet: start one with strat run SPEC --paper")
         return max(known, key=lambda d: d.heartbeat_ms).key
 
     def _attached(self, key: str) -> Engine | None:
@@ -98,7 +102,7 @@ class ControlService:
         """The stored deployment row of `key`."""
         found = self.live.deployment(key)
         if found is None:
-            raise ControlError(f"deployment {key} has not started yet")
+            raise NotFound(f"deployment {key} has not started yet")
         return found
 
     def _checkpoint(self, key: str) -> Checkpoint | None:
@@ -325,7 +329,7 @@ class ControlService:
         """One saved run: spec, parameters and every metric."""
         stored = self.runs_store.get(run_id)
         if stored is None:
-            raise ControlError(f"no saved run {run_id}; strat runs lists them")
+            raise NotFound(f"no saved run {run_id}; strat runs lists them")
         r = stored.record
         headline = RunListing(
             stored.id, r.created_at, r.spec_name, r.mode, r.data_start, r.data_end, r.summary.total_return,
@@ -342,7 +346,7 @@ class ControlService:
         stored = self.runs_store.get(run_id)
         path = Path(stored.record.report) if stored is not None and stored.record.report else None
         if path is None or not detail.run.report:
-            raise ControlError(f"run {run_id} has no report (it was run with --no-report, or moved)")
+            raise NotFound(f"run {run_id} has no report (it was run with --no-report, or moved)")
         return path
 
     # ------------------------------------------------------------------------------------ actions
@@ -359,6 +363,8 @@ class ControlService:
         async with engine.lock:
             try:
                 done = await act(engine)
+            except ControlError:
+                raise
             except StratError as error:
                 raise ControlError(str(error)) from None
             engine.checkpoint()
@@ -369,6 +375,7 @@ class ControlService:
 
         async def act(e: Engine) -> m.Done:
             """Pause under the lock."""
+            _check_sleeve(e, sleeve)
             changed = e.pause(sleeve, who)
             what = ", ".join(changed) if changed else "nothing: already paused"
             return m.Done(ok=bool(changed), message=f"paused {what}", sleeves=changed)
@@ -380,6 +387,7 @@ class ControlService:
 
         async def act(e: Engine) -> m.Done:
             """Resume under the lock."""
+            _check_sleeve(e, sleeve)
             changed = e.resume(sleeve, who)
             stale = [n for n in e.sleeve_names(sleeve) if e.session is not None and n in e.session.stale]
             what = ", ".join(changed) if changed else "nothing: not paused"
@@ -393,6 +401,7 @@ class ControlService:
 
         async def act(e: Engine) -> m.Done:
             """Flatten under the lock."""
+            _check_sleeve(e, sleeve)
             closing = await e.flatten(sleeve, who)
             what = f"closing {', '.join(closing)}" if closing else "nothing held"
             when = "now" if e.orders is not None else "at the next bar's open (paper)"
@@ -457,6 +466,14 @@ class ControlService:
                 engine.event("summary", "", text)
                 engine.checkpoint()
         return text
+
+
+def _check_sleeve(engine: Engine, sleeve: str | None) -> None:
+    """NotFound (naming the sleeves there are) unless `sleeve` is one of the engine's (None: every one)."""
+    try:
+        engine.sleeve_names(sleeve)
+    except StratError as error:
+        raise NotFound(str(error)) from None
 
 
 def event_model(key: str, event_id: int, e: LiveEvent) -> m.Event:

@@ -8,6 +8,7 @@ the API over HTTP. Extra environment (tokens, the fake Telegram and Lark servers
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,3 +153,48 @@ def paper(market: FakeBinance, tmp_path: Path) -> Iterator[PaperSession]:
     session = PaperSession(market, tmp_path)
     yield session
     session.stop()
+
+
+# Debian's Chromium, driven by playwright (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+# Flags for a sandbox-less, offline, quiet headless browser (RECIPES.md §6).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+class Browser:
+    """A headless Chromium page recording console errors and requests that leave the server."""
+
+    def __init__(self, pw: Any, base: str) -> None:
+        """Launch Chromium and open a page; requests not to `base` are recorded as remote."""
+        self.browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # the browser
+        self.page = self.browser.new_page(viewport={"width": 1400, "height": 1600})  # its page
+        self.errors: list[str] = []  # console errors and uncaught exceptions
+        self.remote: list[str] = []  # requests to anything but the server (data: and blob: aside)
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on(
+            "request",
+            lambda r: None if r.url.startswith((base, "data:", "blob:")) else self.remote.append(r.url),
+        )
+
+
+@pytest.fixture
+def browser_factory() -> Iterator[Any]:
+    """Playwright, or a clean skip without it or without Debian's Chromium."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        pytest.skip("Debian chromium is not installed")
+    with sync_api.sync_playwright() as pw:
+        made: list[Browser] = []
+
+        def make(base: str) -> Browser:
+            """A new browser page for the server at `base`."""
+            made.append(Browser(pw, base))
+            return made[-1]
+
+        yield make
+        for b in made:
+            b.browser.close()
