@@ -212,7 +212,7 @@ class Outbox:
     limit: int = 10_000  # most lines queued; beyond it the oldest is dropped (logged)
     lines: deque[str] = field(default_factory=deque)  # lines not sent yet, oldest first
     delivered: int = 0  # messages delivered
-    failed: int = 0  # messages given up
+    failed: int = 0  # messages given up (lines, for what is left at the end of the drain)
     dropped: int = 0  # lines dropped because the outbox was full
     # Set by `put`: lines are waiting.
     _queued: asyncio.Event = field(default_factory=asyncio.Event)
