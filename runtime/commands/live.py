@@ -208,14 +208,20 @@ async def _session(
             await engine.start(client)
             console.print(f"{options.mode} session {engine.key} started; outputs in {out}; Ctrl-C stops it")
             log_to(str(out / "strat.log"))
-            # The front-ends, and saves of the spec (or a file it uses) reloading it between two bars.
-            front = host(service, bus, bind, stop, notify=True)
+            # The front-ends, and saves of the spec (or a file it uses) reloading it between two bars. The
+            # front-ends stop after the engine: its last events (the stop, a flatten on exit) are notified.
+            stopped = asyncio.Event()
+            front = host(service, bus, bind, stopped, notify=True)
             if bind is not None:
                 bound = "" if bind.tokens else " (no STRAT_API_TOKEN: loopback only)"
                 console.print(f"API and dashboard on {bind.url}{bound}")
             saves = asyncio.create_task(_watch_saves(engine, stop))
-            await engine.run(client, stop)
-            await asyncio.gather(saves, *front)
+            try:
+                await engine.run(client, stop)
+            finally:
+                stop.set()
+                stopped.set()
+                await asyncio.gather(saves, *front)
     finally:
         await client.close()
         if trading is not None:

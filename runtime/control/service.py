@@ -455,8 +455,12 @@ class ControlService:
             t for t in await self.trades(key, limit=1000) if t.closed and (t.exit_time or "") >= _iso(since)
         ]
         held = ", ".join(f"{p.sleeve} {p.side} {p.qty:g}" for p in positions) or "none"
+        # Made just after 00:00 UTC: the day is the one that just ended (from the last point before it).
+        curve = self.live.equity(key)
+        before = [e for t, e, _ in curve if t <= since]
+        day = pnl.equity - (before[-1] if before else curve[0][1] if curve else pnl.capital)
         text = (
-            f"daily summary: equity {pnl.equity:,.2f} {pnl.quote}; day {pnl.day:+,.2f}, "
+            f"daily summary: equity {pnl.equity:,.2f} {pnl.quote}; day {day:+,.2f}, "
             f"week {pnl.week:+,.2f}, total {pnl.total:+,.2f}; {len(trades)} trade(s) closed since "
             f"{_iso(since)[:10]}; positions: {held}"
         )

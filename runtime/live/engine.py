@@ -19,6 +19,7 @@ event and pauses (no entries) the sleeves that read it until it recovers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -37,7 +38,7 @@ from runtime.broker.session import Session
 from runtime.data.candles import Candle, Candles
 from runtime.data.times import wall_clock_ms
 from runtime.errors import StratError
-from runtime.exchange.client import ExchangeClient
+from runtime.exchange.client import ExchangeClient, ExchangeRejected, ExchangeUnavailable
 from runtime.exchange.stream import CandleStream
 from runtime.exchange.trading import ExchangeOrder, TradingClient
 from runtime.live.feeds import ExchangeClock, MarketFeed, wait_for_candles
@@ -108,6 +109,7 @@ class Engine:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     listeners: list[Callable[[], None]] = field(default_factory=list)  # told after events were saved
     _closing: list[Any] = field(default_factory=list)  # websocket streams of markets no longer read
+    _exchange_failing: bool = False  # whether the exchange failed the last poll (an "error" event told it)
 
     @property
     def key(self) -> str:
@@ -263,7 +265,9 @@ class Engine:
                     self.reload()
                     await self.close_retired()
                 if self.clock.due():
-                    await self.clock.sync(self.exchange, client)
+                    # When the exchange fails, the offset measured last stays (the polls report it).
+                    with contextlib.suppress(ExchangeUnavailable, ExchangeRejected):
+                        await self.clock.sync(self.exchange, client)
                 acted = await self._poll_all(client, act=True)
                 now = self.clock.now()
                 self._check_stale(now)
@@ -287,18 +291,25 @@ class Engine:
     async def _poll_all(self, client: Any, act: bool) -> bool:
         """Poll every feed whose next bar is due, then step the points they completed; return if any."""
         queues: dict[int, list[Candle]] = {}
+        failure: Exception | None = None
         for m, feed in enumerate(self.feeds):
             got: list[Candle] = []
             # Every poll asks each feed (the exchange's clock may run ahead of our estimate of it); a long
             # gap is caught up page by page (a page ends at the forming candle or after 1000 bars).
-            while True:
-                page = await feed.poll(self.exchange, client, self.clock)
-                got += page
-                if len(page) < 500:
-                    break
+            try:
+                while True:
+                    page = await feed.poll(self.exchange, client, self.clock)
+                    got += page
+                    if len(page) < 500:
+                        break
+            except (ExchangeUnavailable, ExchangeRejected) as error:
+                # The exchange failed after its retries: what came is stepped, the rest is asked next poll.
+                failure = failure or error
             if got:
                 queues[m] = got
                 self._buffer.setdefault(m, []).extend(got)
+        if act:
+            self._exchange_answered(failure)
         if not queues:
             return False
         # Merge the new bars of every feed into points of one close time, oldest first.
@@ -370,6 +381,14 @@ class Engine:
             self.events.append(item)
             self.recent = [*self.recent[-49:], item]
         self.orders.events.clear()
+
+    def _exchange_answered(self, failure: Exception | None) -> None:
+        """Tell (an event) when the exchange starts failing the polls, and when it answers again."""
+        if failure is not None and not self._exchange_failing:
+            self.event("error", "", f"exchange: {failure}; asked again at every poll (stale feeds pause)")
+        elif failure is None and self._exchange_failing:
+            self.event("recovered", "", "exchange: answers again")
+        self._exchange_failing = failure is not None
 
     def _check_stale(self, now: int) -> None:
         """Report websocket failures; pause the sleeves of a feed that went stale, resume them after."""

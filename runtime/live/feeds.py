@@ -21,6 +21,7 @@ from typing import Any
 
 from runtime.data.candles import Candle
 from runtime.data.times import wall_clock_ms
+from runtime.errors import StratError
 from runtime.exchange.client import ExchangeClient
 from runtime.exchange.stream import CandleStream
 
@@ -84,8 +85,15 @@ class MarketFeed:
             got, trusted = self._from_stream(clock)
             if trusted:
                 return got
+        try:
+            page = await exchange.acall(
+                lambda: client.fetch_ohlcv(self.symbol, self.timeframe, self.next_open)
+            )
+        except StratError:
+            if got:
+                return got  # the stream's candles are not lost: REST is asked again at the next poll
+            raise
         self.filled = True
-        page = await exchange.acall(lambda: client.fetch_ohlcv(self.symbol, self.timeframe, self.next_open))
         if page:
             clock.seen_ms = max(clock.seen_ms, int(page[-1][0]))
         now = clock.now()
