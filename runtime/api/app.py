@@ -428,7 +428,9 @@ def create_app(service: ControlService, bus: EventBus, tokens: dict[str, str]) -
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on host:port (port 0: any free one), made before anything starts; OSError: taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
+    # says so (with proto 0 every small response waited ~40 ms for the client's delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

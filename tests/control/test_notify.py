@@ -359,15 +359,7 @@ def test_lark_channel_delivers_and_reports_refusals(lark: FakeLark, monkeypatch:
 
 
 class Session(PaperSession):
-    """A paper session whose last processed bar is read from its store."""
-
-    live: LiveStore | None = None  # the session's store, opened at the first look
-
-    def last_bar(self) -> str:
-        """Close time of the last bar processed (ISO), from the last checkpoint."""
-        self.live = self.live or LiveStore(open_store(self.db))
-        checkpoint = self.live.last_checkpoint(KEY)
-        return iso_time(max(s.last_bar_ms for s in checkpoint.sleeves)) if checkpoint is not None else ""
+    """A paper session that can close many bars at once."""
 
     def jump(self, hours: int) -> None:
         """Close `hours` bars at once (one poll brings them all); wait until the last is processed."""

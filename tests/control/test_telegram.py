@@ -50,19 +50,11 @@ OTHER = 999  # a chat that is not allowed
 
 
 class BotSession(PaperSession):
-    """A paper session with its bot; bars are followed in the store (what /api/sleeves also shows)."""
+    """A paper session with its bot; its events read from its store."""
 
     def store(self) -> tuple[LiveStore, str]:
         """The session's store and deployment key."""
         return LiveStore(open_store(self.db)), self.get("/api/status")["deployment"]
-
-    def last_bar(self) -> str:
-        """Close time of the last bar processed (ISO), from the last checkpoint."""
-        from runtime.backtest.metrics import iso_time
-
-        store, key = self.store()
-        checkpoint = store.last_checkpoint(key)
-        return iso_time(max(s.last_bar_ms for s in checkpoint.sleeves)) if checkpoint else ""
 
     def events(self, kind: str) -> list[LiveEvent]:
         """The deployment's events of one kind, oldest first."""
