@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.commands.run import check_spec, out_problem, positive_amount
-from runtime.commands.source import Source, add_data_arguments
+from runtime.commands.source import Source, SourceKind, add_data_arguments
 from runtime.commands.tuning import batch_process
 from runtime.errors import StratError
 
@@ -88,6 +88,11 @@ def optimize(args: argparse.Namespace) -> int:
         return 2
     began = time.perf_counter()
     with batch_process() as settle:
+        if source.kind is SourceKind.CSV:
+            from runtime.data.csvfiles import prefetch
+
+            # A CSV file is parsed on another thread while the spec is checked and the engine imported.
+            prefetch(str(source.path))
         program = check_spec(args.spec, {})
         if program is None:
             return 1

@@ -24,8 +24,9 @@ from dsl.ir import PortfolioIR, Program
 from runtime.backtest.sweep import MemberResult, sweep
 from runtime.data.candles import Candles
 from runtime.data.markets import MarketRules
+from runtime.graph.compiler import compile_strategy
 from runtime.optimize.members import Params
-from runtime.plan.plan import RUN_ERRORS, CandleLoader, RunPlan, plan
+from runtime.plan.plan import RUN_ERRORS, CandleLoader, RunPlan, plan, replan
 from runtime.plan.select import RunError
 
 # The scalar metrics of a member, in results.csv's order: the Summary fields every row carries.
@@ -90,12 +91,30 @@ class Job:
     template: PortfolioIR  # the target strategy alone (its sleeve's overrides are a member's params)
     cache: CandleCache  # candles read so far (primed with the widest member's)
     rules: Mapping[str, MarketRules | None]  # the exchange's trading rules by symbol (None: unknown)
+    # plans made afresh, by range, clocks and warm-up: members sharing them are replanned from these
+    bases: dict[tuple[Any, ...], RunPlan] = field(default_factory=dict, compare=False, repr=False)
 
     def plan(self, params: Params, start: int | None, end: int | None) -> RunPlan:
-        """The plan of one member over [start, end): `strat run --backtest --set` of its params."""
-        sleeve = self.template.sleeves[0].model_copy(update={"overrides": params})
+        """The plan of one member over [start, end): `strat run --backtest --set` of its params.
+
+        The first member of each warm-up (and set of clocks) is planned by `plan`; the others reuse its
+        candles through `replan`, which gives the same plan without loading and checking them again.
+        """
+        template = self.template.sleeves[0]
+        sleeve = template.model_copy(update={"overrides": params})
         portfolio = self.template.model_copy(update={"sleeves": (sleeve,)})
-        return plan(self.program, portfolio, self.cache, start, end, self.rules.get)
+        strategy = self.program.strategy(template.strategy)
+        graph = compile_strategy(strategy, dict(params), symbol=sleeve.symbol, timeframe=sleeve.timeframe)
+        key = (start, end, graph.warmup, tuple(graph.clocks))
+        base = self.bases.get(key)
+        if base is not None:
+            try:
+                return replan(base, portfolio, [graph])
+            except ValueError:
+                pass  # a sleeve that trades no bar: its own plan says why
+        found = plan(self.program, portfolio, self.cache, start, end, self.rules.get)
+        self.bases.setdefault(key, found)
+        return found
 
     def shipped(self) -> Job:
         """This job as sent to other processes (its cache without the loader)."""
@@ -142,17 +161,23 @@ def block_moments(time: np.ndarray, equity: np.ndarray, capital: float, edges: t
     """Per block of [edges[i], edges[i+1]), the count and power sums Σr..Σr⁴ of per-bar returns.
 
     A bar's return is its equity over the previous bar's (the capital before the first), minus 1; it
-    belongs to the block holding its close time.
+    belongs to the block holding its close time (`time` is sorted, so each block is one run of bars).
     """
-    curve = np.concatenate(([capital], np.asarray(equity, dtype=np.float64)))
-    returns = curve[1:] / curve[:-1] - 1.0
-    blocks = len(edges) - 1
-    where = np.searchsorted(np.asarray(edges, dtype=np.int64), time, side="right") - 1
-    keep = (where >= 0) & (where < blocks)
-    where, returns = where[keep], returns[keep]
-    return np.stack(
-        [np.bincount(where, weights=returns**k, minlength=blocks) for k in range(MOMENTS)], axis=1
-    )
+    bounds = np.searchsorted(time, np.asarray(edges, dtype=np.int64), side="left")
+    equity = np.asarray(equity, dtype=np.float64)[: bounds[-1]]
+    r = np.empty_like(equity)
+    r[:1] = equity[:1] / capital - 1.0
+    np.divide(equity[1:], equity[:-1], out=r[1:])
+    r[1:] -= 1.0
+    r2 = r * r
+    out = np.zeros((len(edges) - 1, MOMENTS))
+    out[:, 0] = np.diff(bounds)
+    # Sums over each non-empty block: reduceat sums from each start to the next one's.
+    filled = np.flatnonzero(bounds[1:] > bounds[:-1])
+    if len(filled):
+        for k, power in enumerate((r, r2, r2 * r, r2 * r2), 1):
+            out[filled, k] = np.add.reduceat(power, bounds[filled])
+    return out
 
 
 def run_task(job: Job, task: Task) -> list[Outcome]:
