@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from numba import njit
 
 from dsl.ir import PortfolioIR, Program
 from runtime.backtest.sweep import MemberResult, sweep
@@ -49,7 +50,8 @@ class CandleCache:
     A request is answered from a series already read over a range that contains it (the same rows a
     fresh read gives: the loader cleans and resamples before it cuts the range); with `exact` (gap
     filling, whose result depends on the range's ends) only the same request is. A request no series
-    covers goes to `load`; without one (a job shipped to a remote worker) it is a RunError.
+    covers goes to `load` (in a worker too: the loader travels with the job, for the rare member that
+    needs more history than the widest one read first); without one it is a RunError.
     """
 
     load: CandleLoader | None  # the source's loader (None: answer from what was read only)
@@ -72,8 +74,8 @@ class CandleCache:
         return candles
 
     def shipped(self) -> CandleCache:
-        """This cache's series without its loader: what a job sends to other processes."""
-        return CandleCache(None, self.exact, {k: list(v) for k, v in self.read.items()})
+        """A copy of this cache: what a job sends to other processes."""
+        return CandleCache(self.load, self.exact, {k: list(v) for k, v in self.read.items()})
 
 
 def _covers(have_first: int | None, have_last: int | None, first: int | None, last: int | None) -> bool:
@@ -117,7 +119,7 @@ class Job:
         return found
 
     def shipped(self) -> Job:
-        """This job as sent to other processes (its cache without the loader)."""
+        """This job as sent to other processes (its plans left behind: each worker makes its own)."""
         return Job(self.program, self.template, self.cache.shipped(), self.rules)
 
 
@@ -161,22 +163,44 @@ def block_moments(time: np.ndarray, equity: np.ndarray, capital: float, edges: t
     """Per block of [edges[i], edges[i+1]), the count and power sums Σr..Σr⁴ of per-bar returns.
 
     A bar's return is its equity over the previous bar's (the capital before the first), minus 1; it
-    belongs to the block holding its close time (`time` is sorted, so each block is one run of bars).
+    belongs to the block holding its close time (`time`, sorted, UTC ms).
     """
-    bounds = np.searchsorted(time, np.asarray(edges, dtype=np.int64), side="left")
-    equity = np.asarray(equity, dtype=np.float64)[: bounds[-1]]
-    r = np.empty_like(equity)
-    r[:1] = equity[:1] / capital - 1.0
-    np.divide(equity[1:], equity[:-1], out=r[1:])
-    r[1:] -= 1.0
-    r2 = r * r
-    out = np.zeros((len(edges) - 1, MOMENTS))
-    out[:, 0] = np.diff(bounds)
-    # Sums over each non-empty block: reduceat sums from each start to the next one's.
-    filled = np.flatnonzero(bounds[1:] > bounds[:-1])
-    if len(filled):
-        for k, power in enumerate((r, r2, r2 * r, r2 * r2), 1):
-            out[filled, k] = np.add.reduceat(power, bounds[filled])
+    return _block_sums(
+        np.asarray(time, dtype=np.int64),
+        np.asarray(equity, dtype=np.float64),
+        float(capital),
+        np.asarray(edges, dtype=np.int64),
+    )
+
+
+@njit(cache=True)
+def _block_sums(time: np.ndarray, equity: np.ndarray, capital: float, edges: np.ndarray) -> np.ndarray:
+    """`block_moments` in one pass over the bars (each block's sums kept in locals until it ends)."""
+    blocks = len(edges) - 1
+    out = np.zeros((blocks, MOMENTS))
+    previous = capital
+    i = 0
+    # Bars closing before the first block are skipped (their returns chain the next one's only).
+    while i < len(time) and time[i] < edges[0]:
+        previous = equity[i]
+        i += 1
+    for block in range(blocks):
+        n = s1 = s2 = s3 = s4 = 0.0
+        while i < len(time) and time[i] < edges[block + 1]:
+            r = equity[i] / previous - 1.0
+            previous = equity[i]
+            r2 = r * r
+            n += 1.0
+            s1 += r
+            s2 += r2
+            s3 += r2 * r
+            s4 += r2 * r2
+            i += 1
+        out[block, 0] = n
+        out[block, 1] = s1
+        out[block, 2] = s2
+        out[block, 3] = s3
+        out[block, 4] = s4
     return out
 
 

@@ -54,6 +54,8 @@ class ResultsFile:
         out.mkdir(parents=True, exist_ok=True)
         self.results = self._open(out / RESULTS, self.header, resume)  # results.csv, open for appending
         self.moments = self._open(out / MOMENTS_FILE, self.moments_header, resume)  # moments.csv
+        self.rows = csv.writer(self.results, lineterminator="\n")  # writes results.csv's rows
+        self.moment_rows = csv.writer(self.moments, lineterminator="\n")  # writes moments.csv's rows
 
     @staticmethod
     def _open(path: Path, header: list[str], resume: bool) -> TextIO:
@@ -75,11 +77,9 @@ class ResultsFile:
         """Append one member's row (and its moments, when kept)."""
         values = [format_number(v) for _, v in item.params]
         metrics = [_cell(v) for v in item.metrics]
-        self.results.write(
-            _line([str(fold), str(index), *values, *metrics, _cell(objective), str(int(passed)), item.error])
-        )
+        self.rows.writerow([fold, index, *values, *metrics, _cell(objective), int(passed), item.error])
         if item.moments is not None:
-            self.moments.write(_line([*values, *(_cell(v) for v in item.moments.ravel())]))
+            self.moment_rows.writerow([*values, *map(_cell, item.moments.ravel().tolist())])
 
     def flush(self) -> None:
         """Push what was appended to the files (after each batch)."""

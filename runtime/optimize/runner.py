@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsl.checker import warmup
 from dsl.ir import OptimizeIR, Program, StrategyIR, alone
-from dsl.units import timeframe_ms
 from runtime.backtest.sweep import MemberResult, sweep
 from runtime.optimize.executor import CandleCache, Executor, Job, Outcome, Task, make_executor, outcome
 from runtime.optimize.members import Params, Space
@@ -152,19 +150,11 @@ class Optimizer:
         self.edges = block_edges(closes)  # the time blocks of the overfitting statistics
 
     def _widest(self) -> Params:
-        """The member with the longest warm-up: every listed one, and each param at its domain's top."""
-        top = tuple((d.name, d.high) for d in self.space.domains)
-        candidates = [top, *(self.listed or [])]
-        roots = [r.cond for r in self.strategy.rules] + [e for _, e in self.strategy.settings if e.qual == 2]
-        defaults = {p.name: p.default for p in self.strategy.params}
-        ms = timeframe_ms(self.strategy.timeframe)
+        """The member whose candles are read first: every param at its domain's top (the longest windows).
 
-        def length(params: Params) -> int:
-            """The member's warm-up, bars."""
-            values = defaults | dict(params)
-            return max((warmup(r, values, ms) for r in roots), default=0)
-
-        return max(candidates, key=length)
+        A member that needs more history (a param that shortens a window as it grows) reads it itself.
+        """
+        return tuple((d.name, d.high) for d in self.space.domains)
 
     def total(self) -> int | None:
         """Members per search (None: Bayesian search, known as it goes)."""
