@@ -221,6 +221,8 @@ def run_task(job: Job, task: Task) -> list[Outcome]:
 class Executor(Protocol):
     """Runs tasks against one job, yielding each task's outcomes in the order the tasks were given."""
 
+    workers: int  # tasks it runs at once
+
     def map(self, tasks: Iterable[Task]) -> Iterator[list[Outcome]]:
         """The outcomes of each task, in task order."""
         ...
@@ -236,6 +238,7 @@ class LocalExecutor:
     def __init__(self, job: Job) -> None:
         """Run against `job`."""
         self.job = job  # the shared part of every task
+        self.workers = 1  # tasks run at once
 
     def map(self, tasks: Iterable[Task]) -> Iterator[list[Outcome]]:
         """The outcomes of each task, in task order."""
@@ -298,8 +301,8 @@ class DaskExecutor:
         except ImportError:
             raise RunError("--cluster needs Dask: pip install 'strat[cluster]'") from None
         self.client = Client(address)  # connection to the scheduler
-        workers = len(self.client.scheduler_info().get("workers", {}))
-        self.width = max(1, workers) * IN_FLIGHT  # tasks in flight
+        self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))  # tasks run at once
+        self.width = self.workers * IN_FLIGHT  # tasks in flight
         # One copy of the job (and its candles) per worker, referred to by every task.
         self.job = self.client.scatter(job.shipped(), broadcast=True, hash=False)  # the job's future
 

@@ -22,6 +22,7 @@ from runtime.optimize.executor import CandleCache, Executor, Job, Outcome, Task,
 from runtime.optimize.members import Params, Space
 from runtime.optimize.overfit import block_edges, deflated_sharpe, expected_max_sharpe, pbo, stats
 from runtime.optimize.search import (
+    BAYES_ROUND,
     Method,
     Objective,
     best,
@@ -204,9 +205,11 @@ class Optimizer:
     ) -> list[Outcome]:
         """Every member's outcome over [start, end), each handed to `sink` as it comes."""
         finished = done.get(fold, {})
-        workers = max(1, self.settings.jobs) if not self.settings.cluster else 8
-        total = self.total() or 1
-        size = max(1, min(MAX_BATCH, math.ceil(total / (workers * 4))))
+        # Each worker gets a few batches (a Bayesian round is shared between the workers).
+        total = len(self.listed) if self.listed is not None else BAYES_ROUND
+        size = max(
+            1, min(MAX_BATCH, math.ceil(total / (executor.workers * (4 if self.listed is not None else 1))))
+        )
 
         def run(batches: Iterable[list[Params]]) -> Iterator[list[Outcome]]:
             """Backtest batches of members through the executor."""

@@ -139,11 +139,14 @@ def search(
         for outcomes in run(batches):
             yield from outcomes
         return
-    yield from _bayes(space, method, objective, run)
+    yield from _bayes(space, method, objective, run, batch)
 
 
-def _bayes(space: Space, method: Method, objective: Objective, run: Runner) -> Iterator[Outcome]:
-    """Bayesian search: optuna's seeded TPE sampler proposes rounds of members from the outcomes so far."""
+def _bayes(space: Space, method: Method, objective: Objective, run: Runner, batch: int) -> Iterator[Outcome]:
+    """Bayesian search: optuna's seeded TPE sampler proposes rounds of members from the outcomes so far.
+
+    A round's members run in batches of at most `batch` (so that several workers share a round).
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,7 +163,7 @@ def _bayes(space: Space, method: Method, objective: Objective, run: Runner) -> I
         trials = [study.ask() for _ in range(min(BAYES_ROUND, method.count - ran))]
         proposed = [tuple((d.name, _suggest(t, d)) for d in space.domains) for t in trials]
         fresh = [p for p in dict.fromkeys(proposed) if p not in seen and space.allowed(p)]
-        for outcomes in run([fresh] if fresh else []):
+        for outcomes in run([fresh[i : i + batch] for i in range(0, len(fresh), batch)]):
             for item in outcomes:
                 seen[item.params] = item
                 yield item

@@ -66,7 +66,9 @@ def _equity(path: Path) -> list[float]:
 
 
 def test_a_walk_forward_run_stitches_its_test_windows_plain_runs(spec: Path, tmp_path: Path) -> None:
-    assert optimize(spec, "rolling_sweep", tmp_path / "wf") == 0
+    assert optimize(spec, "rolling_sweep", tmp_path / "wf", "--report") == 0
+    page = (tmp_path / "wf" / "report.html").read_text(encoding="utf-8")
+    assert 'id="folds"' in page and 'id="oos-equity"' in page and "buy and hold" in page
     walk = best(tmp_path / "wf")["walk_forward"]
     jan1 = 1_704_067_200_000
     trains = [[jan1 + k * 15 * DAY, jan1 + (30 + k * 15) * DAY] for k in range(5)]
