@@ -55,9 +55,9 @@ def heatmap(result: Optimization) -> go.Figure | None:
         if value is None:
             continue
         key = (dict(o.params)[x_name], dict(o.params)[y_name])
-        old = cells.get(key)
-        better = old is None or (value > old if result.objective.maximize else value < old)
-        cells[key] = value if better else old  # type: ignore[assignment]
+        kept = cells.get(key)
+        if kept is None or (value > kept if result.objective.maximize else value < kept):
+            cells[key] = value
     xs = sorted({k[0] for k in cells})
     ys = sorted({k[1] for k in cells})
     z = [[cells.get((x, y)) for x in xs] for y in ys]

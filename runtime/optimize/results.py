@@ -23,7 +23,7 @@ import numpy as np
 
 from runtime.optimize.executor import METRICS, MOMENTS, Outcome
 from runtime.optimize.members import Params, format_number
-from runtime.optimize.runner import Optimization
+from runtime.optimize.runner import FoldResult, Optimization
 from runtime.plan.select import RunError
 
 # The results file and the moments file in the output folder.
@@ -172,7 +172,7 @@ def best_json(result: Optimization, path: Path) -> dict[str, Any]:
     return data
 
 
-def _fold(fold: Any, result: Optimization) -> dict[str, Any]:
+def _fold(fold: FoldResult, result: Optimization) -> dict[str, Any]:
     """One walk-forward fold as best.json writes it."""
     metric = result.objective.metric
 

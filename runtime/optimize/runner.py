@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,7 +114,6 @@ class Optimization:
     best_plan: RunPlan | None  # its plan (candles for the report)
     overfit: Overfit | None  # None when no member ran
     walk: WalkForward | None  # None without walk_forward
-    seconds: dict[str, float] = field(default_factory=dict)  # time spent per phase, s
 
 
 class Optimizer:

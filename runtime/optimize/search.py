@@ -200,7 +200,7 @@ def done_filter(done: Mapping[Params, Outcome], run: Runner) -> Runner:
 
     def resumed(batches: Iterable[list[Params]]) -> Iterator[list[Outcome]]:
         """Each batch's outcomes, the finished ones read back, the others run."""
-        listed = list(batches) if not isinstance(batches, list) else batches
+        listed = list(batches)
         todo = ([p for p in b if p not in done] for b in listed)
         ran = run(t for t in todo if t)
         for batch in listed:

@@ -47,3 +47,21 @@ def test_members_replanned_from_a_shared_plan_run_as_if_planned_afresh(spec: Pat
         assert shortcut.summary == fresh.summary
         np.testing.assert_array_equal(shortcut.equity, fresh.equity)
         np.testing.assert_array_equal(shortcut.time, fresh.time)
+
+
+def test_multi_timeframe_members_read_from_the_cache_run_as_if_planned_afresh() -> None:
+    root = Path(__file__).resolve().parents[2]
+    program = check_file(root / "specs" / "mtf.strat").program
+    assert program is not None
+    source = Source(kind=SourceKind.CSV, path=root / "specs" / "data")
+    start, end = parse_time("2024-03-01"), parse_time("2024-03-15")
+    settings = Settings(start, end, 10_000.0)
+    optimizer = Optimizer(program, program.optimizes[0], settings, source.candles, source.rules)
+    members = (optimizer.listed or [])[:4]
+    job = optimizer.job
+    for member, shortcut in zip(members, sweep(job.plan(m, start, end) for m in members), strict=True):
+        sleeve = job.template.sleeves[0].model_copy(update={"overrides": member})
+        alone = job.template.model_copy(update={"sleeves": (sleeve,)})
+        (fresh,) = sweep([plan(program, alone, source.candles, start, end)])
+        assert shortcut.summary == fresh.summary
+        np.testing.assert_array_equal(shortcut.equity, fresh.equity)

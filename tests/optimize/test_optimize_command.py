@@ -117,32 +117,33 @@ def test_two_jobs_give_the_same_results_as_one(spec: Path, grid_out: Path, tmp_p
     assert best(tmp_path) == best(grid_out)
 
 
+@pytest.mark.parametrize(("block", "kept"), [("rolling_sweep", 20), ("bayes_sweep", 3)])
 def test_an_interrupted_run_resumed_gives_the_same_results(
-    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: str, kept: int
 ) -> None:
     whole = tmp_path / "whole"
-    assert optimize(spec, "rolling_sweep", whole) == 0
+    assert optimize(spec, block, whole) == 0
     from runtime.optimize import results
 
     real_add = results.ResultsFile.add
     calls = []
 
     def add_then_interrupt(self: results.ResultsFile, *args: object) -> None:
-        """Ctrl-C after the 20th member's row (in the first walk-forward fold)."""
+        """Ctrl-C after the `kept`-th member's row (rolling: in the first walk-forward fold)."""
         real_add(self, *args)  # type: ignore[arg-type]
         calls.append(1)
-        if len(calls) == 20:
+        if len(calls) == kept:
             raise KeyboardInterrupt
 
     part = tmp_path / "part"
     monkeypatch.setattr(results.ResultsFile, "add", add_then_interrupt)
-    assert optimize(spec, "rolling_sweep", part) == 130
+    assert optimize(spec, block, part) == 130
     monkeypatch.setattr(results.ResultsFile, "add", real_add)
-    assert len(_rows(part)) == 20
+    assert len(_rows(part)) == kept
     # A last line cut short by the interruption is dropped on resume.
     with (part / "results.csv").open("a", encoding="utf-8") as f:
         f.write("1,7,15,")
-    assert optimize(spec, "rolling_sweep", part, "--resume") == 0
+    assert optimize(spec, block, part, "--resume") == 0
     assert (part / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
     assert best(part) == best(whole)
 
