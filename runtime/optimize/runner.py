@@ -42,7 +42,7 @@ from runtime.optimize.walkforward import (
     stability,
     stitch,
 )
-from runtime.plan.plan import CandleLoader, RulesLookup, RunPlan
+from runtime.plan.plan import RUN_ERRORS, CandleLoader, RulesLookup
 from runtime.plan.select import RunError
 
 # Called with (fold, member index, outcome, whether it ran now) for every member of every search.
@@ -110,8 +110,7 @@ class Optimization:
     outcomes: tuple[Outcome, ...]  # every member of the whole-range search, in member order
     passed: tuple[bool, ...]  # whether each member meets the requirement
     best: Outcome | None  # the best member meeting the requirement (None: no member does)
-    best_run: MemberResult | None  # its backtest over the whole range (equity for the report and store)
-    best_plan: RunPlan | None  # its plan (candles for the report)
+    best_run: MemberResult | None  # its backtest over the whole range (its equity for the store)
     overfit: Overfit | None  # None when no member ran
     walk: WalkForward | None  # None without walk_forward
 
@@ -183,13 +182,14 @@ class Optimizer:
             executor.close()
         passed = tuple(self.passes(o) for o in outcomes)
         winner = best(outcomes, self.objective, self.passes)
-        best_run = best_plan = None
+        best_run = None
         if winner is not None:
-            best_plan = self.job.plan(winner.params, self.settings.start, self.settings.end)
-            best_run = next(iter(sweep([best_plan])))
+            best_run = next(
+                iter(sweep([self.job.plan(winner.params, self.settings.start, self.settings.end)]))
+            )
         return Optimization(
             self.block, self.strategy, self.space, self.method, self.objective, tuple(outcomes), passed,
-            winner, best_run, best_plan, self._overfit(outcomes, winner), walk,
+            winner, best_run, self._overfit(outcomes, winner), walk,
         )  # fmt: skip
 
     def _search(
@@ -204,11 +204,9 @@ class Optimizer:
     ) -> list[Outcome]:
         """Every member's outcome over [start, end), each handed to `sink` as it comes."""
         finished = done.get(fold, {})
-        # Each worker gets a few batches (a Bayesian round is shared between the workers).
-        total = len(self.listed) if self.listed is not None else BAYES_ROUND
-        size = max(
-            1, min(MAX_BATCH, math.ceil(total / (executor.workers * (4 if self.listed is not None else 1))))
-        )
+        # Each worker gets a few batches of a listed search, a share of each round of a Bayesian one.
+        total, shares = (len(self.listed), 4) if self.listed is not None else (BAYES_ROUND, 1)
+        size = max(1, min(MAX_BATCH, math.ceil(total / (executor.workers * shares))))
 
         def run(batches: Iterable[list[Params]]) -> Iterator[list[Outcome]]:
             """Backtest batches of members through the executor."""
@@ -239,7 +237,7 @@ class Optimizer:
                 # The test window's run is needed whole (its equity is stitched), so it runs here.
                 try:
                     rp = self.job.plan(winner.params, fold.train_end, fold.test_end)
-                except RunError as error:
+                except RUN_ERRORS as error:
                     test = Outcome(winner.params, (None,) * len(winner.metrics), None, str(error))
                 else:
                     result = next(iter(sweep([rp])))
@@ -274,9 +272,10 @@ class Optimizer:
         ran = [o for o in outcomes if o.moments is not None and not o.error]
         if not ran:
             return None
-        pick = winner or ran[0]
+        # The winner's, or (none meeting the requirement) the best member's by the objective alone.
+        pick = winner or best(ran, self.objective, _ran) or ran[0]
         sharpes = np.array([stats(o.moments).sharpe for o in ran])  # type: ignore[arg-type]
-        best_stats = stats(pick.moments) if pick.moments is not None else stats(ran[0].moments)  # type: ignore[arg-type]
+        best_stats = stats(pick.moments if pick.moments is not None else ran[0].moments)  # type: ignore[arg-type]
         variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
         found = pbo(np.stack([o.moments for o in ran]))  # type: ignore[misc]
         return Overfit(
