@@ -137,7 +137,7 @@ def _optimize(
     blocks = len(optimizer.edges) - 1
     try:
         done = read_done(out, names, blocks) if args.resume else {}
-        results = ResultsFile(out, names, optimizer.objective.metric, blocks, args.resume)
+        results = ResultsFile(out, names, blocks, args.resume)
     except RUN_ERRORS as error:
         print(f"strat optimize: {error}", file=sys.stderr)
         return 1
@@ -155,18 +155,18 @@ def _optimize(
 
             result = optimizer.run(sink, done)
     except KeyboardInterrupt:
-        results.close()
+        again = " ".join(x for x in (args.spec, args.name) if x)
         print(
             f"strat optimize: interrupted; the finished members are in {out / 'results.csv'}: "
-            f"strat optimize {args.spec} --out {out} --resume continues",
+            f"strat optimize {again} --out {out} --resume (with the same options) continues",
             file=sys.stderr,
         )
         return 130
     except RUN_ERRORS as error:
-        results.close()
         print(f"strat optimize: {error}", file=sys.stderr)
         return 1
-    results.close()
+    finally:
+        results.close()
     _write(args, result, out, console)
     console.print(f"outputs in {out}  ({time.perf_counter() - began:.2f} s)")
     return 0

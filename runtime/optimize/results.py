@@ -44,13 +44,12 @@ def _value(text: str) -> float | None:
 class ResultsFile:
     """results.csv and moments.csv of one optimisation, appended as members finish."""
 
-    def __init__(self, out: Path, names: Sequence[str], objective: str, blocks: int, resume: bool) -> None:
+    def __init__(self, out: Path, names: Sequence[str], blocks: int, resume: bool) -> None:
         """Open the files in `out` (kept with `resume`, else started afresh) for params `names`."""
         self.names = tuple(names)  # searched params, in order
         self.header = ["fold", "member", *names, *METRICS, "objective", "passed", "error"]  # results columns
         # moments.csv's columns: the params, then each block's count and power sums of returns
         self.moments_header = [*names, *(f"m{b}_{k}" for b in range(blocks) for k in range(MOMENTS))]
-        self.objective = objective  # the objective's metric name (its column repeats it)
         out.mkdir(parents=True, exist_ok=True)
         self.results = self._open(out / RESULTS, self.header, resume)  # results.csv, open for appending
         self.moments = self._open(out / MOMENTS_FILE, self.moments_header, resume)  # moments.csv

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from conftest import optimize
+from optimize_helpers import optimize
 
 from dsl.checker import check_file
 from runtime.backtest.sweep import sweep

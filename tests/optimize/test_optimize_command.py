@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, best, optimize
+from optimize_helpers import DATA, best, optimize
 
 from dsl.checker import check_file
 from runtime.cli import main

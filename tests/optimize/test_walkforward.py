@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import best, optimize
+from optimize_helpers import best, optimize
 
 from runtime.cli import main
 from runtime.optimize.walkforward import Curve, Fold, curve_stats, folds, stability, stitch
