@@ -254,7 +254,7 @@ class _Session:
             try:
                 real = candidate.resolve()
                 kind = "file" if real.is_file() else "folder" if real.is_dir() else None
-            except OSError:  # a name too long for the file system, a link loop: there is no such file
+            except (OSError, ValueError):  # a name too long, a link loop, a NUL byte: there is no such file
                 continue
             if kind == "folder":
                 reporter.add("E015", use.span, f"'{name}' is a folder, not a file")

@@ -106,6 +106,10 @@ class Expressions:
                 )
                 return ERROR
         categories = [k for k in spec.kinds if k in _CATEGORIES]
+        bare = b.SETTING_FUNCTIONS.get(value.id) if isinstance(value, s.Name) else None
+        if bare is not None and bare.required == 0 and bare.category in categories:
+            # A setting function without required arguments may be written bare (`method: grid`).
+            value = s.Call(span=value.span, func=bare.name, func_span=value.span, args=(), kwargs=())
         if isinstance(value, s.Call) and value.func in b.SETTING_FUNCTIONS:
             sig = b.SETTING_FUNCTIONS[value.func]
             if sig.category not in categories:

@@ -18,6 +18,7 @@ from runtime.errors import StratError
 COMMAND_MODULES: tuple[str, ...] = (
     "runtime.commands.check",
     "runtime.commands.run",
+    "runtime.commands.optimize",
     "runtime.commands.runs",
     "runtime.commands.status",
     "runtime.commands.serve",

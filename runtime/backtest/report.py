@@ -423,7 +423,7 @@ def monthly_figure(summary: Summary) -> go.Figure:
     return fig
 
 
-def _table(
+def html_table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     table_id: str,
@@ -451,10 +451,25 @@ def _table(
     )
 
 
-def _figure_html(fig: go.Figure, div_id: str) -> str:
+def figure_html(fig: go.Figure, div_id: str) -> str:
     """A figure as a div and its drawing script (the library itself is embedded once, in the head)."""
     return pio.to_html(
         fig, full_html=False, include_plotlyjs=False, div_id=div_id, config={"responsive": True}
+    )
+
+
+def html_page(title: str, sections: Sequence[str], scripts: Sequence[str] = ()) -> str:
+    """A self-contained page: the report's style and plotly embedded, the `sections` and `scripts`.
+
+    `sections` are HTML fragments; `scripts` JavaScript run at the end of the body.
+    """
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n"
+        f'<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
+        + "\n".join(sections)
+        + "".join(f"\n<script>{script}</script>" for script in scripts)
+        + "\n</body>\n</html>\n"
     )
 
 
@@ -499,8 +514,11 @@ def write_report(
         f'<p class="note">{html.escape(summary.start)} → {html.escape(summary.end)}, '
         f"{bar_count(summary.bars, summary.bar_ms)}, quote currency {html.escape(summary.quote)}</p>"
     )
-    sections += ["<h2>Summary</h2>", _table(("Metric", "Value"), summary_rows(summary), "summary", css="kv")]
-    sections += ["<h2>Sleeves</h2>", _table(SLEEVE_HEADER, sleeve_rows(summary), "sleeves")]
+    sections += [
+        "<h2>Summary</h2>",
+        html_table(("Metric", "Value"), summary_rows(summary), "summary", css="kv"),
+    ]
+    sections += ["<h2>Sleeves</h2>", html_table(SLEEVE_HEADER, sleeve_rows(summary), "sleeves")]
     symbol_rows = [
         (
             s.symbol,
@@ -514,13 +532,13 @@ def write_report(
     ]
     sections += [
         "<h2>Symbols</h2>",
-        _table(("Symbol", "Entries", "Win rate", "PnL", "Contribution", "Fees"), symbol_rows, "symbols"),
+        html_table(("Symbol", "Entries", "Win rate", "PnL", "Contribution", "Fees"), symbol_rows, "symbols"),
     ]
     sections += [
         "<h2>Equity and drawdown</h2>",
-        _figure_html(equity_figure(result, candles_by_symbol, span), "equity-chart"),
+        figure_html(equity_figure(result, candles_by_symbol, span), "equity-chart"),
         "<h2>Sleeves over time</h2>",
-        _figure_html(sleeves_figure(result, candles_by_symbol, span), "sleeves-chart"),
+        figure_html(sleeves_figure(result, candles_by_symbol, span), "sleeves-chart"),
     ]
     for i, symbol in enumerate(symbols):
         trades = [t for t in result.trades if t.symbol == symbol]
@@ -528,9 +546,9 @@ def write_report(
         fig = price_figure(symbol, candles_by_symbol.get(symbol), trades, drawn, span)
         sections += [
             f"<h2>{html.escape(symbol)}</h2>",
-            f'<div class="price-chart">{_figure_html(fig, f"price-chart-{i}")}</div>',
+            f'<div class="price-chart">{figure_html(fig, f"price-chart-{i}")}</div>',
         ]
-    sections += ["<h2>Monthly returns</h2>", _figure_html(monthly_figure(summary), "monthly-chart")]
+    sections += ["<h2>Monthly returns</h2>", figure_html(monthly_figure(summary), "monthly-chart")]
     if result.risk_events:
         times = iso_times(np.array([e.time for e in result.risk_events], dtype=np.int64))
         risk_rows = [
@@ -539,31 +557,23 @@ def write_report(
         ]
         sections += [
             "<h2>Risk events</h2>",
-            _table(("Time", "Scope", "Rule", "Action", "Values"), risk_rows, "risk-events"),
+            html_table(("Time", "Scope", "Rule", "Action", "Values"), risk_rows, "risk-events"),
         ]
     sections += _alerts_section(result)
     if setup is not None:
         sections += [
             "<h2>Parameters and settings</h2>",
-            _table(("Scope", "Name", "Value"), setup.settings, "parameters", numeric=False),
+            html_table(("Scope", "Name", "Value"), setup.settings, "parameters", numeric=False),
             "<h2>Data</h2>",
-            _table(("Candles", "Quality"), setup.data, "data", numeric=False),
+            html_table(("Candles", "Quality"), setup.data, "data", numeric=False),
         ]
     shown = result.trades[:MAX_TRADE_ROWS]
     sections.append(f"<h2>Trades ({len(result.trades):,})</h2>")
     if len(shown) < len(result.trades):
         sections.append(f'<p class="note">First {len(shown):,} trades; trades.csv lists all of them.</p>')
-    sections.append(_table(TRADE_COLUMNS, trade_cells(shown), "trades"))
+    sections.append(html_table(TRADE_COLUMNS, trade_cells(shown), "trades"))
 
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}: backtest report</title>\n<style>{_CSS}</style>\n"
-        f'<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
-        + "\n".join(sections)
-        + f"\n<script>{_SIZE_JS}</script>\n"
-        + (f"<script>{_RELOAD_JS}</script>\n" if watch else "")
-        + "</body>\n</html>\n"
-    )
+    page = html_page(f"{title}: backtest report", sections, [_SIZE_JS, *([_RELOAD_JS] if watch else [])])
     target = Path(path)
     target.write_text(page, encoding="utf-8")
     if watch:
@@ -606,7 +616,7 @@ def _alerts_section(result: BacktestResult) -> list[str]:
         out.append(f'<p class="note">First {len(shown):,} alerts; alerts.csv lists all of them.</p>')
     times = iso_times(np.array([a.time for a in shown], dtype=np.int64))
     rows = [(t, a.sleeve, a.strategy, a.symbol, a.text) for a, t in zip(shown, times, strict=True)]
-    return [*out, _table(ALERT_COLUMNS, rows, "alerts", numeric=False)]
+    return [*out, html_table(ALERT_COLUMNS, rows, "alerts", numeric=False)]
 
 
 def plotted_lines(run_plan: RunPlan) -> dict[str, list[Line]]:

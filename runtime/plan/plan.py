@@ -17,7 +17,8 @@ allocated for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +186,30 @@ def plan(
         tuple(notes),
         start,
     )
+
+
+def replan(base: RunPlan, portfolio: PortfolioIR, graphs: Sequence[Graph]) -> RunPlan:
+    """The plan `plan` gives for `portfolio` over `base`'s range, from `base` (an optimizer's shortcut).
+
+    `portfolio` differs from the one `base` planned only in its sleeves' param overrides, and `graphs`
+    are its sleeves' compiled graphs, each reading the same clocks with the same warm-up as `base`'s:
+    then every candle `plan` would load, cut and check is `base`'s, and so are the range, the notes and
+    the first decisions; only each sleeve's graph, its param values and the lookback check are new.
+    Raises ValueError when a graph reads other clocks or needs another warm-up, or when a sleeve cannot
+    trade (its note names the graph's windows): plan that one afresh.
+    """
+    sleeves = []
+    for old, sleeve, graph in zip(base.sleeves, portfolio.sleeves, graphs, strict=True):
+        if graph.clocks != old.graph.clocks or graph.warmup != old.graph.warmup:
+            raise ValueError("the graph reads other clocks or needs another warm-up than the base plan's")
+        candles = dict(zip(old.graph.clocks, old.feeds.candles, strict=True))
+        if len(candles[graph.base]) <= graph.warmup:
+            raise ValueError("the sleeve trades no bar: its plan's note depends on its graph")
+        check_lookback(graph, candles)
+        values = {p.name: p.default for p in old.strategy.params} | dict(sleeve.overrides)
+        # The feeds depend on the clocks and candles only: shared with the base plan.
+        sleeves.append(dataclasses.replace(old, sleeve=sleeve, values=values, graph=graph))
+    return dataclasses.replace(base, sleeves=tuple(sleeves))
 
 
 def _first_decision(graph: Graph, times: Any, start: int | None) -> int:
