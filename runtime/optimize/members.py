@@ -137,6 +137,11 @@ def format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def param_values(params: Params) -> dict[str, int | float]:
+    """A member's params as JSON values: whole numbers as integers (`fast: 43`, not 43.0)."""
+    return {name: int(value) if float(value).is_integer() else float(value) for name, value in params}
+
+
 def overrides(params: Params) -> dict[str, str]:
     """A member as `--set` texts by name (what `strat run --set` would be given)."""
     return {name: format_number(value) for name, value in params}

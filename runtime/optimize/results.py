@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from runtime.optimize.executor import METRICS, MOMENTS, Outcome
-from runtime.optimize.members import Params, format_number
+from runtime.optimize.members import Params, format_number, param_values
 from runtime.optimize.runner import FoldResult, Optimization
 from runtime.plan.select import RunError
 
@@ -150,12 +150,14 @@ def best_json(result: Optimization, path: Path) -> dict[str, Any]:
         "objective": str(result.objective),
         "members": len(result.outcomes),
         "passed": sum(result.passed),
-        "params": None if best is None else {k: v for k, v in best.params},
+        "params": None if best is None else param_values(best.params),
         "objective_value": None if best is None else result.objective.value(best),
         "metrics": None
         if summary is None
         else json.loads(summary.model_dump_json(exclude={"monthly_returns"})),
-        "overfitting": None if result.overfit is None else asdict(result.overfit) | {"logits": None},
+        "overfitting": None
+        if result.overfit is None
+        else {k: v for k, v in asdict(result.overfit).items() if k != "logits"},
         "walk_forward": None
         if walk is None
         else {
@@ -187,7 +189,7 @@ def _fold(fold: FoldResult, result: Optimization) -> dict[str, Any]:
     return {
         "train": [fold.fold.train_start, fold.fold.train_end],
         "test": [fold.fold.train_end, fold.fold.test_end],
-        "params": None if fold.train is None else {k: v for k, v in fold.train.params},
+        "params": None if fold.train is None else param_values(fold.train.params),
         "objective_metric": metric,
         "in_sample": side(fold.train),
         "out_of_sample": side(fold.test),
