@@ -33,9 +33,10 @@ Definitions (every ratio and return is a fraction: 0.6646, not 66.46):
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from runtime.broker.result import BacktestResult, TradeTable
 
@@ -203,38 +204,60 @@ def trade_stats(trades: TradeTable, fees: float, rows: np.ndarray | None = None)
     )
 
 
-def monthly_returns(result: BacktestResult) -> tuple[MonthlyReturn, ...]:
-    """The account's return over each calendar month (UTC) the run touches."""
-    equity = np.asarray(result.equity, dtype=np.float64)
+# The validator of a run's monthly returns.
+_MONTHS: TypeAdapter[tuple[MonthlyReturn, ...]] = TypeAdapter(tuple[MonthlyReturn, ...])
+
+
+class MonthBounds(NamedTuple):
+    """The calendar months (UTC) a time line touches, and where the bars of each end."""
+
+    months: np.ndarray  # int64 month number (months since 1970-01) of each month with bars, in order
+    last: np.ndarray  # int64 index of each such month's last bar on the time line
+
+
+def month_bounds(time: np.ndarray) -> MonthBounds:
+    """The months of a sorted time line of close times (UTC ms); see `monthly_returns`."""
     # Month of each bar, by its close time minus 1 ms so a bar closing at midnight of the 1st counts
     # in the month it traded in. The time line is sorted: find where each month's bars begin by bisection
     # on the month starts (converting every bar's time to a month would cost far more); `time - 1 >= start`
     # is `time >= start + 1`, so the search runs on the close times themselves, not on a shifted copy.
-    time = np.asarray(result.time, dtype=np.int64)
+    time = np.asarray(time, dtype=np.int64)
     first, final = (time[[0, -1]] - 1).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
     every = np.arange(first, final + 1)
     month_starts = every[1:].astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
     begins = np.searchsorted(time, month_starts + 1)
     bounds = np.concatenate(([0], begins, [len(time)]))
     has_bars = bounds[1:] > bounds[:-1]
-    month_ids = every[has_bars]
-    last = bounds[1:][has_bars] - 1
-    ends = equity[last]
+    return MonthBounds(every[has_bars], bounds[1:][has_bars] - 1)
+
+
+def monthly_returns(result: BacktestResult, months: MonthBounds | None = None) -> tuple[MonthlyReturn, ...]:
+    """The account's return over each calendar month (UTC) the run touches.
+
+    `months`: the `month_bounds` of the result's time line, when already known (a sweep's members share it).
+    """
+    equity = np.asarray(result.equity, dtype=np.float64)
+    bounds = month_bounds(result.time) if months is None else months
+    ends = equity[bounds.last]
     starts = np.concatenate(([result.capital], ends[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         rets = np.where(starts > 0, ends / starts - 1.0, 0.0)
-    return tuple(
-        MonthlyReturn(year=int(m // 12 + 1970), month=int(m % 12 + 1), ret=float(r))
-        for m, r in zip(month_ids.tolist(), rets.tolist(), strict=True)
+    # Validated as one tuple: one call into pydantic's core instead of one per month.
+    return _MONTHS.validate_python(
+        [
+            {"year": m // 12 + 1970, "month": m % 12 + 1, "ret": r}
+            for m, r in zip(bounds.months.tolist(), rets.tolist(), strict=True)
+        ]
     )
 
 
-def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
+def compute_metrics(result: BacktestResult, bar_ms: int, *, months: MonthBounds | None = None) -> Summary:
     """Compute every metric of a run (see the module docstring for the formulas).
 
     Args:
         result: the simulation's output.
         bar_ms: bar length of the portfolio time line, in milliseconds.
+        months: the `month_bounds` of the result's time line, when already known (found otherwise).
 
     Raises:
         ValueError: when the result has no bars.
@@ -305,7 +328,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
         synthetic=result.synthetic,
         sleeves=sleeves,
         symbols=symbols,
-        monthly_returns=monthly_returns(result),
+        monthly_returns=monthly_returns(result, months),
     )
 
 

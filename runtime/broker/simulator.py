@@ -42,7 +42,7 @@ from runtime.broker import state as st
 from runtime.broker.accounting import Fill, finish_open, reset_budgets
 from runtime.broker.fills import book_external, order_qty
 from runtime.broker.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
-from runtime.broker.step import step_points
+from runtime.broker.step import step_members, step_points
 from runtime.graph.timeline import timeline
 from runtime.plan.model import (
     All,
@@ -74,6 +74,7 @@ _FINISH_OPEN: Callable[..., None] = finish_open
 _ORDER_QTY: Callable[..., float] = order_qty
 _BOOK_EXTERNAL: Callable[..., None] = book_external
 _RESET_BUDGETS: Callable[..., None] = reset_budgets
+_STEP_MEMBERS: Callable[..., np.ndarray] = step_members
 
 
 @dataclass(frozen=True)
@@ -506,6 +507,100 @@ def simulate(portfolio: PortfolioInput) -> BacktestResult:
         engine.ensure_room(end)
         p = engine.run(line._replace(times=line.times[p:], starts=line.starts[p:]), p, end, bars)
     return engine.result(line.times, final=True)
+
+
+def simulates_together(portfolio: PortfolioInput) -> bool:
+    """Whether `simulate_members` takes this portfolio: one sleeve, no risk rules, no rebalancing."""
+    return len(portfolio.sleeves) == 1 and not portfolio.risk and not portfolio.rebalance_ms
+
+
+def simulate_members(portfolios: Sequence[PortfolioInput]) -> list[BacktestResult | None]:
+    """`simulate` of many one-sleeve portfolios over the same bars, in one compiled call (a sweep's members).
+
+    Each portfolio must pass `simulates_together`, and all must read the same bars (equal candle columns;
+    their decisions and settings differ). The result of each is exactly `simulate(portfolio)`'s, or None for
+    a member whose trade or order rows outgrew the room sized from its entry decisions (many partial fills
+    under a volume cap): run it with `simulate`. Memory: per member, its decisions, equity, cash and
+    exposure (26 bytes a bar) and its rows; the results are views of arrays allocated by this call.
+    """
+    if not portfolios:
+        return []
+    first = portfolios[0].sleeves[0]
+    for pf in portfolios:
+        sl = pf.sleeves[0]
+        if not simulates_together(pf):
+            raise ValueError("simulate_members takes one-sleeve portfolios without risk rules or rebalancing")
+        same = (
+            getattr(sl, n) is getattr(first, n) or np.array_equal(getattr(sl, n), getattr(first, n))
+            for n in _COLUMNS[:6]
+        )
+        if sl.timeframe != first.timeframe or not all(same):
+            raise ValueError(f"sleeve {sl.name}: simulate_members needs the same bars for every member")
+    members = len(portfolios)
+    points = len(first.time)
+    none = np.empty(0, dtype=np.int64)
+    line = st.Points(_closes(first), none, none, none, none)
+    # Shared price rows (one sleeve's, as `_bar_arrays` passes them), each member's decision rows.
+    prices = [
+        np.ascontiguousarray(getattr(first, n), dtype=d).reshape(1, -1)
+        for n, d in zip(_COLUMNS[:6], _DTYPES[:6], strict=True)
+    ]
+    flags = [np.empty((members, points), dtype=np.bool_) for _ in range(4)]
+    sleeves = [pf.sleeves[0] for pf in portfolios]
+    uses_distance = _uses_distance(sleeves)
+    dist = np.full((members, points if uses_distance else 1, 3), np.nan)
+    for m, sl in enumerate(sleeves):
+        for column, name in zip(flags, _COLUMNS[6:], strict=True):
+            column[m] = getattr(sl, name)
+        if uses_distance:
+            dist[m] = _bar_arrays([sl]).distance[0]
+    bars = st.Bars._make([*prices, *flags, dist])
+    # Settings and a fresh account per member, stacked; the row room of the largest member for all.
+    configs = [pack_config(pf) for pf in portfolios]
+    ring = max(max(s.sizing.kelly_lookback for s in sleeves), 1)
+    states = [st.new_state(c, pf.capital, ring) for c, pf in zip(configs, portfolios, strict=True)]
+    entries = max(int(np.count_nonzero(s.entry_long)) + int(np.count_nonzero(s.entry_short)) for s in sleeves)
+    trades = entries + 16
+    one = configs[0]
+    config = one._replace(sleeves=np.concatenate([c.sleeves for c in configs]))
+    state = states[0]._replace(
+        sleeves=np.concatenate([s.sleeves for s in states]),
+        book=np.concatenate([s.book for s in states]),
+        kelly=np.concatenate([s.kelly for s in states]),
+    )
+    out = st.Outputs(
+        equity=np.empty((members, points)),
+        cash=np.empty((members, points)),
+        exposure=np.empty((members, points)),
+        trades=np.empty((members, trades), dtype=st.TRADE),
+        orders=np.empty((members, 2 * trades), dtype=st.ORDER),
+        events=np.empty(64, dtype=st.EVENT),
+    )
+    stopped = _STEP_MEMBERS(line, bars, config, state, out)
+    results: list[BacktestResult | None] = []
+    for m, pf in enumerate(portfolios):
+        if stopped[m] != points:
+            results.append(None)
+            continue
+        book = state.book[m]
+        results.append(
+            BacktestResult(
+                time=line.times,
+                equity=out.equity[m],
+                cash=out.cash[m],
+                exposure=out.exposure[m],
+                trade_table=_trades(out.trades[m, : book["n_trades"]], pf.sleeves),
+                order_table=_orders(out.orders[m, : book["n_orders"]], pf.sleeves),
+                risk_events=(),
+                sleeves=tuple(
+                    SleeveInfo(s.name, s.strategy, s.symbol, s.timeframe, s.weight) for s in pf.sleeves
+                ),
+                capital=pf.capital,
+                quote=pf.quote,
+                synthetic=pf.synthetic,
+            )
+        )
+    return results
 
 
 # Snapshot format: its name and version (bump the version whenever a dtype or the layout below changes).

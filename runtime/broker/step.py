@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from runtime.broker.accounting import mark, rebalance, roll_calendar, widen
+from runtime.broker.accounting import finish_open, mark, rebalance, roll_calendar, widen
 from runtime.broker.brackets import bracket_hit, follow
 from runtime.broker.fills import At, fill_bracket, fill_pending
 from runtime.broker.orders import clear_order, place_order
@@ -17,6 +17,7 @@ from runtime.broker.state import (
     K_NONE,
     K_SCALE,
     O_DIST,
+    PHASE_ALL,
     PHASE_CLOSE,
     PHASE_OPEN,
     R_MAXHOLD,
@@ -180,3 +181,47 @@ def step_points(
         cash[p] = book.cash
         expo[p] = gross / equity if equity > 0.0 else 0.0
     return p1
+
+
+@njit(cache=True)
+def step_members(points: Points, bars: Bars, config: Config, state: State, out: Outputs) -> np.ndarray:
+    """Run many one-sleeve accounts (the members of a sweep) over one dense time line, one after another.
+
+    Every bundle holds all members along its first axis: member m decides by row m of the decision and
+    distance arrays of `bars` (the price rows are one row all members read), is set up by
+    `config.sleeves[m]`, keeps its state in row m of `state.sleeves`, `state.book` and `state.kelly`, and
+    writes row m of `out.equity`, `out.cash`, `out.exposure`, `out.trades` and `out.orders`. Risk rules,
+    their state and `out.events` are the empty ones of an account without rules, shared by all. Each
+    member runs through `step_points` exactly as its own batch backtest would, then its open position is
+    written as a trade (`finish_open`). Returns the point each member stopped at: every point, or fewer
+    when its trade or order rows ran out (the caller then runs that member on its own, with room to grow).
+    """
+    members = config.sleeves.shape[0]
+    end = points.times.shape[0]
+    stopped = np.empty(members, dtype=np.int64)
+    for m in range(members):
+        # Member m's views of the bundles (no copies): its rows, with a leading axis of one sleeve.
+        own_bars = Bars(
+            bars.time, bars.open, bars.high, bars.low, bars.close, bars.volume,
+            bars.entry_long[m : m + 1], bars.exit_long[m : m + 1], bars.entry_short[m : m + 1],
+            bars.exit_short[m : m + 1], bars.distance[m : m + 1],
+        )  # fmt: skip
+        own_config = Config(
+            config.sleeves[m : m + 1], config.rules, config.program, config.rebalance_ms,
+            config.margin_rows, config.margin_events,
+        )  # fmt: skip
+        own_state = State(
+            state.sleeves[m : m + 1], state.book[m : m + 1], state.rule_latch, state.rule_held,
+            state.kelly[m : m + 1], state.work,
+        )  # fmt: skip
+        own_out = Outputs(
+            out.equity[m], out.cash[m], out.exposure[m], out.trades[m], out.orders[m], out.events
+        )
+        p = step_points(points, 0, end, own_bars, own_config, own_state, own_out, PHASE_ALL)
+        # The open position's trade row needs one more row; without it the member is not finished either.
+        if p == end and own_state.book[0].n_trades < own_out.trades.shape[0]:
+            finish_open(own_state, own_out)
+        else:
+            p = min(p, end - 1)
+        stopped[m] = p
+    return stopped
