@@ -28,6 +28,7 @@ from runtime.plan.select import select
 # 2020-01-01 00:00 UTC and 2020-07-01 00:00 UTC, ms: the slice of real BTC 1h bars the grid runs over.
 T2020 = 1_577_836_800_000
 T2020_07 = 1_593_561_600_000
+T2020_05 = 1_588_291_200_000  # 2020-05-01 00:00 UTC
 
 # An SMA cross (the optimizer's benchmark strategy), long only.
 SMA = """strat 1
@@ -178,11 +179,13 @@ def _plain(rp: RunPlan) -> MemberResult:
     return MemberResult(compute_metrics(result, bar_ms), result.time, result.equity)
 
 
-def _assert_same(got: Sequence[MemberResult], plans: Sequence[RunPlan]) -> None:
-    """Every result is exactly the plain path's for its member, in order."""
+def _assert_same(
+    got: Sequence[MemberResult], plans: Sequence[RunPlan], known: Sequence[MemberResult] | None = None
+) -> None:
+    """Every result is exactly the plain path's for its member (`known`: those results), in order."""
     assert len(got) == len(plans)
-    for result, rp in zip(got, plans, strict=True):
-        expected = _plain(rp)
+    for i, (result, rp) in enumerate(zip(got, plans, strict=True)):
+        expected = _plain(rp) if known is None else known[i]
         assert result.summary == expected.summary
         assert result.summary.model_dump_json() == expected.summary.model_dump_json()
         assert result.time.dtype == np.int64 and result.equity.dtype == np.float64
@@ -241,21 +244,21 @@ def test_percent_brackets_and_a_slower_clock_equal_plain() -> None:
 
 def test_plain_path_members_mixed_in_keep_their_place(shared_data: Path) -> None:
     load = _csv_loader(shared_data)
-    sma, state = _program(SMA), _program(STATE)
-    pair = _program(PAIR)
-    pair_portfolio = pair.portfolios[0]
+    sma, state, pair = _program(SMA), _program(STATE), _program(PAIR)
+    # Two months of bars: the trade-state member is replayed bar by bar.
+    span = {"start": T2020_05, "end": T2020_07}
     plans = [
-        _member(sma, {"fast": 7, "slow": 40}, load, end=T2020_07),
-        _member(state, {"fast": 9, "slow": 30}, load, end=T2020_07),
-        _member(sma, {"fast": 9, "slow": 40}, load, end=T2020_07),
-        _member(pair, {"fast": 13, "slow": 50}, load, end=T2020_07, portfolio=pair_portfolio),
-        _member(sma, {"fast": 11, "slow": 40}, load, end=T2020_07),
-        _member(state, {"fast": 5, "slow": 25}, load, end=T2020_07),
-        _member(sma, {"fast": 13, "slow": 40}, load, end=T2020_07),
+        _member(sma, {"fast": 7, "slow": 40}, load, **span),
+        _member(state, {"fast": 9, "slow": 30}, load, **span),
+        _member(sma, {"fast": 9, "slow": 40}, load, **span),
+        _member(pair, {"fast": 13, "slow": 50}, load, portfolio=pair.portfolios[0], **span),
+        _member(sma, {"fast": 11, "slow": 40}, load, **span),
+        _member(sma, {"fast": 13, "slow": 40}, load, **span),
     ]
-    assert [fast(rp) for rp in plans] == [True, False, True, False, True, False, True]
-    for batch in (1, 3, 64):
-        _assert_same(list(sweep(plans, batch=batch)), plans)
+    assert [fast(rp) for rp in plans] == [True, False, True, False, True, True]
+    expected = [_plain(rp) for rp in plans]
+    for batch in (1, 4, 64):
+        _assert_same(list(sweep(plans, batch=batch)), plans, expected)
 
 
 def test_members_that_outgrow_their_rows_take_the_plain_path(shared_data: Path) -> None:
