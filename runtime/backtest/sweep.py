@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from runtime.broker.simulator import simulate_members
 from runtime.data.candles import Candles
 from runtime.graph.drivers import Feeds, SharedValues
 from runtime.plan.inputs import portfolio_input, sleeve_input
+from runtime.plan.model import PortfolioInput
 from runtime.plan.plan import RunPlan
 
 # Members simulated together by default: large enough that per-call costs vanish, small enough that a
@@ -53,17 +56,28 @@ class MemberResult:
     equity: np.ndarray  # marked equity at each of those points, quote currency (float64)
 
 
-def sweep(plans: Iterable[RunPlan], *, batch: int = BATCH) -> Iterator[MemberResult]:
+def sweep(plans: Iterable[RunPlan], *, batch: int = BATCH, overlap: bool = True) -> Iterator[MemberResult]:
     """Backtest every planned member, in order (see the module docstring for the contract and the paths).
 
     `batch`: members simulated together (at least 1); memory grows with it, not with the member count.
+    `overlap`: simulate the next batch on a second thread while the metrics of this one are computed and
+    yielded (the compiled loop runs without the GIL, so two cores work; two batches are then in memory);
+    False runs everything on the calling thread (for a caller that already uses every core).
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     data = _DataSets()
     members = iter(plans)
-    while chunk := list(islice(members, batch)):
-        yield from _run(chunk, data)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep") as pool:
+        waiting: tuple[_Batch, Future[dict[int, BacktestResult | None]]] | None = None
+        while chunk := list(islice(members, batch)):
+            ready = _prepare(chunk, data)
+            simulated = pool.submit(_simulate, ready) if overlap else _done(_simulate(ready))
+            if waiting is not None:
+                yield from _finish(*waiting)
+            waiting = (ready, simulated)
+        if waiting is not None:
+            yield from _finish(*waiting)
 
 
 def fast(rp: RunPlan) -> bool:
@@ -73,8 +87,16 @@ def fast(rp: RunPlan) -> bool:
     )
 
 
-def _run(chunk: Sequence[RunPlan], data: _DataSets) -> Iterator[MemberResult]:
-    """The results of one batch of members, in order."""
+class _Batch(NamedTuple):
+    """A batch of members ready to simulate: the plans, and for the fast ones their data set and input."""
+
+    plans: Sequence[RunPlan]  # the members, in order
+    sets: dict[int, _DataSet]  # data set of each fast member, by its index in `plans`
+    inputs: dict[int, PortfolioInput]  # the broker's input of each fast member, by its index
+
+
+def _prepare(chunk: Sequence[RunPlan], data: _DataSets) -> _Batch:
+    """Decide the fast members of a batch over whole arrays (their shared indicators computed once)."""
     quick = [i for i, rp in enumerate(chunk) if fast(rp)]
     # Each fast member's data set; every member announces its nodes before any is computed, so that the
     # nodes members of the batch share are kept from the first one that computes them.
@@ -90,11 +112,31 @@ def _run(chunk: Sequence[RunPlan], data: _DataSets) -> Iterator[MemberResult]:
         base = sets[i].candles[0]
         sleeve = dataclasses.replace(sleeve, **{f: getattr(base, f) for f in _PRICES})
         inputs[i] = portfolio_input(chunk[i], [sleeve])
-    # The members reading one data set's bars are simulated together.
+    return _Batch(chunk, sets, inputs)
+
+
+def _simulate(ready: _Batch) -> dict[int, BacktestResult | None]:
+    """Simulate a batch's fast members, those reading one data set's bars together; results by index."""
     results: dict[int, BacktestResult | None] = {}
-    for group in {id(s): [i for i in quick if sets[i] is s] for s in sets.values()}.values():
-        results.update(zip(group, simulate_members([inputs[i] for i in group]), strict=True))
-    for i, rp in enumerate(chunk):
+    groups: dict[int, list[int]] = {}
+    for i, found in ready.sets.items():
+        groups.setdefault(id(found), []).append(i)
+    for group in groups.values():
+        results.update(zip(group, simulate_members([ready.inputs[i] for i in group]), strict=True))
+    return results
+
+
+def _done(results: dict[int, BacktestResult | None]) -> Future[dict[int, BacktestResult | None]]:
+    """A future already holding `results` (the batch simulated on the calling thread)."""
+    future: Future[dict[int, BacktestResult | None]] = Future()
+    future.set_result(results)
+    return future
+
+
+def _finish(ready: _Batch, simulated: Future[dict[int, BacktestResult | None]]) -> Iterator[MemberResult]:
+    """The members' results of a simulated batch, in order, with their metrics."""
+    results = simulated.result()
+    for i, rp in enumerate(ready.plans):
         bar_ms = min(sp.graph.base.ms for sp in rp.sleeves)
         result = results.get(i)
         if result is None:
@@ -103,7 +145,7 @@ def _run(chunk: Sequence[RunPlan], data: _DataSets) -> Iterator[MemberResult]:
             yield MemberResult(compute_metrics(result, bar_ms), result.time, result.equity)
             continue
         result = result.since(rp.start)
-        months = sets[i].months(result.time)
+        months = ready.sets[i].months(result.time)
         summary = compute_metrics(result, bar_ms, months=months)
         # A copy: the batch's arrays are released with the batch, whatever the caller keeps.
         yield MemberResult(summary, result.time, result.equity.copy())
@@ -160,7 +202,18 @@ def _equal(ours: Sequence[Candles], theirs: Sequence[Candles]) -> bool:
         a is b
         or (
             (a.symbol, a.timeframe, a.synthetic) == (b.symbol, b.timeframe, b.synthetic)
-            and all(np.array_equal(getattr(a, f), getattr(b, f)) for f in _PRICES)
+            and all(_same_values(getattr(a, f), getattr(b, f)) for f in _PRICES)
         )
         for a, b in zip(ours, theirs, strict=True)
     )
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays hold equal values (at once when they view the same memory: slices of one series)."""
+    same_memory = (
+        a.__array_interface__["data"] == b.__array_interface__["data"]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
+    return same_memory or np.array_equal(a, b)

@@ -105,6 +105,27 @@ def step_points(
     index p. The loop stops early (returning the point it stopped at) when an output buffer could
     overflow, so the caller can grow it and call again.
     """
+    return advance(points, points, p0, p1, bars, config, state, out, phase)
+
+
+@njit(cache=True)
+def advance(
+    points: Points,
+    events: Points | None,
+    p0: int,
+    p1: int,
+    bars: Bars,
+    config: Config,
+    state: State,
+    out: Outputs,
+    phase: int,
+) -> int:
+    """`step_points`, with `events` None for a time line known to be dense (one sleeve, point p is bar p).
+
+    numba compiles a None `events` apart and drops the event lookups from that version: the sleeve is
+    the constant 0, so its records are found once, not per bar (a quarter off a one-sleeve run).
+    Otherwise `events` is `points` and a dense line is told by its empty event arrays, as `Points` says.
+    """
     # Every array is taken out of its bundle once, here: inside the loop, records (which carry no
     # reference count) go to the helpers, and arrays only to the rarer paths that write rows.
     times, starts, ev_s, ev_j, ev_c = points
@@ -123,14 +144,21 @@ def step_points(
         ):
             return p
         time = times[p - p0]
-        k0, k1 = (p, p + 1) if dense else (starts[p - p0], starts[p - p0 + 1])
+        # `events is None` is decided when compiling (numba prunes the branch not taken).
+        if events is None:
+            k0, k1 = p, p + 1
+        else:
+            k0, k1 = (p, p + 1) if dense else (starts[p - p0], starts[p - p0 + 1])
         # Hot loops: helpers that do real work are only called when they have some, because such a call
         # costs more than a whole quiet bar.
         if phase != PHASE_CLOSE:
             if (time - 1) // DAY_MS != book.day:
                 roll_calendar(sleeves, book, time)
             for k in range(k0, k1):
-                s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
+                if events is None:
+                    s, j, c = 0, k, k
+                else:
+                    s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
                 cfg, sl = cfgs[s], sleeves[s]
                 # 1. Orders due on this bar fill at its open (fill: next_open).
                 if cfg.close_fill != 1 and sl.ord_kind != K_NONE and sl.ord_due <= j and cfg.external == 0:
@@ -159,7 +187,10 @@ def step_points(
         if phase == PHASE_OPEN:
             continue
         for k in range(k0, k1):
-            s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
+            if events is None:
+                s, j, c = 0, k, k
+            else:
+                s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
             cfg, sl = cfgs[s], sleeves[s]
             # 4. Decisions at the close; with fill: close, due orders fill right away at this close.
             # Bitwise, not `or`: one test instead of four branches on the common quiet bar.
@@ -183,7 +214,7 @@ def step_points(
     return p1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def step_members(points: Points, bars: Bars, config: Config, state: State, out: Outputs) -> np.ndarray:
     """Run many one-sleeve accounts (the members of a sweep) over one dense time line, one after another.
 
@@ -192,9 +223,11 @@ def step_members(points: Points, bars: Bars, config: Config, state: State, out: 
     `config.sleeves[m]`, keeps its state in row m of `state.sleeves`, `state.book` and `state.kelly`, and
     writes row m of `out.equity`, `out.cash`, `out.exposure`, `out.trades` and `out.orders`. Risk rules,
     their state and `out.events` are the empty ones of an account without rules, shared by all. Each
-    member runs through `step_points` exactly as its own batch backtest would, then its open position is
+    member runs through the step (its dense version, `advance` with no events) exactly as its own batch
+    backtest would, then its open position is
     written as a trade (`finish_open`). Returns the point each member stopped at: every point, or fewer
     when its trade or order rows ran out (the caller then runs that member on its own, with room to grow).
+    It runs without the GIL: other Python threads go on meanwhile.
     """
     members = config.sleeves.shape[0]
     end = points.times.shape[0]
@@ -217,7 +250,7 @@ def step_members(points: Points, bars: Bars, config: Config, state: State, out: 
         own_out = Outputs(
             out.equity[m], out.cash[m], out.exposure[m], out.trades[m], out.orders[m], out.events
         )
-        p = step_points(points, 0, end, own_bars, own_config, own_state, own_out, PHASE_ALL)
+        p = advance(points, None, 0, end, own_bars, own_config, own_state, own_out, PHASE_ALL)
         # The open position's trade row needs one more row; without it the member is not finished either.
         if p == end and own_state.book[0].n_trades < own_out.trades.shape[0]:
             finish_open(own_state, own_out)
