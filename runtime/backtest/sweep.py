@@ -22,6 +22,7 @@ room sized from its entry decisions (many partial fills under a volume cap).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import numpy as np
 from runtime.backtest.drive import backtest, batch_signals
 from runtime.backtest.metrics import MonthBounds, Summary, compute_metrics, month_bounds
 from runtime.broker.result import BacktestResult
-from runtime.broker.simulator import simulate_members
+from runtime.broker.simulator import Scratch, simulate_members
 from runtime.data.candles import Candles
 from runtime.graph.drivers import Feeds, SharedValues
 from runtime.plan.inputs import portfolio_input, sleeve_input
@@ -68,10 +69,12 @@ def sweep(plans: Iterable[RunPlan], *, batch: int = BATCH, overlap: bool = True)
         raise ValueError(f"batch must be at least 1, got {batch}")
     data = _DataSets()
     members = iter(plans)
+    # Two sets of scratch arrays, alternating: one batch's results are read while the next is simulated.
+    scratches = itertools.cycle((Scratch(), Scratch()))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep") as pool:
         waiting: tuple[_Batch, Future[dict[int, BacktestResult | None]]] | None = None
         while chunk := list(islice(members, batch)):
-            ready = _prepare(chunk, data)
+            ready = _prepare(chunk, data, next(scratches))
             simulated = pool.submit(_simulate, ready) if overlap else _done(_simulate(ready))
             if waiting is not None:
                 yield from _finish(*waiting)
@@ -93,9 +96,10 @@ class _Batch(NamedTuple):
     plans: Sequence[RunPlan]  # the members, in order
     sets: dict[int, _DataSet]  # data set of each fast member, by its index in `plans`
     inputs: dict[int, PortfolioInput]  # the broker's input of each fast member, by its index
+    scratch: Scratch  # the arrays the batch is simulated in (its results view them)
 
 
-def _prepare(chunk: Sequence[RunPlan], data: _DataSets) -> _Batch:
+def _prepare(chunk: Sequence[RunPlan], data: _DataSets, scratch: Scratch) -> _Batch:
     """Decide the fast members of a batch over whole arrays (their shared indicators computed once)."""
     quick = [i for i, rp in enumerate(chunk) if fast(rp)]
     # Each fast member's data set; every member announces its nodes before any is computed, so that the
@@ -112,7 +116,7 @@ def _prepare(chunk: Sequence[RunPlan], data: _DataSets) -> _Batch:
         base = sets[i].candles[0]
         sleeve = dataclasses.replace(sleeve, **{f: getattr(base, f) for f in _PRICES})
         inputs[i] = portfolio_input(chunk[i], [sleeve])
-    return _Batch(chunk, sets, inputs)
+    return _Batch(chunk, sets, inputs, scratch)
 
 
 def _simulate(ready: _Batch) -> dict[int, BacktestResult | None]:
@@ -121,8 +125,11 @@ def _simulate(ready: _Batch) -> dict[int, BacktestResult | None]:
     groups: dict[int, list[int]] = {}
     for i, found in ready.sets.items():
         groups.setdefault(id(found), []).append(i)
-    for group in groups.values():
-        results.update(zip(group, simulate_members([ready.inputs[i] for i in group]), strict=True))
+    for n, group in enumerate(groups.values()):
+        # Each group's results are read after the later groups ran: the first one takes the batch's
+        # scratch, the others (members over other data) arrays of their own.
+        scratch = ready.scratch if n == 0 else Scratch()
+        results.update(zip(group, simulate_members([ready.inputs[i] for i in group], scratch), strict=True))
     return results
 
 

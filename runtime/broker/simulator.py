@@ -514,14 +514,37 @@ def simulates_together(portfolio: PortfolioInput) -> bool:
     return len(portfolio.sleeves) == 1 and not portfolio.risk and not portfolio.rebalance_ms
 
 
-def simulate_members(portfolios: Sequence[PortfolioInput]) -> list[BacktestResult | None]:
+class Scratch:
+    """Arrays `simulate_members` reuses from one call to the next, instead of fresh ones for every batch.
+
+    A fresh array of megabytes costs its page faults and the zeroing of its pages when first written, as
+    much as a member's simulation: a sweep hands the same scratch to its batches. The results of a call
+    view these arrays, so they hold until the next call with the same scratch.
+    """
+
+    def __init__(self) -> None:
+        """No array yet."""
+        self.arrays: dict[str, np.ndarray] = {}  # role -> the array kept for it (members along axis 0)
+
+    def take(self, role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised C-contiguous array of `shape`: the first rows of the kept one when it fits."""
+        kept = self.arrays.get(role)
+        if kept is None or kept.dtype != dtype or kept.shape[1:] != shape[1:] or kept.shape[0] < shape[0]:
+            kept = self.arrays[role] = np.empty(shape, dtype=dtype)
+        return kept[: shape[0]]
+
+
+def simulate_members(
+    portfolios: Sequence[PortfolioInput], scratch: Scratch | None = None
+) -> list[BacktestResult | None]:
     """`simulate` of many one-sleeve portfolios over the same bars, in one compiled call (a sweep's members).
 
     Each portfolio must pass `simulates_together`, and all must read the same bars (equal candle columns;
     their decisions and settings differ). The result of each is exactly `simulate(portfolio)`'s, or None for
     a member whose trade or order rows outgrew the room sized from its entry decisions (many partial fills
     under a volume cap): run it with `simulate`. Memory: per member, its decisions, equity, cash and
-    exposure (26 bytes a bar) and its rows; the results are views of arrays allocated by this call.
+    exposure (26 bytes a bar) and its rows. The results view arrays of `scratch` when given (valid until
+    its next use), else arrays allocated by this call.
     """
     if not portfolios:
         return []
@@ -545,10 +568,12 @@ def simulate_members(portfolios: Sequence[PortfolioInput]) -> list[BacktestResul
         np.ascontiguousarray(getattr(first, n), dtype=d).reshape(1, -1)
         for n, d in zip(_COLUMNS[:6], _DTYPES[:6], strict=True)
     ]
-    flags = [np.empty((members, points), dtype=np.bool_) for _ in range(4)]
+    room = scratch or Scratch()
+    flags = [room.take(name, (members, points), np.bool_) for name in _COLUMNS[6:]]
     sleeves = [pf.sleeves[0] for pf in portfolios]
     uses_distance = _uses_distance(sleeves)
-    dist = np.full((members, points if uses_distance else 1, 3), np.nan)
+    dist = room.take("distance", (members, points if uses_distance else 1, 3), np.float64)
+    dist[:] = np.nan
     for m, sl in enumerate(sleeves):
         for column, name in zip(flags, _COLUMNS[6:], strict=True):
             column[m] = getattr(sl, name)
@@ -560,7 +585,9 @@ def simulate_members(portfolios: Sequence[PortfolioInput]) -> list[BacktestResul
     ring = max(max(s.sizing.kelly_lookback for s in sleeves), 1)
     states = [st.new_state(c, pf.capital, ring) for c, pf in zip(configs, portfolios, strict=True)]
     entries = max(int(np.count_nonzero(s.entry_long)) + int(np.count_nonzero(s.entry_short)) for s in sleeves)
-    trades = entries + 16
+    # Rows for the most entries of a member (as `simulate` sizes them), rounded up to a power of two so
+    # that the next batches' rows usually fit the same scratch.
+    trades = 1 << (entries + 16 - 1).bit_length()
     one = configs[0]
     config = one._replace(sleeves=np.concatenate([c.sleeves for c in configs]))
     state = states[0]._replace(
@@ -569,11 +596,11 @@ def simulate_members(portfolios: Sequence[PortfolioInput]) -> list[BacktestResul
         kelly=np.concatenate([s.kelly for s in states]),
     )
     out = st.Outputs(
-        equity=np.empty((members, points)),
-        cash=np.empty((members, points)),
-        exposure=np.empty((members, points)),
-        trades=np.empty((members, trades), dtype=st.TRADE),
-        orders=np.empty((members, 2 * trades), dtype=st.ORDER),
+        equity=room.take("equity", (members, points), np.float64),
+        cash=room.take("cash", (members, points), np.float64),
+        exposure=room.take("exposure", (members, points), np.float64),
+        trades=room.take("trades", (members, trades), st.TRADE),
+        orders=room.take("orders", (members, 2 * trades), st.ORDER),
         events=np.empty(64, dtype=st.EVENT),
     )
     stopped = _STEP_MEMBERS(line, bars, config, state, out)

@@ -111,7 +111,7 @@ def step_points(
 @njit(cache=True)
 def advance(
     points: Points,
-    events: Points | None,
+    bar_events: Points | None,
     p0: int,
     p1: int,
     bars: Bars,
@@ -120,11 +120,11 @@ def advance(
     out: Outputs,
     phase: int,
 ) -> int:
-    """`step_points`, with `events` None for a time line known to be dense (one sleeve, point p is bar p).
+    """`step_points`, with `bar_events` None for a time line known to be dense (one sleeve, point p is bar p).
 
-    numba compiles a None `events` apart and drops the event lookups from that version: the sleeve is
+    numba compiles a None `bar_events` apart and drops the event lookups from that version: the sleeve is
     the constant 0, so its records are found once, not per bar (a quarter off a one-sleeve run).
-    Otherwise `events` is `points` and a dense line is told by its empty event arrays, as `Points` says.
+    Otherwise `bar_events` is `points` and a dense line is told by its empty event arrays (see `Points`).
     """
     # Every array is taken out of its bundle once, here: inside the loop, records (which carry no
     # reference count) go to the helpers, and arrays only to the rarer paths that write rows.
@@ -144,8 +144,8 @@ def advance(
         ):
             return p
         time = times[p - p0]
-        # `events is None` is decided when compiling (numba prunes the branch not taken).
-        if events is None:
+        # `bar_events is None` is decided when compiling (numba prunes the branch not taken).
+        if bar_events is None:
             k0, k1 = p, p + 1
         else:
             k0, k1 = (p, p + 1) if dense else (starts[p - p0], starts[p - p0 + 1])
@@ -155,7 +155,7 @@ def advance(
             if (time - 1) // DAY_MS != book.day:
                 roll_calendar(sleeves, book, time)
             for k in range(k0, k1):
-                if events is None:
+                if bar_events is None:
                     s, j, c = 0, k, k
                 else:
                     s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
@@ -187,7 +187,7 @@ def advance(
         if phase == PHASE_OPEN:
             continue
         for k in range(k0, k1):
-            if events is None:
+            if bar_events is None:
                 s, j, c = 0, k, k
             else:
                 s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
@@ -223,7 +223,7 @@ def step_members(points: Points, bars: Bars, config: Config, state: State, out: 
     `config.sleeves[m]`, keeps its state in row m of `state.sleeves`, `state.book` and `state.kelly`, and
     writes row m of `out.equity`, `out.cash`, `out.exposure`, `out.trades` and `out.orders`. Risk rules,
     their state and `out.events` are the empty ones of an account without rules, shared by all. Each
-    member runs through the step (its dense version, `advance` with no events) exactly as its own batch
+    member runs through the step (its dense version, `advance` without bar events) exactly as its own batch
     backtest would, then its open position is
     written as a trade (`finish_open`). Returns the point each member stopped at: every point, or fewer
     when its trade or order rows ran out (the caller then runs that member on its own, with room to grow).
