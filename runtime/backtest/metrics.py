@@ -208,37 +208,45 @@ def trade_stats(trades: TradeTable, fees: float, rows: np.ndarray | None = None)
 _MONTHS: TypeAdapter[tuple[MonthlyReturn, ...]] = TypeAdapter(tuple[MonthlyReturn, ...])
 
 
-class MonthBounds(NamedTuple):
-    """The calendar months (UTC) a time line touches, and where the bars of each end."""
+class Calendar(NamedTuple):
+    """What the metrics read of a time line's dates: its calendar months (UTC) and its span in ISO-8601."""
 
     months: np.ndarray  # int64 month number (months since 1970-01) of each month with bars, in order
     last: np.ndarray  # int64 index of each such month's last bar on the time line
+    start: str  # open of the first bar (its close time minus the bar length), ISO-8601 UTC
+    end: str  # close of the last bar, ISO-8601 UTC
 
 
-def month_bounds(time: np.ndarray) -> MonthBounds:
-    """The months of a sorted time line of close times (UTC ms); see `monthly_returns`."""
+def calendar(time: np.ndarray, bar_ms: int) -> Calendar:
+    """The `Calendar` of a sorted, non-empty time line of close times (UTC ms) of bars `bar_ms` long."""
+    time = np.asarray(time, dtype=np.int64)
+    months, last = _months(time)
+    return Calendar(months, last, iso_time(int(time[0]) - bar_ms), iso_time(int(time[-1])))
+
+
+def _months(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The months (numbers since 1970-01) a sorted int64 time line touches, and each one's last bar."""
     # Month of each bar, by its close time minus 1 ms so a bar closing at midnight of the 1st counts
     # in the month it traded in. The time line is sorted: find where each month's bars begin by bisection
     # on the month starts (converting every bar's time to a month would cost far more); `time - 1 >= start`
     # is `time >= start + 1`, so the search runs on the close times themselves, not on a shifted copy.
-    time = np.asarray(time, dtype=np.int64)
     first, final = (time[[0, -1]] - 1).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
     every = np.arange(first, final + 1)
     month_starts = every[1:].astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
     begins = np.searchsorted(time, month_starts + 1)
     bounds = np.concatenate(([0], begins, [len(time)]))
     has_bars = bounds[1:] > bounds[:-1]
-    return MonthBounds(every[has_bars], bounds[1:][has_bars] - 1)
+    return every[has_bars], bounds[1:][has_bars] - 1
 
 
-def monthly_returns(result: BacktestResult, months: MonthBounds | None = None) -> tuple[MonthlyReturn, ...]:
+def monthly_returns(result: BacktestResult, dates: Calendar | None = None) -> tuple[MonthlyReturn, ...]:
     """The account's return over each calendar month (UTC) the run touches.
 
-    `months`: the `month_bounds` of the result's time line, when already known (a sweep's members share it).
+    `dates`: the `calendar` of the result's time line, when already known (a sweep's members share it).
     """
     equity = np.asarray(result.equity, dtype=np.float64)
-    bounds = month_bounds(result.time) if months is None else months
-    ends = equity[bounds.last]
+    months, last = _months(np.asarray(result.time, dtype=np.int64)) if dates is None else dates[:2]
+    ends = equity[last]
     starts = np.concatenate(([result.capital], ends[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         rets = np.where(starts > 0, ends / starts - 1.0, 0.0)
@@ -246,18 +254,18 @@ def monthly_returns(result: BacktestResult, months: MonthBounds | None = None) -
     return _MONTHS.validate_python(
         [
             {"year": m // 12 + 1970, "month": m % 12 + 1, "ret": r}
-            for m, r in zip(bounds.months.tolist(), rets.tolist(), strict=True)
+            for m, r in zip(months.tolist(), rets.tolist(), strict=True)
         ]
     )
 
 
-def compute_metrics(result: BacktestResult, bar_ms: int, *, months: MonthBounds | None = None) -> Summary:
+def compute_metrics(result: BacktestResult, bar_ms: int, *, dates: Calendar | None = None) -> Summary:
     """Compute every metric of a run (see the module docstring for the formulas).
 
     Args:
         result: the simulation's output.
         bar_ms: bar length of the portfolio time line, in milliseconds.
-        months: the `month_bounds` of the result's time line, when already known (found otherwise).
+        dates: the `calendar` of the result's time line, when already known (found otherwise).
 
     Raises:
         ValueError: when the result has no bars.
@@ -265,6 +273,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int, *, months: MonthBounds 
     time = np.asarray(result.time, dtype=np.int64)
     if len(time) == 0:
         raise ValueError("the backtest produced no bars")
+    dates = calendar(time, bar_ms) if dates is None else dates
     equity = np.asarray(result.equity, dtype=np.float64)
     final = float(equity[-1])
     per_year = 365 * DAY_MS / bar_ms
@@ -321,14 +330,14 @@ def compute_metrics(result: BacktestResult, bar_ms: int, *, months: MonthBounds 
         turnover=notional / mean_equity if mean_equity > 0 else 0.0,
         bars=len(time),
         bar_ms=bar_ms,
-        start=iso_time(int(time[0]) - bar_ms),
-        end=iso_time(int(time[-1])),
+        start=dates.start,
+        end=dates.end,
         capital=result.capital,
         quote=result.quote,
         synthetic=result.synthetic,
         sleeves=sleeves,
         symbols=symbols,
-        monthly_returns=monthly_returns(result, months),
+        monthly_returns=monthly_returns(result, dates),
     )
 
 

@@ -8,9 +8,10 @@ and params: `Graph.node_hashes`) is computed once per data set for the whole swe
 members reading it (`graph.drivers.SharedValues`; members read the same candles, as the same objects or
 equal ones). The members of a batch that read the same bars are then simulated together in one compiled
 call (`broker.simulator.simulate_members`: independent accounts, not sleeves sharing cash), and their
-metrics computed with the month boundaries of their common time line found once. Memory is bounded by
-the batch size (about 26 bytes per bar per member, plus the shared indicators), not by the number of
-members.
+metrics computed with the calendar of their common time line (months, start and end) found once. The next
+batch is simulated on a second thread while this one's metrics are computed. Memory is bounded by the
+batch size (about 26 bytes per bar per member, twice: two batches in flight, plus the shared
+indicators), not by the number of members.
 
 The fast path takes members with one sleeve, no risk rules and no rebalancing whose rules are decided
 over whole arrays. These take the plain path (`backtest`, one by one, in their place in the order):
@@ -32,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from runtime.backtest.drive import backtest, batch_signals
-from runtime.backtest.metrics import MonthBounds, Summary, compute_metrics, month_bounds
+from runtime.backtest.metrics import Calendar, Summary, calendar, compute_metrics
 from runtime.broker.result import BacktestResult
 from runtime.broker.simulator import Scratch, simulate_members
 from runtime.data.candles import Candles
@@ -152,14 +153,13 @@ def _finish(ready: _Batch, simulated: Future[dict[int, BacktestResult | None]]) 
             yield MemberResult(compute_metrics(result, bar_ms), result.time, result.equity)
             continue
         result = result.since(rp.start)
-        months = ready.sets[i].months(result.time)
-        summary = compute_metrics(result, bar_ms, months=months)
+        summary = compute_metrics(result, bar_ms, dates=ready.sets[i].calendar(result.time, bar_ms))
         # A copy: the batch's arrays are released with the batch, whatever the caller keeps.
         yield MemberResult(summary, result.time, result.equity.copy())
 
 
 class _DataSet:
-    """One set of candles members read, with what is shared over it: indicator values, month boundaries."""
+    """One set of candles members read, with what is shared over it: indicator values, calendars."""
 
     def __init__(self, candles: list[Candles]) -> None:
         """A data set of these candles (one per clock of the members' graphs)."""
@@ -167,16 +167,16 @@ class _DataSet:
         # every list of candle objects recognised as this set, kept alive: their ids are keys of `_DataSets`
         self.held: list[Sequence[Candles]] = []
         self.shared = SharedValues()  # indicator values computed over them
-        # month boundaries of the members' time lines (the base bars' closes from a start), by (length,
-        # first close time): within one data set these two fix the line
-        self._months: dict[tuple[int, int], MonthBounds] = {}
+        # the calendars of the members' time lines (the base bars' closes from a start), by (length, first
+        # close time, bar length): within one data set these fix the line
+        self._calendars: dict[tuple[int, int, int], Calendar] = {}
 
-    def months(self, time: np.ndarray) -> MonthBounds:
-        """The calendar months of a member's time line (found once per line of this data set)."""
-        key = (len(time), int(time[0]))
-        found = self._months.get(key)
+    def calendar(self, time: np.ndarray, bar_ms: int) -> Calendar:
+        """The calendar of a member's time line (found once per line of this data set)."""
+        key = (len(time), int(time[0]), bar_ms)
+        found = self._calendars.get(key)
         if found is None:
-            found = self._months[key] = month_bounds(time)
+            found = self._calendars[key] = calendar(time, bar_ms)
         return found
 
 
