@@ -8,10 +8,10 @@ and params: `Graph.node_hashes`) is computed once per data set for the whole swe
 members reading it (`graph.drivers.SharedValues`; members read the same candles, as the same objects or
 equal ones). The members of a batch that read the same bars are then simulated together in one compiled
 call (`broker.simulator.simulate_members`: independent accounts, not sleeves sharing cash), and their
-metrics computed with the calendar of their common time line (months, start and end) found once. The next
-batch is simulated on a second thread while this one's metrics are computed. Memory is bounded by the
-batch size (about 26 bytes per bar per member, twice: two batches in flight, plus the shared
-indicators), not by the number of members.
+metrics computed with the calendar of their common time line (months, start and end) found once; with
+`overlap`, the next batch is simulated on a second thread meanwhile. Memory is bounded by the batch size
+(about 100 bytes per bar per member, `BYTES_PER_BAR`, plus the shared indicators), not by the number of
+members.
 
 The fast path takes members with one sleeve, no risk rules and no rebalancing whose rules are decided
 over whole arrays. These take the plain path (`backtest`, one by one, in their place in the order):
@@ -42,9 +42,12 @@ from runtime.plan.inputs import portfolio_input, sleeve_input
 from runtime.plan.model import PortfolioInput
 from runtime.plan.plan import RunPlan
 
-# Members simulated together by default: large enough that per-call costs vanish, small enough that a
-# batch over a million bars stays near 1.7 GB (26 bytes per bar per member).
+# Members simulated together at most (more gains nothing: the per-call costs are gone long before).
 BATCH = 64
+# Bytes a batch may take: about 100 bytes per bar per member, measured (decisions, equity, cash and
+# exposure, trade and order rows, two batches in flight), so 34 members of 58,419 bars, 2 of a million.
+BATCH_BYTES = 200_000_000
+BYTES_PER_BAR = 100
 # The candle columns: what makes two data sets the same.
 _PRICES = ("time", "open", "high", "low", "close", "volume")
 
@@ -58,18 +61,29 @@ class MemberResult:
     equity: np.ndarray  # marked equity at each of those points, quote currency (float64)
 
 
-def sweep(plans: Iterable[RunPlan], *, batch: int = BATCH, overlap: bool = True) -> Iterator[MemberResult]:
+def sweep(
+    plans: Iterable[RunPlan], *, batch: int | None = None, overlap: bool = False
+) -> Iterator[MemberResult]:
     """Backtest every planned member, in order (see the module docstring for the contract and the paths).
 
     `batch`: members simulated together (at least 1); memory grows with it, not with the member count.
+    None: as many as take about `BATCH_BYTES` over the first member's bars, at most `BATCH`.
     `overlap`: simulate the next batch on a second thread while the metrics of this one are computed and
-    yielded (the compiled loop runs without the GIL, so two cores work; two batches are then in memory);
-    False runs everything on the calling thread (for a caller that already uses every core).
+    yielded (the compiled loop runs without the GIL, so a second idle core takes the simulation); the
+    default runs everything on the calling thread (a caller running sweeps in several processes already
+    uses every core, and on a busy machine the second thread only competes).
     """
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     data = _DataSets()
     members = iter(plans)
+    if batch is None:
+        first = next(members, None)
+        if first is None:
+            return
+        bars = max(sp.feeds.length(0) for sp in first.sleeves)
+        batch = max(1, min(BATCH, BATCH_BYTES // (BYTES_PER_BAR * max(bars, 1))))
+        members = itertools.chain([first], members)
     # Two sets of scratch arrays, alternating: one batch's results are read while the next is simulated.
     scratches = itertools.cycle((Scratch(), Scratch()))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep") as pool:

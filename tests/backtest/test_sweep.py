@@ -202,8 +202,12 @@ def test_sma_grid_on_real_btc_equals_plain(shared_data: Path) -> None:
     program = _program(SMA)
     plans = _grid(program, _csv_loader(shared_data), range(5, 26, 4), range(20, 101, 20), end=T2020_07)
     assert len(plans) == 30 and all(fast(rp) for rp in plans)
+    expected = [_plain(rp) for rp in plans]
     got = list(sweep(plans, batch=7))  # 7 does not divide 30: the last batch has 2 members
-    _assert_same(got, plans)
+    _assert_same(got, plans, expected)
+    # The default batch (sized from the bars), and the next batch simulated on a second thread.
+    _assert_same(list(sweep(plans)), plans, expected)
+    _assert_same(list(sweep(plans, batch=4, overlap=True)), plans, expected)
     # The members do trade: every one has entries, and the grid's members differ.
     assert all(r.summary.entries > 10 for r in got)
     assert len({r.summary.final_equity for r in got}) == len(got)
