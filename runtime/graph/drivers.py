@@ -125,10 +125,11 @@ class SharedValues:
     """Node values shared by many graphs evaluated over one set of feeds (a sweep's members), by content.
 
     A node is known by its content hash (`Graph.node_hashes`): two members' `sma(close, 20)` on one clock
-    are one entry, computed once. Only nodes some graph asked for before are kept (`expect` counts who
-    asks: a node of one member alone, such as its own crossing, is not worth the memory), and the least
-    recently used go when the kept arrays pass `budget` bytes. The feeds must be the same for every graph
-    (the caller keeps one `SharedValues` per data set).
+    are one entry, computed once. Only nodes two graphs announced are kept (`expect`: a node of one member
+    alone, such as its own crossing, is not worth the memory; one announced again after it was computed
+    is computed a second time, then kept), and the least recently used go when the kept arrays pass
+    `budget` bytes (256 MB: 560 series of 58,419 bars, 32 of a million). The feeds must be the same for
+    every graph (the caller keeps one `SharedValues` per data set).
     """
 
     def __init__(self, budget: int = 256 * 2**20) -> None:
@@ -155,14 +156,19 @@ class SharedValues:
         self.computed += 1
         if self.asked[key] < 2 or key in self.values:
             return
-        size = value.nbytes if isinstance(value, np.ndarray) else sum(a.nbytes for a in value)
+        size = _nbytes(value)
         if size > self.budget:
             return
         self.values[key] = value
         self.used += size
         while self.used > self.budget:
             _, old = self.values.popitem(last=False)
-            self.used -= old.nbytes if isinstance(old, np.ndarray) else sum(a.nbytes for a in old)
+            self.used -= _nbytes(old)
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of a node's batch value: an array, or the arrays of a several-output operator."""
+    return int(value.nbytes) if isinstance(value, np.ndarray) else sum(int(a.nbytes) for a in value)
 
 
 def run_batch(
