@@ -42,7 +42,7 @@ from runtime.broker import state as st
 from runtime.broker.accounting import Fill, finish_open, reset_budgets
 from runtime.broker.fills import book_external, order_qty
 from runtime.broker.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
-from runtime.broker.step import step_members, step_points
+from runtime.broker.step import advance, step_members, step_points
 from runtime.graph.timeline import timeline
 from runtime.plan.model import (
     All,
@@ -75,6 +75,7 @@ _ORDER_QTY: Callable[..., float] = order_qty
 _BOOK_EXTERNAL: Callable[..., None] = book_external
 _RESET_BUDGETS: Callable[..., None] = reset_budgets
 _STEP_MEMBERS: Callable[..., np.ndarray] = step_members
+_ADVANCE: Callable[..., int] = advance
 
 
 @dataclass(frozen=True)
@@ -328,8 +329,12 @@ class _Engine:
     def run(self, points: st.Points, p0: int, p1: int, bars: st.Bars, phase: int = st.PHASE_ALL) -> int:
         """Run `step.step_points` over points p0..p1-1 with this engine's state; return the next point.
 
-        `phase` runs only the open or only the close half of the points (see the step).
+        `phase` runs only the open or only the close half of the points (see the step). A dense time line
+        (one sleeve's whole history, `simulate`) runs the step's dense version, `step.advance` without bar
+        events: the same arithmetic, its sleeve's records found once.
         """
+        if points.sleeve.shape[0] == 0:
+            return _ADVANCE(points, None, p0, p1, bars, self.config, self.state, self.out, phase)
         return _STEP_POINTS(points, p0, p1, bars, self.config, self.state, self.out, phase)
 
     def trade_state(self, s: int, j: int, close: float) -> TradeState:
