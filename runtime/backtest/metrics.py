@@ -259,13 +259,49 @@ def monthly_returns(result: BacktestResult, dates: Calendar | None = None) -> tu
     )
 
 
-def compute_metrics(result: BacktestResult, bar_ms: int, *, dates: Calendar | None = None) -> Summary:
+class CurveFigures(NamedTuple):
+    """The figures of a run's equity and exposure curves: the passes over every bar of `compute_metrics`."""
+
+    max_drawdown: float  # largest drawdown of the marked equity (fraction)
+    max_drawdown_bars: int  # longest drawdown, bars
+    mean: float  # mean per-bar return
+    std: float  # sample standard deviation of the per-bar returns
+    downside: float  # downside deviation of the per-bar returns
+    mean_equity: float  # mean marked equity, quote currency
+    exposed: int  # bars with any position
+    avg_exposure: float  # mean gross exposure (fraction)
+
+
+def curve_figures(result: BacktestResult) -> CurveFigures:
+    """The `CurveFigures` of a run with bars (numpy and a compiled pass: mostly without the GIL)."""
+    equity = np.asarray(result.equity, dtype=np.float64)
+    # Per-bar returns of the marked equity, each against the previous point (the capital for the first),
+    # and the drawdown figures, in one compiled pass over the curve.
+    from runtime.backtest.curve import equity_stats
+
+    rets, max_dd, max_dd_bars = equity_stats(result.capital, equity)
+    exposure = np.asarray(result.exposure, dtype=np.float64)
+    return CurveFigures(
+        max_dd,
+        max_dd_bars,
+        *_moments(rets),
+        float(np.mean(equity)),
+        int(np.count_nonzero(exposure > 0)),
+        float(np.mean(exposure)),
+    )
+
+
+def compute_metrics(
+    result: BacktestResult, bar_ms: int, *, dates: Calendar | None = None, curve: CurveFigures | None = None
+) -> Summary:
     """Compute every metric of a run (see the module docstring for the formulas).
 
     Args:
         result: the simulation's output.
         bar_ms: bar length of the portfolio time line, in milliseconds.
         dates: the `calendar` of the result's time line, when already known (found otherwise).
+        curve: the `curve_figures` of the result, when already computed (a sweep computes them on the
+            thread that simulates).
 
     Raises:
         ValueError: when the result has no bars.
@@ -274,16 +310,11 @@ def compute_metrics(result: BacktestResult, bar_ms: int, *, dates: Calendar | No
     if len(time) == 0:
         raise ValueError("the backtest produced no bars")
     dates = calendar(time, bar_ms) if dates is None else dates
+    curve = curve_figures(result) if curve is None else curve
     equity = np.asarray(result.equity, dtype=np.float64)
     final = float(equity[-1])
     per_year = 365 * DAY_MS / bar_ms
-
-    # Per-bar returns of the marked equity, each against the previous point (the capital for the first),
-    # and the drawdown figures, in one compiled pass over the curve.
-    from runtime.backtest.curve import equity_stats
-
-    rets, max_dd, max_dd_bars = equity_stats(result.capital, equity)
-    mean, std, downside = _moments(rets)
+    max_dd, mean, std, downside = curve.max_drawdown, curve.mean, curve.std, curve.downside
     scale = math.sqrt(per_year)
 
     # Growth over the calendar span, from the open of the first bar to the close of the last.
@@ -294,8 +325,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int, *, dates: Calendar | No
     # Turnover: notional of every fill over the mean marked equity.
     orders = result.order_table
     notional = _total(np.abs(orders.filled_qty) * orders.price)
-    mean_equity = float(np.mean(equity))
-    exposure = np.asarray(result.exposure, dtype=np.float64)
+    mean_equity = curve.mean_equity
 
     stats = trade_stats(result.trade_table, _total(orders.fee))
     sleeves = tuple(
@@ -319,14 +349,14 @@ def compute_metrics(result: BacktestResult, bar_ms: int, *, dates: Calendar | No
         total_return=growth - 1.0,
         cagr=cagr,
         max_drawdown=max_dd,
-        max_drawdown_duration_bars=max_dd_bars,
+        max_drawdown_duration_bars=curve.max_drawdown_bars,
         volatility=std * scale,
         sharpe=None if (r := _ratio(mean, std)) is None else r * scale,
         sortino=None if (r := _ratio(mean, downside)) is None else r * scale,
         calmar=None if cagr is None else _ratio(cagr, max_dd),
         # A count over the bars: the same value as the mean of the 0/1 flags, without a float pass.
-        exposure=np.count_nonzero(exposure > 0) / len(exposure),
-        avg_exposure=float(np.mean(exposure)),
+        exposure=curve.exposed / len(result.exposure),
+        avg_exposure=curve.avg_exposure,
         turnover=notional / mean_equity if mean_equity > 0 else 0.0,
         bars=len(time),
         bar_ms=bar_ms,
