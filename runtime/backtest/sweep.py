@@ -8,8 +8,8 @@ and params: `Graph.node_hashes`) is computed once per data set for the whole swe
 members reading it (`graph.drivers.SharedValues`; members read the same candles, as the same objects or
 equal ones). The members of a batch that read the same bars are then simulated together in one compiled
 call (`broker.simulator.simulate_members`: independent accounts, not sleeves sharing cash), and their
-metrics computed with the calendar of their common time line (months, start and end) found once, while
-the next batch is simulated on a second thread (`overlap`). Memory is bounded by the batch size
+metrics computed with the calendar of their common time line (months, start and end) found once (with
+`overlap`, the next batch is simulated on a second thread meanwhile). Memory is bounded by the batch size
 (about 100 bytes per bar per member, `BYTES_PER_BAR`, plus the shared indicators), not by the number of
 members.
 
@@ -62,17 +62,17 @@ class MemberResult:
 
 
 def sweep(
-    plans: Iterable[RunPlan], *, batch: int | None = None, overlap: bool = True
+    plans: Iterable[RunPlan], *, batch: int | None = None, overlap: bool = False
 ) -> Iterator[MemberResult]:
     """Backtest every planned member, in order (see the module docstring for the contract and the paths).
 
     `batch`: members simulated together (at least 1); memory grows with it, not with the member count.
     None: as many as take about `BATCH_BYTES` over the first member's bars, at most `BATCH`.
     `overlap`: simulate the next batch on a second thread while the metrics of this one are computed and
-    yielded (the compiled loop runs without the GIL, so a second core takes the simulation: 1.2 s
-    instead of 1.8 s for 1,000 members of 58,419 bars here); False runs everything on the calling thread,
-    for a caller that already keeps every core busy (sweeps in a pool of processes), where the second
-    thread would only compete.
+    yielded (the compiled loop and the curve passes run without the GIL): with a second core free, 1.2 s
+    instead of 1.8 s for 1,000 members of 58,419 bars here; when the cores are busy (other processes, a
+    pool of sweeps, two vCPUs sharing one core) the threads only compete, up to 40% slower, so it is not
+    the default.
     """
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
