@@ -285,6 +285,18 @@ def test_equal_candles_in_other_objects_are_one_data_set() -> None:
     _assert_same(list(sweep(plans, batch=4)), plans)
 
 
+def test_members_over_several_data_sets_in_one_batch(shared_data: Path) -> None:
+    # Two ranges of bars (as walk-forward folds have), interleaved: each batch simulates two groups.
+    program, load = _program(SMA), _csv_loader(shared_data)
+    plans = [
+        _member(program, {"fast": f, "slow": 40}, load, start=start, end=start + 60 * 86_400_000)
+        for f in (5, 9, 13)
+        for start in (T2020, T2020_05)
+    ]
+    _assert_same(list(sweep(plans, batch=4)), plans)
+    _assert_same(list(sweep(plans, batch=4, overlap=True)), plans)
+
+
 def test_shared_values_compute_each_indicator_once() -> None:
     program = _program(SMA)
     plans = _grid(program, _synthetic_loader(800, seed=3), range(5, 10, 2), range(20, 31, 5))
