@@ -4,14 +4,14 @@ The contract: `sweep(plans)` yields, for each planned member in order, exactly w
 `compute_metrics` give for it (same trades, same equity, same metrics, bit for bit).
 
 How it is fast: members are taken `batch` at a time. Every distinct indicator node (same operator, inputs
-and params: `Graph.node_hashes`) is computed once per data set for the whole sweep and shared by the
-members reading it (`graph.drivers.SharedValues`; members read the same candles, as the same objects or
-equal ones). The members of a batch that read the same bars are then simulated together in one compiled
-call (`broker.simulator.simulate_members`: independent accounts, not sleeves sharing cash), and their
-metrics computed with the calendar of their common time line (months, start and end) found once (with
-`overlap`, the next batch is simulated on a second thread meanwhile). Memory is bounded by the batch size
-(about 100 bytes per bar per member, `BYTES_PER_BAR`, plus the shared indicators), not by the number of
-members.
+and params: `Graph.node_hashes`) is computed once per data set for the whole sweep (twice at most, see
+`graph.drivers.SharedValues`) and shared by the members reading it (members read the same candles, as
+the same objects or equal ones). The members of a batch that read the same bars are then simulated
+together in one compiled call (`broker.simulator.simulate_members`: independent accounts, not sleeves
+sharing cash), and their metrics computed with the calendar of their common time line (months, start
+and end) found once (with `overlap`, the next batch is simulated on a second thread meanwhile). Memory
+is bounded by the batch size (about 100 bytes per bar per member, `BYTES_PER_BAR`, plus the shared
+indicators), not by the number of members.
 
 The fast path takes members with one sleeve, no risk rules and no rebalancing whose rules are decided
 over whole arrays. These take the plain path (`backtest`, one by one, in their place in the order):
@@ -27,7 +27,6 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
@@ -89,7 +88,7 @@ def sweep(
     scratches = itertools.cycle((Scratch(), Scratch()))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep") as pool:
         waiting: tuple[_Batch, Future[_Simulated]] | None = None
-        while chunk := list(islice(members, batch)):
+        while chunk := list(itertools.islice(members, batch)):
             ready = _prepare(chunk, data, next(scratches))
             simulated = pool.submit(_simulate, ready) if overlap else _done(_simulate(ready))
             if waiting is not None:
