@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _curve_stats(first: float, rest: np.ndarray, rets: np.ndarray) -> tuple[float, int]:  # pragma: no cover
     """(largest drawdown, longest drawdown in bars) of the curve `[first, *rest]`; its returns into `rets`."""
     n = len(rest) + 1

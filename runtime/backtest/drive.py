@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.broker.result import BacktestResult
 from runtime.broker.session import alert_of
-from runtime.graph.drivers import run_batch, truth_np
+from runtime.graph.drivers import SharedValues, run_batch, truth_np
 from runtime.plan.inputs import (
     Decisions,
     Offsets,
@@ -43,16 +43,17 @@ class Signals(NamedTuple):
     alerts: tuple[np.ndarray, ...]  # bool array over the base bars per alert: fired at that bar's close
 
 
-def batch_signals(sp: SleevePlan) -> Signals:
+def batch_signals(sp: SleevePlan, shared: SharedValues | None = None) -> Signals:
     """Evaluate a sleeve's graph over its whole history: decisions, series bracket settings and alerts.
 
     Decisions and alerts are bool arrays over the base bars (none before `first_decision`); a series
-    setting is a float64 array, None when the setting is not a series.
+    setting is a float64 array, None when the setting is not a series. `shared`: indicator values shared
+    with other sleeves over the same feeds (see `graph.drivers.SharedValues`).
     """
     g = sp.graph
     decisions, offsets = decision_nodes(g), offset_nodes(g)
     wanted = [node for node in (*decisions, *offsets, *g.alerts) if node is not None]
-    values = run_batch(g, sp.feeds, wanted)
+    values = run_batch(g, sp.feeds, wanted, shared)
     n = sp.feeds.length(0)
 
     def series(node: int | None) -> np.ndarray | None:

@@ -33,9 +33,10 @@ Definitions (every ratio and return is a fraction: 0.6646, not 66.46):
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from runtime.broker.result import BacktestResult, TradeTable
 
@@ -203,38 +204,104 @@ def trade_stats(trades: TradeTable, fees: float, rows: np.ndarray | None = None)
     )
 
 
-def monthly_returns(result: BacktestResult) -> tuple[MonthlyReturn, ...]:
-    """The account's return over each calendar month (UTC) the run touches."""
-    equity = np.asarray(result.equity, dtype=np.float64)
+# The validator of a run's monthly returns.
+_MONTHS: TypeAdapter[tuple[MonthlyReturn, ...]] = TypeAdapter(tuple[MonthlyReturn, ...])
+
+
+class Calendar(NamedTuple):
+    """What the metrics read of a time line's dates: its calendar months (UTC) and its span in ISO-8601."""
+
+    months: np.ndarray  # int64 month number (months since 1970-01) of each month with bars, in order
+    last: np.ndarray  # int64 index of each such month's last bar on the time line
+    start: str  # open of the first bar (its close time minus the bar length), ISO-8601 UTC
+    end: str  # close of the last bar, ISO-8601 UTC
+
+
+def calendar(time: np.ndarray, bar_ms: int) -> Calendar:
+    """The `Calendar` of a sorted, non-empty time line of close times (UTC ms) of bars `bar_ms` long."""
+    time = np.asarray(time, dtype=np.int64)
+    months, last = _months(time)
+    return Calendar(months, last, iso_time(int(time[0]) - bar_ms), iso_time(int(time[-1])))
+
+
+def _months(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The months (numbers since 1970-01) a sorted int64 time line touches, and each one's last bar."""
     # Month of each bar, by its close time minus 1 ms so a bar closing at midnight of the 1st counts
     # in the month it traded in. The time line is sorted: find where each month's bars begin by bisection
     # on the month starts (converting every bar's time to a month would cost far more); `time - 1 >= start`
     # is `time >= start + 1`, so the search runs on the close times themselves, not on a shifted copy.
-    time = np.asarray(result.time, dtype=np.int64)
     first, final = (time[[0, -1]] - 1).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
     every = np.arange(first, final + 1)
     month_starts = every[1:].astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
     begins = np.searchsorted(time, month_starts + 1)
     bounds = np.concatenate(([0], begins, [len(time)]))
     has_bars = bounds[1:] > bounds[:-1]
-    month_ids = every[has_bars]
-    last = bounds[1:][has_bars] - 1
+    return every[has_bars], bounds[1:][has_bars] - 1
+
+
+def monthly_returns(result: BacktestResult, dates: Calendar | None = None) -> tuple[MonthlyReturn, ...]:
+    """The account's return over each calendar month (UTC) the run touches.
+
+    `dates`: the `calendar` of the result's time line, when already known (a sweep's members share it).
+    """
+    equity = np.asarray(result.equity, dtype=np.float64)
+    months, last = _months(np.asarray(result.time, dtype=np.int64)) if dates is None else dates[:2]
     ends = equity[last]
     starts = np.concatenate(([result.capital], ends[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         rets = np.where(starts > 0, ends / starts - 1.0, 0.0)
-    return tuple(
-        MonthlyReturn(year=int(m // 12 + 1970), month=int(m % 12 + 1), ret=float(r))
-        for m, r in zip(month_ids.tolist(), rets.tolist(), strict=True)
+    # Validated as one tuple: one call into pydantic's core instead of one per month.
+    return _MONTHS.validate_python(
+        [
+            {"year": m // 12 + 1970, "month": m % 12 + 1, "ret": r}
+            for m, r in zip(months.tolist(), rets.tolist(), strict=True)
+        ]
     )
 
 
-def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
+class CurveFigures(NamedTuple):
+    """The figures of a run's equity and exposure curves: the passes over every bar of `compute_metrics`."""
+
+    max_drawdown: float  # largest drawdown of the marked equity (fraction)
+    max_drawdown_bars: int  # longest drawdown, bars
+    mean: float  # mean per-bar return
+    std: float  # sample standard deviation of the per-bar returns
+    downside: float  # downside deviation of the per-bar returns
+    mean_equity: float  # mean marked equity, quote currency
+    exposed: int  # bars with any position
+    avg_exposure: float  # mean gross exposure (fraction)
+
+
+def curve_figures(result: BacktestResult) -> CurveFigures:
+    """The `CurveFigures` of a run with bars (numpy and a compiled pass: mostly without the GIL)."""
+    equity = np.asarray(result.equity, dtype=np.float64)
+    # Per-bar returns of the marked equity, each against the previous point (the capital for the first),
+    # and the drawdown figures, in one compiled pass over the curve.
+    from runtime.backtest.curve import equity_stats
+
+    rets, max_dd, max_dd_bars = equity_stats(result.capital, equity)
+    exposure = np.asarray(result.exposure, dtype=np.float64)
+    return CurveFigures(
+        max_dd,
+        max_dd_bars,
+        *_moments(rets),
+        float(np.mean(equity)),
+        int(np.count_nonzero(exposure > 0)),
+        float(np.mean(exposure)),
+    )
+
+
+def compute_metrics(
+    result: BacktestResult, bar_ms: int, *, dates: Calendar | None = None, curve: CurveFigures | None = None
+) -> Summary:
     """Compute every metric of a run (see the module docstring for the formulas).
 
     Args:
         result: the simulation's output.
         bar_ms: bar length of the portfolio time line, in milliseconds.
+        dates: the `calendar` of the result's time line, when already known (found otherwise).
+        curve: the `curve_figures` of the result, when already computed (a sweep computes them on the
+            thread that simulates).
 
     Raises:
         ValueError: when the result has no bars.
@@ -242,16 +309,12 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     time = np.asarray(result.time, dtype=np.int64)
     if len(time) == 0:
         raise ValueError("the backtest produced no bars")
+    dates = calendar(time, bar_ms) if dates is None else dates
+    curve = curve_figures(result) if curve is None else curve
     equity = np.asarray(result.equity, dtype=np.float64)
     final = float(equity[-1])
     per_year = 365 * DAY_MS / bar_ms
-
-    # Per-bar returns of the marked equity, each against the previous point (the capital for the first),
-    # and the drawdown figures, in one compiled pass over the curve.
-    from runtime.backtest.curve import equity_stats
-
-    rets, max_dd, max_dd_bars = equity_stats(result.capital, equity)
-    mean, std, downside = _moments(rets)
+    max_dd, mean, std, downside = curve.max_drawdown, curve.mean, curve.std, curve.downside
     scale = math.sqrt(per_year)
 
     # Growth over the calendar span, from the open of the first bar to the close of the last.
@@ -262,8 +325,7 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
     # Turnover: notional of every fill over the mean marked equity.
     orders = result.order_table
     notional = _total(np.abs(orders.filled_qty) * orders.price)
-    mean_equity = float(np.mean(equity))
-    exposure = np.asarray(result.exposure, dtype=np.float64)
+    mean_equity = curve.mean_equity
 
     stats = trade_stats(result.trade_table, _total(orders.fee))
     sleeves = tuple(
@@ -287,25 +349,25 @@ def compute_metrics(result: BacktestResult, bar_ms: int) -> Summary:
         total_return=growth - 1.0,
         cagr=cagr,
         max_drawdown=max_dd,
-        max_drawdown_duration_bars=max_dd_bars,
+        max_drawdown_duration_bars=curve.max_drawdown_bars,
         volatility=std * scale,
         sharpe=None if (r := _ratio(mean, std)) is None else r * scale,
         sortino=None if (r := _ratio(mean, downside)) is None else r * scale,
         calmar=None if cagr is None else _ratio(cagr, max_dd),
         # A count over the bars: the same value as the mean of the 0/1 flags, without a float pass.
-        exposure=np.count_nonzero(exposure > 0) / len(exposure),
-        avg_exposure=float(np.mean(exposure)),
+        exposure=curve.exposed / len(result.exposure),
+        avg_exposure=curve.avg_exposure,
         turnover=notional / mean_equity if mean_equity > 0 else 0.0,
         bars=len(time),
         bar_ms=bar_ms,
-        start=iso_time(int(time[0]) - bar_ms),
-        end=iso_time(int(time[-1])),
+        start=dates.start,
+        end=dates.end,
         capital=result.capital,
         quote=result.quote,
         synthetic=result.synthetic,
         sleeves=sleeves,
         symbols=symbols,
-        monthly_returns=monthly_returns(result),
+        monthly_returns=monthly_returns(result, dates),
     )
 
 

@@ -42,7 +42,7 @@ from runtime.broker import state as st
 from runtime.broker.accounting import Fill, finish_open, reset_budgets
 from runtime.broker.fills import book_external, order_qty
 from runtime.broker.result import BacktestResult, ExitReason, OrderTable, RiskEvent, SleeveInfo, TradeTable
-from runtime.broker.step import step_points
+from runtime.broker.step import advance, step_members, step_points
 from runtime.graph.timeline import timeline
 from runtime.plan.model import (
     All,
@@ -74,6 +74,8 @@ _FINISH_OPEN: Callable[..., None] = finish_open
 _ORDER_QTY: Callable[..., float] = order_qty
 _BOOK_EXTERNAL: Callable[..., None] = book_external
 _RESET_BUDGETS: Callable[..., None] = reset_budgets
+_STEP_MEMBERS: Callable[..., np.ndarray] = step_members
+_ADVANCE: Callable[..., int] = advance
 
 
 @dataclass(frozen=True)
@@ -327,8 +329,12 @@ class _Engine:
     def run(self, points: st.Points, p0: int, p1: int, bars: st.Bars, phase: int = st.PHASE_ALL) -> int:
         """Run `step.step_points` over points p0..p1-1 with this engine's state; return the next point.
 
-        `phase` runs only the open or only the close half of the points (see the step).
+        `phase` runs only the open or only the close half of the points (see the step). A dense time line
+        (one sleeve's whole history, `simulate`) runs the step's dense version, `step.advance` without bar
+        events: the same arithmetic, its sleeve's records found once.
         """
+        if points.sleeve.shape[0] == 0:
+            return _ADVANCE(points, None, p0, p1, bars, self.config, self.state, self.out, phase)
         return _STEP_POINTS(points, p0, p1, bars, self.config, self.state, self.out, phase)
 
     def trade_state(self, s: int, j: int, close: float) -> TradeState:
@@ -506,6 +512,137 @@ def simulate(portfolio: PortfolioInput) -> BacktestResult:
         engine.ensure_room(end)
         p = engine.run(line._replace(times=line.times[p:], starts=line.starts[p:]), p, end, bars)
     return engine.result(line.times, final=True)
+
+
+def simulates_together(portfolio: PortfolioInput) -> bool:
+    """Whether `simulate_members` takes this portfolio: one sleeve, no risk rules, no rebalancing."""
+    return len(portfolio.sleeves) == 1 and not portfolio.risk and not portfolio.rebalance_ms
+
+
+class Scratch:
+    """Arrays `simulate_members` reuses from one call to the next, instead of fresh ones for every batch.
+
+    A fresh array of megabytes costs its page faults and the zeroing of its pages when first written, as
+    much as a member's simulation: a sweep hands the same scratch to its batches. The results of a call
+    view these arrays, so they hold until the next call with the same scratch.
+    """
+
+    def __init__(self) -> None:
+        """No array yet."""
+        self.arrays: dict[str, np.ndarray] = {}  # role -> the array kept for it (members along axis 0)
+
+    def take(self, role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised C-contiguous array of `shape`: the first rows of the kept one when it fits."""
+        kept = self.arrays.get(role)
+        if kept is None or kept.dtype != dtype or kept.shape[1:] != shape[1:] or kept.shape[0] < shape[0]:
+            kept = self.arrays[role] = np.empty(shape, dtype=dtype)
+        return kept[: shape[0]]
+
+
+def _stack(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Arrays of one row each (records or not), stacked along axis 0.
+
+    Not `np.concatenate`: its dtype promotion costs more than the rest of a member's set-up for records.
+    """
+    out = np.empty((len(rows), *rows[0].shape[1:]), dtype=rows[0].dtype)
+    for i, row in enumerate(rows):
+        out[i] = row[0]
+    return out
+
+
+def simulate_members(
+    portfolios: Sequence[PortfolioInput], scratch: Scratch | None = None
+) -> list[BacktestResult | None]:
+    """`simulate` of many one-sleeve portfolios over the same bars, in one compiled call (a sweep's members).
+
+    Each portfolio must pass `simulates_together`, and all must read the same bars (equal candle columns;
+    their decisions and settings differ). The result of each is exactly `simulate(portfolio)`'s, or None for
+    a member whose trade or order rows outgrew the room sized from its entry decisions (many partial fills
+    under a volume cap): run it with `simulate`. Memory: per member, its decisions, equity, cash and
+    exposure (26 bytes a bar) and its rows. The results view arrays of `scratch` when given (valid until
+    its next use), else arrays allocated by this call.
+    """
+    if not portfolios:
+        return []
+    first = portfolios[0].sleeves[0]
+    for pf in portfolios:
+        sl = pf.sleeves[0]
+        if not simulates_together(pf):
+            raise ValueError("simulate_members takes one-sleeve portfolios without risk rules or rebalancing")
+        same = (
+            getattr(sl, n) is getattr(first, n) or np.array_equal(getattr(sl, n), getattr(first, n))
+            for n in _COLUMNS[:6]
+        )
+        if sl.timeframe != first.timeframe or not all(same):
+            raise ValueError(f"sleeve {sl.name}: simulate_members needs the same bars for every member")
+    members = len(portfolios)
+    points = len(first.time)
+    none = np.empty(0, dtype=np.int64)
+    line = st.Points(_closes(first), none, none, none, none)
+    # Shared price rows (one sleeve's, as `_bar_arrays` passes them), each member's decision rows.
+    prices = [
+        np.ascontiguousarray(getattr(first, n), dtype=d).reshape(1, -1)
+        for n, d in zip(_COLUMNS[:6], _DTYPES[:6], strict=True)
+    ]
+    room = scratch or Scratch()
+    flags = [room.take(name, (members, points), np.bool_) for name in _COLUMNS[6:]]
+    sleeves = [pf.sleeves[0] for pf in portfolios]
+    uses_distance = _uses_distance(sleeves)
+    dist = room.take("distance", (members, points if uses_distance else 1, 3), np.float64)
+    dist[:] = np.nan
+    for m, sl in enumerate(sleeves):
+        for column, name in zip(flags, _COLUMNS[6:], strict=True):
+            column[m] = getattr(sl, name)
+        if uses_distance:
+            dist[m] = _bar_arrays([sl]).distance[0]
+    bars = st.Bars._make([*prices, *flags, dist])
+    # Settings and a fresh account per member, stacked; the row room of the largest member for all.
+    configs = [pack_config(pf) for pf in portfolios]
+    ring = max(max(s.sizing.kelly_lookback for s in sleeves), 1)
+    states = [st.new_state(c, pf.capital, ring) for c, pf in zip(configs, portfolios, strict=True)]
+    entries = max(int(np.count_nonzero(s.entry_long)) + int(np.count_nonzero(s.entry_short)) for s in sleeves)
+    # Rows for the most entries of a member (as `simulate` sizes them), rounded up to a power of two so
+    # that the next batches' rows usually fit the same scratch.
+    trades = 1 << (entries + 16 - 1).bit_length()
+    config = configs[0]._replace(sleeves=_stack([c.sleeves for c in configs]))
+    state = states[0]._replace(
+        sleeves=_stack([s.sleeves for s in states]),
+        book=_stack([s.book for s in states]),
+        kelly=_stack([s.kelly for s in states]),
+    )
+    out = st.Outputs(
+        equity=room.take("equity", (members, points), np.float64),
+        cash=room.take("cash", (members, points), np.float64),
+        exposure=room.take("exposure", (members, points), np.float64),
+        trades=room.take("trades", (members, trades), st.TRADE),
+        orders=room.take("orders", (members, 2 * trades), st.ORDER),
+        events=np.empty(64, dtype=st.EVENT),
+    )
+    stopped = _STEP_MEMBERS(line, bars, config, state, out)
+    results: list[BacktestResult | None] = []
+    for m, pf in enumerate(portfolios):
+        if stopped[m] != points:
+            results.append(None)
+            continue
+        book = state.book[m]
+        results.append(
+            BacktestResult(
+                time=line.times,
+                equity=out.equity[m],
+                cash=out.cash[m],
+                exposure=out.exposure[m],
+                trade_table=_trades(out.trades[m, : book["n_trades"]], pf.sleeves),
+                order_table=_orders(out.orders[m, : book["n_orders"]], pf.sleeves),
+                risk_events=(),
+                sleeves=tuple(
+                    SleeveInfo(s.name, s.strategy, s.symbol, s.timeframe, s.weight) for s in pf.sleeves
+                ),
+                capital=pf.capital,
+                quote=pf.quote,
+                synthetic=pf.synthetic,
+            )
+        )
+    return results
 
 
 # Snapshot format: its name and version (bump the version whenever a dtype or the layout below changes).

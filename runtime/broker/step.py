@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from runtime.broker.accounting import mark, rebalance, roll_calendar, widen
+from runtime.broker.accounting import finish_open, mark, rebalance, roll_calendar, widen
 from runtime.broker.brackets import bracket_hit, follow
 from runtime.broker.fills import At, fill_bracket, fill_pending
 from runtime.broker.orders import clear_order, place_order
@@ -17,6 +17,7 @@ from runtime.broker.state import (
     K_NONE,
     K_SCALE,
     O_DIST,
+    PHASE_ALL,
     PHASE_CLOSE,
     PHASE_OPEN,
     R_MAXHOLD,
@@ -104,6 +105,27 @@ def step_points(
     index p. The loop stops early (returning the point it stopped at) when an output buffer could
     overflow, so the caller can grow it and call again.
     """
+    return advance(points, points, p0, p1, bars, config, state, out, phase)
+
+
+@njit(cache=True)
+def advance(
+    points: Points,
+    bar_events: Points | None,
+    p0: int,
+    p1: int,
+    bars: Bars,
+    config: Config,
+    state: State,
+    out: Outputs,
+    phase: int,
+) -> int:
+    """`step_points`, with `bar_events` None for a time line known to be dense (one sleeve, point p is bar p).
+
+    numba compiles a None `bar_events` apart and drops the event lookups from that version: the sleeve is
+    the constant 0, so its records are found once, not per bar (a quarter off a one-sleeve run).
+    Otherwise `bar_events` is `points` and a dense line is told by its empty event arrays (see `Points`).
+    """
     # Every array is taken out of its bundle once, here: inside the loop, records (which carry no
     # reference count) go to the helpers, and arrays only to the rarer paths that write rows.
     times, starts, ev_s, ev_j, ev_c = points
@@ -122,14 +144,21 @@ def step_points(
         ):
             return p
         time = times[p - p0]
-        k0, k1 = (p, p + 1) if dense else (starts[p - p0], starts[p - p0 + 1])
+        # `bar_events is None` is decided when compiling (numba prunes the branch not taken).
+        if bar_events is None:
+            k0, k1 = p, p + 1
+        else:
+            k0, k1 = (p, p + 1) if dense else (starts[p - p0], starts[p - p0 + 1])
         # Hot loops: helpers that do real work are only called when they have some, because such a call
         # costs more than a whole quiet bar.
         if phase != PHASE_CLOSE:
             if (time - 1) // DAY_MS != book.day:
                 roll_calendar(sleeves, book, time)
             for k in range(k0, k1):
-                s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
+                if bar_events is None:
+                    s, j, c = 0, k, k
+                else:
+                    s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
                 cfg, sl = cfgs[s], sleeves[s]
                 # 1. Orders due on this bar fill at its open (fill: next_open).
                 if cfg.close_fill != 1 and sl.ord_kind != K_NONE and sl.ord_due <= j and cfg.external == 0:
@@ -158,7 +187,10 @@ def step_points(
         if phase == PHASE_OPEN:
             continue
         for k in range(k0, k1):
-            s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
+            if bar_events is None:
+                s, j, c = 0, k, k
+            else:
+                s, j, c = (0, k, k) if dense else (ev_s[k], ev_j[k], ev_c[k])
             cfg, sl = cfgs[s], sleeves[s]
             # 4. Decisions at the close; with fill: close, due orders fill right away at this close.
             # Bitwise, not `or`: one test instead of four branches on the common quiet bar.
@@ -180,3 +212,49 @@ def step_points(
         cash[p] = book.cash
         expo[p] = gross / equity if equity > 0.0 else 0.0
     return p1
+
+
+@njit(cache=True, nogil=True)
+def step_members(points: Points, bars: Bars, config: Config, state: State, out: Outputs) -> np.ndarray:
+    """Run many one-sleeve accounts (the members of a sweep) over one dense time line, one after another.
+
+    Every bundle holds all members along its first axis: member m decides by row m of the decision and
+    distance arrays of `bars` (the price rows are one row all members read), is set up by
+    `config.sleeves[m]`, keeps its state in row m of `state.sleeves`, `state.book` and `state.kelly`, and
+    writes row m of `out.equity`, `out.cash`, `out.exposure`, `out.trades` and `out.orders`. Risk rules,
+    their state and `out.events` are the empty ones of an account without rules, shared by all. Each
+    member runs through the step (its dense version, `advance` without bar events) exactly as its own batch
+    backtest would, then its open position is
+    written as a trade (`finish_open`). Returns the point each member stopped at: every point, or fewer
+    when its trade or order rows ran out (the caller then runs that member on its own, with room to grow).
+    It runs without the GIL: other Python threads go on meanwhile.
+    """
+    members = config.sleeves.shape[0]
+    end = points.times.shape[0]
+    stopped = np.empty(members, dtype=np.int64)
+    for m in range(members):
+        # Member m's views of the bundles (no copies): its rows, with a leading axis of one sleeve.
+        own_bars = Bars(
+            bars.time, bars.open, bars.high, bars.low, bars.close, bars.volume,
+            bars.entry_long[m : m + 1], bars.exit_long[m : m + 1], bars.entry_short[m : m + 1],
+            bars.exit_short[m : m + 1], bars.distance[m : m + 1],
+        )  # fmt: skip
+        own_config = Config(
+            config.sleeves[m : m + 1], config.rules, config.program, config.rebalance_ms,
+            config.margin_rows, config.margin_events,
+        )  # fmt: skip
+        own_state = State(
+            state.sleeves[m : m + 1], state.book[m : m + 1], state.rule_latch, state.rule_held,
+            state.kelly[m : m + 1], state.work,
+        )  # fmt: skip
+        own_out = Outputs(
+            out.equity[m], out.cash[m], out.exposure[m], out.trades[m], out.orders[m], out.events
+        )
+        p = advance(points, None, 0, end, own_bars, own_config, own_state, own_out, PHASE_ALL)
+        # The open position's trade row needs one more row; without it the member is not finished either.
+        if p == end and own_state.book[0].n_trades < own_out.trades.shape[0]:
+            finish_open(own_state, own_out)
+        else:
+            p = min(p, end - 1)
+        stopped[m] = p
+    return stopped

@@ -77,6 +77,8 @@ class Graph:
     alerts: list[int] = field(default_factory=list)  # bool node of each `alert`, in StrategyIR.alerts order
     warmup: int = 0  # base bars before the first decision
     _keys: dict[tuple[object, ...], int] = field(default_factory=dict)  # content key → node id
+    # `node_hashes` of the first nodes, as computed so far (a cache: not part of the graph's value)
+    _hashes: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def base(self) -> Clock:
@@ -101,8 +103,9 @@ class Graph:
         Two graphs' nodes with one hash compute the same values from the same bars (their operator,
         parameters, clock and inputs, recursively, are the same): a reloaded spec's unchanged nodes.
         """
-        hashes: list[str] = []
-        for node in self.nodes:
+        # Nodes are only ever appended: the hashes of the first ones stay valid, the new ones are added.
+        hashes = self._hashes
+        for node in self.nodes[len(hashes) :]:
             clock = (
                 "any"
                 if node.clock == ANY_CLOCK
@@ -113,7 +116,7 @@ class Graph:
                 tuple(hashes[i] for i in node.inputs),
             )  # fmt: skip
             hashes.append(hashlib.sha256(repr(content).encode()).hexdigest()[:32])
-        return hashes
+        return list(hashes)
 
     def clock_of(self, clock: Clock) -> int:
         """Index of a clock, registering it on first use."""

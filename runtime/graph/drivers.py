@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import operator as pyop
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 # Fields of a bar as the streaming driver takes it, in candle column order.
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
+# Node kinds whose values `SharedValues` keeps: the costly ones (indicators and alignments).
+_SHAREABLE = ("op", "align")
 # Array comparison operators.
 _COMPARE_NP: dict[str, Callable[[Any, Any], Any]] = {
     "<": np.less,
@@ -118,28 +121,95 @@ class Feeds:
         return {f: float(col[i]) for f, col in zip(BAR_FIELDS, self.columns[clock], strict=True)}
 
 
-def run_batch(graph: Graph, feeds: Feeds, keep: Sequence[int] | None = None) -> dict[int, Any]:
+class SharedValues:
+    """Node values shared by many graphs evaluated over one set of feeds (a sweep's members), by content.
+
+    A node is known by its content hash (`Graph.node_hashes`): two members' `sma(close, 20)` on one clock
+    are one entry, computed once. Only nodes two graphs announced are kept (`expect`: a node of one member
+    alone, such as its own crossing, is not worth the memory; one announced again after it was computed
+    is computed a second time, then kept), and the least recently used go when the kept arrays pass
+    `budget` bytes (256 MB: 560 series of 58,419 bars, 32 of a million). The feeds must be the same for
+    every graph (the caller keeps one `SharedValues` per data set).
+    """
+
+    def __init__(self, budget: int = 256 * 2**20) -> None:
+        """An empty store holding at most about `budget` bytes of arrays."""
+        self.budget = budget  # most bytes of arrays kept
+        self.used = 0  # bytes of arrays kept now
+        self.values: OrderedDict[str, Any] = OrderedDict()  # hash -> value, least recently used first
+        self.asked: Counter[str] = Counter()  # hash -> graphs that announced they need it (`expect`)
+        self.computed = 0  # nodes computed through this store (those found kept are not)
+
+    def expect(self, hashes: Sequence[str]) -> None:
+        """Announce a graph's nodes (before it runs), so that nodes several graphs share are kept."""
+        self.asked.update(set(hashes))
+
+    def get(self, key: str) -> Any:
+        """A kept value (marked as just used), or None."""
+        value = self.values.get(key)
+        if value is not None:
+            self.values.move_to_end(key)
+        return value
+
+    def offer(self, key: str, value: Any) -> None:
+        """Keep a computed value if another graph announced it too, evicting the oldest beyond the budget."""
+        self.computed += 1
+        if self.asked[key] < 2 or key in self.values:
+            return
+        size = _nbytes(value)
+        if size > self.budget:
+            return
+        self.values[key] = value
+        self.used += size
+        while self.used > self.budget:
+            _, old = self.values.popitem(last=False)
+            self.used -= _nbytes(old)
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of a node's batch value: an array, or the arrays of a several-output operator."""
+    return int(value.nbytes) if isinstance(value, np.ndarray) else sum(int(a.nbytes) for a in value)
+
+
+def run_batch(
+    graph: Graph, feeds: Feeds, keep: Sequence[int] | None = None, shared: SharedValues | None = None
+) -> dict[int, Any]:
     """Evaluate the nodes the `keep` nodes need over whole arrays; return the `keep` nodes' values.
 
     Only the ancestors of `keep` (default: every node) are evaluated, and arrays no later node needs are
-    released as soon as possible, so memory stays near the widest layer of the graph.
+    released as soon as possible, so memory stays near the widest layer of the graph. With `shared`,
+    operator and alignment nodes found there are taken as they are (their inputs are not evaluated) and
+    the ones computed are offered to it. A value taken from `shared` must not be written to.
     """
     nodes = graph.nodes
     wanted = set(range(len(nodes))) if keep is None else set(keep)
+    hashes = graph.node_hashes() if shared is not None else []
+    found: dict[int, Any] = {}
+    if shared is not None:
+        found = {
+            node.id: value
+            for node in nodes
+            if node.kind in _SHAREABLE and (value := shared.get(hashes[node.id])) is not None
+        }
     needed = set(wanted)
     for node in reversed(nodes):
-        if node.id in needed:
+        if node.id in needed and node.id not in found:
             needed.update(node.inputs)
     last_use = {i: i for i in needed}
     for node in nodes:
-        if node.id in needed:
+        if node.id in needed and node.id not in found:
             for i in node.inputs:
                 last_use[i] = node.id
     values: dict[int, Any] = {}
     for node in nodes:
         if node.id not in needed:
             continue
+        if node.id in found:
+            values[node.id] = found[node.id]
+            continue
         values[node.id] = _batch_node(graph, feeds, node.id, [values[i] for i in node.inputs])
+        if shared is not None and node.kind in _SHAREABLE:
+            shared.offer(hashes[node.id], values[node.id])
         # Release inputs whose last consumer this node was.
         for i in node.inputs:
             if last_use[i] == node.id and i not in wanted:
