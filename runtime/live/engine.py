@@ -110,6 +110,8 @@ class Engine:
     listeners: list[Callable[[], None]] = field(default_factory=list)  # told after events were saved
     _closing: list[Any] = field(default_factory=list)  # websocket streams of markets no longer read
     _exchange_failing: bool = False  # whether the exchange failed the last poll (an "error" event told it)
+    # Candles polled but not stepped yet, by (symbol, timeframe): their points wait for a feed that failed.
+    _held: dict[tuple[str, str], list[Candle]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -289,11 +291,17 @@ class Engine:
             await self._closing.pop().close()
 
     async def _poll_all(self, client: Any, act: bool) -> bool:
-        """Poll every feed whose next bar is due, then step the points they completed; return if any."""
+        """Poll every feed whose next bar is due, then step the points they completed; return if any.
+
+        When the exchange fails a feed's poll (after its retries), points closing at or after that feed's
+        next bar wait (held, stepped at a later poll): a point is stepped only when every feed that may
+        have a bar in it has answered, as a backtest would see it.
+        """
         queues: dict[int, list[Candle]] = {}
         failure: Exception | None = None
+        horizon = 2**62  # points closing at or after this wait for a feed that failed, UTC ms
         for m, feed in enumerate(self.feeds):
-            got: list[Candle] = []
+            got = self._held.pop((feed.symbol, feed.timeframe), [])
             # Every poll asks each feed (the exchange's clock may run ahead of our estimate of it); a long
             # gap is caught up page by page (a page ends at the forming candle or after 1000 bars).
             try:
@@ -303,24 +311,27 @@ class Engine:
                     if len(page) < 500:
                         break
             except (ExchangeUnavailable, ExchangeRejected) as error:
-                # The exchange failed after its retries: what came is stepped, the rest is asked next poll.
+                # The exchange failed after its retries: this feed's next bar is asked again next poll.
                 failure = failure or error
+                horizon = min(horizon, feed.next_open + feed.ms)
             if got:
                 queues[m] = got
-                self._buffer.setdefault(m, []).extend(got)
         if act:
             self._exchange_answered(failure)
-        if not queues:
-            return False
-        # Merge the new bars of every feed into points of one close time, oldest first.
+        # Merge the new bars of every feed into points of one close time, oldest first; the points a
+        # failed feed may still add a bar to are held for a later poll.
         by_close: dict[int, list[tuple[int, Candle]]] = {}
         for m, candles in queues.items():
-            for candle in candles:
-                close = candle.time + self.feeds[m].ms
-                by_close.setdefault(close, []).extend((f, candle) for f in self._fanout[m])
+            feed = self.feeds[m]
+            ready = [c for c in candles if c.time + feed.ms < horizon]
+            if len(ready) < len(candles):
+                self._held[(feed.symbol, feed.timeframe)] = candles[len(ready) :]
+            self._buffer.setdefault(m, []).extend(ready)
+            for candle in ready:
+                by_close.setdefault(candle.time + feed.ms, []).extend((f, candle) for f in self._fanout[m])
         for close in sorted(by_close):
             await self._step(close, sorted(by_close[close], key=lambda x: x[0]), act)
-        return True
+        return bool(by_close)
 
     async def _step(self, close: int, bars: list[tuple[int, Candle]], act: bool) -> None:
         """Step one point of the time line and act on its decisions."""

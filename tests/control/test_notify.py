@@ -38,6 +38,7 @@ from runtime.control.bus import (
 from runtime.control.models import Event
 from runtime.control.service import DAY_MS, ControlError, ControlService
 from runtime.lark import LarkChannel, lark_sign
+from runtime.live.engine import Engine
 from runtime.store.live import LiveEvent, LiveStore
 from runtime.store.runs import RunStore
 from runtime.store.schema import open_store
@@ -458,8 +459,8 @@ def test_every_event_reaches_lark_once_signed_bursts_batched(market: FakeBinance
     assert TOKEN not in log and "s3cret" not in log
 
 
-def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_path: Path) -> None:
-    """Polls the exchange fails (after its retries) make one "error" event, its return one "recovered"."""
+def _engine(market: FakeBinance, tmp_path: Path) -> Engine:
+    """An in-process paper engine of the two-sleeve spec; one attempt per exchange call (failures final)."""
     from dsl.checker import check_source
     from runtime.commands.source import Source
     from runtime.exchange.client import ExchangeClient, RetryPolicy
@@ -470,7 +471,6 @@ def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_p
     checked = check_source(SPEC, "spec.strat")
     assert checked.program is not None
     source = Source(api_url=market.url, db_url=f"sqlite:///{tmp_path / 'store.db'}")
-    # One attempt per call: a failing poll gives up at once.
     public = ExchangeClient("binance", api_url=market.url, rate_limit=False, retry=RetryPolicy(attempts=1))
 
     def loader(clock: object) -> object:
@@ -479,10 +479,15 @@ def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_p
         return lambda s, tf, first, last: source.load(s, tf, first, last, feed=feed).candles
 
     options = LiveOptions("paper", "binance", "spec.strat", SPEC, 0.05)
-    engine = Engine(
+    return Engine(
         options, checked.program, select(checked.program, None, None), LiveStore(open_store(source.db_url)),
         public, loader,  # type: ignore[arg-type]
     )  # fmt: skip
+
+
+def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_path: Path) -> None:
+    """Polls the exchange fails (after its retries) make one "error" event, its return one "recovered"."""
+    engine = _engine(market, tmp_path)
 
     def kinds() -> list[tuple[str, str]]:
         """(kind, message) of the deployment's events."""
@@ -490,7 +495,7 @@ def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_p
 
     async def main() -> None:
         """Start, fail four klines requests (two polls of the two feeds), then close a bar."""
-        client = public.asynchronous()
+        client = engine.exchange.asynchronous()
         try:
             await engine.start(client)
             stop = asyncio.Event()
@@ -510,3 +515,50 @@ def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_p
     assert told[0][1].startswith(f"exchange: cannot reach {market.url} after 1 attempts (")
     assert told[0][1].endswith("; asked again at every poll (stale feeds pause)")
     assert told[1][1] == "exchange: answers again"
+
+
+def test_a_point_waits_for_the_market_whose_poll_failed(market: FakeBinance, tmp_path: Path) -> None:
+    """A bar closes on both markets but BTC's poll fails: ETH's bar is held, then both are stepped together.
+
+    Stepping ETH's bar alone would make BTC's bar of the same close arrive after its point, fed to the
+    graph only: the broker would never see it (a silent difference from the backtest).
+    """
+    engine = _engine(market, tmp_path)
+    steps: list[int] = []  # close time of every point the broker stepped
+
+    async def main() -> None:
+        """Start, then close three bars while BTC's candle requests fail twice."""
+        client = engine.exchange.asynchronous()
+        try:
+            await engine.start(client)
+            session = engine.session
+            assert session is not None
+            before = session.simulator.snapshot()["bars"]
+            stepping = session.simulator.step
+
+            def step(*updates: object, **kw: object) -> None:
+                """The broker's step, noting which sleeves' bars each point holds."""
+                steps.append(len(updates))
+                stepping(*updates, **kw)  # type: ignore[arg-type]
+
+            session.simulator.step = step  # type: ignore[method-assign]
+            stop = asyncio.Event()
+            task = asyncio.create_task(engine.run(client, stop))
+            # No await between the two: the engine polls only in between awaits.
+            market.inject("GET /api/v3/klines BTCUSDT", "500", "500")
+            market.advance(3 * HOUR)
+            await _until(lambda: engine.sleeve_status()[0].last_bar_ms >= T0 + 2 * HOUR)
+            await _until(lambda: session.simulator.last_time >= T0 + 2 * HOUR)
+            stop.set()
+            await task
+            after = session.simulator.snapshot()["bars"]
+            assert [a - b for a, b in zip(after, before, strict=True)] == [3, 3]
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    assert market.count("GET /api/v3/klines") > 0
+    # Three points, each with both sleeves' bars; the outage is one error and one recovered event.
+    assert steps == [2, 2, 2]
+    events = [e for _, e in engine.store.events(engine.key, limit=100)]
+    assert [e.kind for e in events if e.message.startswith("exchange:")] == ["error", "recovered"]

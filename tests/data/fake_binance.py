@@ -303,7 +303,10 @@ class FakeBinance:
             self.balances.setdefault(asset, Balance()).free += _dec(amount)
 
     def inject(self, route: str, *kinds: str) -> None:
-        """Queue faults for the next requests of route ("POST /api/v3/order"), one request each."""
+        """Queue faults for the next requests of route ("POST /api/v3/order"), one request each.
+
+        A route followed by a market ("GET /api/v3/klines BTCUSDT") faults only that market's requests.
+        """
         with self._lock:
             self._faults.setdefault(route, []).extend(kinds)
 
@@ -355,7 +358,7 @@ class FakeBinance:
             if handler is None:
                 self.unknown.append(seen.route)
                 return web.json_response({"code": -1000, "msg": "not served by the fake"}, status=404)
-            fault = self._fault(seen.route)
+            fault = self._fault(seen.route, seen.query.get("symbol", ""))
         # Faults that answer without executing.
         if fault == "timeout":
             await asyncio.sleep(self.timeout_s)
@@ -450,9 +453,9 @@ class FakeBinance:
              "l": low, "v": v, "n": 1, "x": final, "q": "0", "V": "0", "Q": "0", "B": "0"}  # fmt: skip
         return {"e": "kline", "E": self.now_ms, "s": pair, "k": k}
 
-    def _fault(self, route: str) -> str | None:
-        """The fault of this request: the route's queue first, else a random one in chaos mode."""
-        queue = self._faults.get(route)
+    def _fault(self, route: str, symbol: str) -> str | None:
+        """The fault of this request: its market's queue, the route's, else a random one in chaos mode."""
+        queue = self._faults.get(f"{route} {symbol}") or self._faults.get(route)
         if queue:
             return queue.pop(0)
         if self._chaos is not None:
