@@ -1,41 +1,27 @@
 """The first run's compilation of the numba kernels, shown on stderr instead of half a minute of silence.
 
 numba compiles each kernel at its first call and keeps the machine code in its on-disk cache (next to the
-sources, in `__pycache__`), so only the first run after an install or an upgrade pays it. That run is
-recognised cheaply, before anything is compiled, by the missing cache index of the broker's step kernel
-(the largest kernel: most of a cold start is spent on it); while it lasts, every compilation is counted
-through numba's event hooks and a line every few seconds says how far it got. (numba is imported here:
-import this module only where kernels are about to run.)
+sources, in `__pycache__`), so only the first run after an install or an upgrade pays it. numba's event
+hooks tell each compilation (a kernel loaded from the cache is none): the first one prints the notice,
+a line every few seconds says how far it got, and a last line the total. A warm run prints nothing.
+(numba is imported here: import this module only where kernels are about to run.)
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TextIO
 
 from numba.core import event
 
+# The first line, printed when the first kernel starts compiling.
+NOTICE = "compiling kernels, first run only (about half a minute; later runs load them) ..."
 # Seconds between two progress lines while kernels compile.
 PROGRESS_EVERY_S = 5.0
-
-
-def index_missing(kernel: Any) -> bool:
-    """Whether a numba kernel compiled with `cache=True` has no cache index on disk yet (False if unknown)."""
-    # numba's FunctionCache keeps its index file's path on its IndexDataCacheFile (numba 0.6x).
-    index = getattr(getattr(getattr(kernel, "_cache", None), "_cache_file", None), "_index_path", None)
-    return isinstance(index, str) and not os.path.exists(index)
-
-
-def cache_is_cold() -> bool:
-    """Whether this run will compile the kernels: the broker step kernel has never been cached."""
-    from runtime.broker.step import step_points
-
-    return index_missing(step_points)
 
 
 class CompileProgress(event.Listener):
@@ -54,10 +40,14 @@ class CompileProgress(event.Listener):
         self.depth = 0  # compilations in progress (a kernel compiles the functions it calls inside its own)
         self.began = time.perf_counter()  # when the run started, perf_counter seconds
         self.stop = threading.Event()  # set when the block ends: the timer thread stops
+        self.announced = False  # whether the notice was printed (at the first compilation)
 
     def on_start(self, event: event.Event) -> None:
         """A compilation begins (numba calls this): remember the outermost kernel's name."""
         if not self.depth:
+            if not self.announced:
+                self.announced = True
+                self._write(NOTICE)
             self.current = getattr(getattr(event.data["dispatcher"], "py_func", None), "__name__", "a kernel")
         self.depth += 1
 
@@ -86,8 +76,7 @@ class CompileProgress(event.Listener):
 
     @contextmanager
     def showing(self) -> Iterator[CompileProgress]:
-        """Report while the block runs: a first line now, progress lines, a last line with the total."""
-        self._write("compiling kernels, first run only (about half a minute; later runs load them) ...")
+        """Report while the block runs: at the first compilation the notice, then progress and the total."""
         event.register("numba:compile", self)
         ticker = threading.Thread(target=self._tick, name="compile-progress", daemon=True)
         ticker.start()
@@ -97,14 +86,12 @@ class CompileProgress(event.Listener):
             self.stop.set()
             ticker.join()
             event.unregister("numba:compile", self)
-            self._write(f"compiled {self._count()} in {time.perf_counter() - self.began:.1f} s")
+            if self.announced:
+                self._write(f"compiled {self._count()} in {time.perf_counter() - self.began:.1f} s")
 
 
 @contextmanager
 def compile_notice() -> Iterator[None]:
-    """Show the kernels' compilation on stderr when this run is the first (cold cache); silent otherwise."""
-    if not cache_is_cold():
-        yield
-        return
+    """Show the kernels' compilation on stderr when this run compiles any (a cold cache); silent otherwise."""
     with CompileProgress(sys.stderr).showing():
         yield
