@@ -61,7 +61,11 @@ class MemberResult:
 
 
 def sweep(
-    plans: Iterable[RunPlan], *, batch: int | None = None, overlap: bool = False
+    plans: Iterable[RunPlan],
+    *,
+    batch: int | None = None,
+    overlap: bool = False,
+    data: DataSets | None = None,
 ) -> Iterator[MemberResult]:
     """Backtest every planned member, in order (see the module docstring for the contract and the paths).
 
@@ -72,10 +76,12 @@ def sweep(
     instead of 1.8 s for 1,000 members of 58,419 bars here; when the cores are busy (other processes, a
     pool of sweeps, two vCPUs sharing one core) the threads only compete, up to 40% slower, so it is not
     the default.
+    `data`: the data sets (and the indicator values computed over them) of earlier sweeps, so that several
+    sweeps over the same candles (an optimizer's tasks) compute each indicator once between them.
     """
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    data = _DataSets()
+    data = data if data is not None else DataSets()
     members = iter(plans)
     if batch is None:
         first = next(members, None)
@@ -114,7 +120,7 @@ class _Batch(NamedTuple):
     scratch: Scratch  # the arrays the batch is simulated in (its results view them)
 
 
-def _prepare(chunk: Sequence[RunPlan], data: _DataSets, scratch: Scratch) -> _Batch:
+def _prepare(chunk: Sequence[RunPlan], data: DataSets, scratch: Scratch) -> _Batch:
     """Decide the fast members of a batch over whole arrays (their shared indicators computed once)."""
     quick = [i for i, rp in enumerate(chunk) if fast(rp)]
     # Each fast member's data set; every member announces its nodes before any is computed, so that the
@@ -191,7 +197,7 @@ class _DataSet:
     def __init__(self, candles: list[Candles]) -> None:
         """A data set of these candles (one per clock of the members' graphs)."""
         self.candles = candles  # the candles, per clock index
-        # every list of candle objects recognised as this set, kept alive: their ids are keys of `_DataSets`
+        # every list of candle objects recognised as this set, kept alive: their ids are keys of `DataSets`
         self.held: list[Sequence[Candles]] = []
         self.shared = SharedValues()  # indicator values computed over them
         # the calendars of the members' time lines (the base bars' closes from a start), by (length, first
@@ -207,8 +213,12 @@ class _DataSet:
         return found
 
 
-class _DataSets:
-    """The distinct data sets a sweep's members read, recognised by the identity or the values of candles."""
+class DataSets:
+    """The distinct data sets sweeps' members read, recognised by the identity or the values of candles.
+
+    Each holds the indicator values shared over it (`SharedValues`, bounded by its budget): give one
+    `DataSets` to several `sweep` calls over the same candles and they share their indicators too.
+    """
 
     def __init__(self) -> None:
         """No data set yet."""

@@ -47,7 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--to", dest="end", metavar="DATE", help="end of the range (default: the block's end)"
     )
     parser.add_argument("--capital", type=positive_amount, help="starting capital of each member (10,000)")
-    parser.add_argument("--jobs", type=_workers, default=1, metavar="N", help="local worker processes")
+    parser.add_argument(
+        "--jobs",
+        type=_workers,
+        default=usable_cores(),
+        metavar="N",
+        help=f"local worker processes (default: every core this process may use, {usable_cores()} here; "
+        "1 runs the members in this process)",
+    )
     parser.add_argument(
         "--cluster", metavar="tcp://HOST:8786", help="run the members on this Dask distributed scheduler"
     )
@@ -59,6 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_data_arguments(parser)
     parser.set_defaults(handler=optimize)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; the machine's count where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def _workers(text: str) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from dsl.ir import PortfolioIR, Program
-from runtime.backtest.sweep import MemberResult, sweep
+from runtime.backtest.sweep import DataSets, MemberResult, sweep
 from runtime.data.candles import Candles
 from runtime.data.markets import MarketRules
 from runtime.graph.compiler import compile_strategy
@@ -95,6 +95,9 @@ class Job:
     rules: Mapping[str, MarketRules | None]  # the exchange's trading rules by symbol (None: unknown)
     # plans made afresh, by range, clocks and warm-up: members sharing them are replanned from these
     bases: dict[tuple[Any, ...], RunPlan] = field(default_factory=dict, compare=False, repr=False)
+    # the data sets of the members swept so far in this process, with their shared indicator values:
+    # every task's sweep computes an indicator the earlier tasks computed over the same candles once
+    data: DataSets = field(default_factory=DataSets, compare=False, repr=False)
 
     def plan(self, params: Params, start: int | None, end: int | None) -> RunPlan:
         """The plan of one member over [start, end): `strat run --backtest --set` of its params.
@@ -213,7 +216,7 @@ def run_task(job: Job, task: Task) -> list[Outcome]:
             planned.append((params, job.plan(params, task.start, task.end)))
         except RUN_ERRORS as error:
             failed[i] = Outcome(params, (None,) * len(METRICS), None, str(error) or type(error).__name__)
-    results = iter(sweep(rp for _, rp in planned))
+    results = iter(sweep((rp for _, rp in planned), data=job.data))
     ran = iter([outcome(params, next(results), task.edges) for params, _ in planned])
     return [failed[i] if i in failed else next(ran) for i in range(len(task.members))]
 
