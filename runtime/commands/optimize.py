@@ -19,10 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime.commands.run import check_spec, out_problem, positive_amount
-from runtime.commands.source import Source, SourceKind, add_data_arguments
+from runtime.commands.run import batch_source, check_spec, positive_amount, prefetch_csv
+from runtime.commands.source import Source, add_data_arguments
 from runtime.commands.tuning import batch_process
-from runtime.errors import StratError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -85,29 +84,15 @@ def _workers(text: str) -> int:
 
 def optimize(args: argparse.Namespace) -> int:
     """Check, search, write and save one optimisation."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if args.resume and not args.out:
         print("strat optimize: --resume needs --out DIR (the folder of the run to continue)", file=sys.stderr)
         return 2
-    try:
-        source = Source.from_args(args)
-    except (ValueError, StratError) as error:
-        print(f"strat optimize: {error}", file=sys.stderr)
-        return 2
-    if not Path(args.spec).is_file():
-        print(f"strat optimize: {args.spec}: no such file", file=sys.stderr)
-        return 2
-    problem = out_problem(Path(args.out or "reports"))
-    if problem:
-        print(f"strat optimize: {args.out or 'reports'}: {problem}", file=sys.stderr)
+    source = batch_source(args, "optimize")
+    if source is None:
         return 2
     began = time.perf_counter()
     with batch_process() as settle:
-        if source.kind is SourceKind.CSV:
-            from runtime.data.csvfiles import prefetch
-
-            # A CSV file is parsed on another thread while the spec is checked and the engine imported.
-            prefetch(str(source.path))
+        prefetch_csv(source)
         program = check_spec(args.spec, {})
         if program is None:
             return 1

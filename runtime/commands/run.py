@@ -120,38 +120,55 @@ def check_spec(path: str, overrides: dict[str, str]) -> Program | None:
     return checked.program
 
 
+def batch_source(args: argparse.Namespace, command: str) -> Source | None:
+    """The data source of a batch command (`run`, `optimize`), its spec and output folder checked.
+
+    None after printing why not (a usage error).
+    """
+    # No BLAS routine runs in a backtest: numpy, not loaded yet in a `strat` process, then starts
+    # OpenBLAS without its pool of spinning worker threads (one per core otherwise).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        source = Source.from_args(args)
+    except (ValueError, StratError) as error:
+        print(f"strat {command}: {error}", file=sys.stderr)
+        return None
+    if not Path(args.spec).is_file():
+        print(f"strat {command}: {args.spec}: no such file", file=sys.stderr)
+        return None
+    # Where the outputs go is checked before anything is computed, so no finished run is lost.
+    problem = out_problem(Path(args.out or "reports"))
+    if problem:
+        print(
+            f"strat {command}: {'--out ' + args.out if args.out else 'reports'}: {problem}", file=sys.stderr
+        )
+        return None
+    return source
+
+
+def prefetch_csv(source: Source) -> None:
+    """Parse a CSV source on another thread while the spec is checked and the engine imported."""
+    if source.kind is SourceKind.CSV:
+        from runtime.data.csvfiles import prefetch
+
+        prefetch(str(source.path))
+
+
 def run(args: argparse.Namespace) -> int:
     """Check, plan, simulate, report and save one run (or run a paper or live session)."""
     if args.paper or args.live:
         from runtime.commands.live import run_live
 
         return run_live(args, "live" if args.live else "paper")
-    # No BLAS routine runs in a backtest: numpy, not loaded yet in a `strat` process, then starts
-    # OpenBLAS without its pool of spinning worker threads (one per core otherwise).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     overrides = parse_overrides(args.set, "run")
     if overrides is None:
         return 2
-    try:
-        source = Source.from_args(args)
-    except (ValueError, StratError) as error:
-        print(f"strat run: {error}", file=sys.stderr)
-        return 2
-    if not Path(args.spec).is_file():
-        print(f"strat run: {args.spec}: no such file", file=sys.stderr)
-        return 2
-    # Where the outputs go is checked before anything is computed, so no finished run is lost.
-    problem = out_problem(Path(args.out or "reports"))
-    if problem:
-        print(f"strat run: {'--out ' + args.out if args.out else 'reports'}: {problem}", file=sys.stderr)
+    source = batch_source(args, "run")
+    if source is None:
         return 2
     began = time.perf_counter()
     with batch_process() as settle:
-        if source.kind is SourceKind.CSV:
-            from runtime.data.csvfiles import prefetch
-
-            # A CSV file is parsed on another thread while the spec is checked and the engine imported.
-            prefetch(str(source.path))
+        prefetch_csv(source)
         from runtime.commands.compiling import compile_notice
 
         if args.watch:

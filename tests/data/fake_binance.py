@@ -45,6 +45,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
 from aiohttp import web
+from local_server import LocalServer
 
 # 2024-01-01 00:00 UTC in ms: where the ETH/SOL/XRP files start.
 JAN_1_2024 = 1_704_067_200_000
@@ -191,7 +192,7 @@ class Order:
 
 
 @dataclass
-class FakeBinance:
+class FakeBinance(LocalServer):
     """The fake server; `start()` runs it in a daemon thread, `stop()` ends it."""
 
     data_dir: Path | None = None  # folder of SYMBOL-TF.csv files (the real Binance candles), optional
@@ -227,35 +228,12 @@ class FakeBinance:
 
     # ----- life cycle -------------------------------------------------------------------------------
 
-    def start(self) -> FakeBinance:
-        """Start serving in a background thread; returns self once the port is bound."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()  # the server's event loop, in its own thread
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)  # server thread
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Binance did not start")
-        return self
+    name = "fake Binance"  # shown when it cannot start
+    shutdown_timeout_s = 2.0  # how long open requests may finish at stop, seconds
 
-    def _serve(self, ready: threading.Event) -> None:
-        """Thread body: bind an ephemeral port, signal readiness, run until stopped."""
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
+        """Every request goes through `_dispatch`."""
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, shutdown_timeout=2.0)  # aiohttp runner, cleaned up on stop
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def stop(self) -> None:
-        """Stop the server and join its thread."""
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
     @property
     def url(self) -> str:

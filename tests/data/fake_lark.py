@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from local_server import LocalServer
 
 TOKEN = "c0ffee00-0000-4000-8000-5ecre7t0ken0"  # the hook's token (the secret part of the address)
 SIGN_FAIL = {"code": 19021, "data": {}, "msg": "sign match fail or timestamp is not within one hour"}
@@ -39,7 +40,7 @@ class Posted:
 
 
 @dataclass
-class FakeLark:
+class FakeLark(LocalServer):
     """The fake webhook; `start()` runs it in a daemon thread, `stop()` ends it."""
 
     secret: str | None = None  # the bot's signing secret (None: signatures are not checked)
@@ -76,37 +77,19 @@ class FakeLark:
 
     # ----- life cycle -------------------------------------------------------------------------------
 
-    def start(self) -> FakeLark:
-        """Start serving in a background thread; returns self once the port is bound."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()  # the server's event loop, in its own thread
-        self._stopping = asyncio.Event()  # set at stop: hanging requests end
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)  # server thread
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Lark did not start")
-        return self
+    name = "fake Lark"  # shown when it cannot start
 
-    def _serve(self, ready: threading.Event) -> None:
-        """Thread body: bind an ephemeral port, signal readiness, run until stopped."""
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
+        """The webhook."""
         app.router.add_post("/open-apis/bot/v2/hook/{token}", self._hook)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)  # aiohttp runner, cleaned up on stop
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
 
-    def stop(self) -> None:
-        """Stop the server (hanging requests end) and join its thread."""
-        self._loop.call_soon_threadsafe(self._stopping.set)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    def _on_start(self) -> None:
+        """The event hanging requests wait on."""
+        self._stopping = asyncio.Event()  # set at stop: hanging requests end
+
+    def _on_stop(self) -> None:
+        """End the hanging requests."""
+        self._stopping.set()
 
     # ----- the webhook ------------------------------------------------------------------------------
 

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from local_server import LocalServer
 
 BOT = {"id": 4242, "is_bot": True, "first_name": "FakeBot", "username": "fake_bot"}  # the bot's getMe
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """The fake server; `start()` runs it in a daemon thread, `stop()` ends it."""
 
     port: int = 0  # TCP port once started
@@ -48,38 +49,20 @@ class FakeTelegram:
 
     # ----- life cycle -------------------------------------------------------------------------------
 
-    def start(self) -> FakeTelegram:
-        """Start serving in a background thread; returns self once the port is bound."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()  # the server's event loop, in its own thread
-        self._arrived = asyncio.Event()  # set (in the server loop) when an update is queued
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)  # server thread
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Telegram did not start")
-        return self
+    name = "fake Telegram"  # shown when it cannot start
 
-    def _serve(self, ready: threading.Event) -> None:
-        """Thread body: bind an ephemeral port, signal readiness, run until stopped."""
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
+        """Every Bot API method goes through `_dispatch`."""
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)  # aiohttp runner, cleaned up on stop
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
 
-    def stop(self) -> None:
-        """Stop the server (ending a pending long poll first) and join its thread."""
+    def _on_start(self) -> None:
+        """The event a long poll waits on."""
+        self._arrived = asyncio.Event()  # set (in the server loop) when an update is queued
+
+    def _on_stop(self) -> None:
+        """End a pending long poll at once."""
         self._closing = True
-        self._loop.call_soon_threadsafe(self._arrived.set)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._arrived.set()
 
     @property
     def api_url(self) -> str:
