@@ -10,11 +10,13 @@ an event naming who asked, and is checkpointed at once, so it is persisted and f
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from runtime.backtest.metrics import iso_time
 from runtime.broker.simulator import saved_trades
@@ -33,9 +35,40 @@ if TYPE_CHECKING:
     from runtime.store.live import Deployment as StoredDeployment
 
 T = TypeVar("T")
+P = ParamSpec("P")
 DAY_MS = 86_400_000  # one day, ms
+READ_WAIT_S = 2.0  # longest a read waits for the engine's pass to end, seconds
 # Monday 1970-01-05 00:00 UTC, ms: weeks start on Mondays.
 _MONDAY_MS = 4 * DAY_MS
+
+
+def between_points(
+    read: Callable[Concatenate[ControlService, P], Awaitable[T]],
+) -> Callable[Concatenate[ControlService, P], Awaitable[T]]:
+    """Make a read of the engine's state wait for the end of the loop's pass (it takes the engine's lock).
+
+    The engine holds its lock for a whole pass (poll, step, act, checkpoint), and awaits inside it (the
+    exchange's answers): a read served meanwhile could see one market's feed moved on but its point not
+    stepped yet. Under the lock every read sees the state between two points, as commands change it.
+    """
+
+    @functools.wraps(read)
+    async def locked(self: ControlService, *args: P.args, **kwargs: P.kwargs) -> T:
+        """The read, under the engine's lock when this process runs one."""
+        if self.engine is None:
+            return await read(self, *args, **kwargs)
+        lock = self.engine.lock
+        try:
+            await asyncio.wait_for(lock.acquire(), READ_WAIT_S)
+        except TimeoutError:
+            # A pass held up by the exchange (its retries take up to half a minute): read as it stands.
+            return await read(self, *args, **kwargs)
+        try:
+            return await read(self, *args, **kwargs)
+        finally:
+            lock.release()
+
+    return locked
 
 
 class ControlError(StratError):
@@ -131,6 +164,7 @@ class ControlService:
             for d in rows
         ]  # fmt: skip
 
+    @between_points
     async def status(self, deployment: str | None = None) -> m.Status:
         """A deployment at a glance: state, version, equity, sleeves, flags, the last reload."""
         key = self.deployment_key(deployment)
@@ -162,10 +196,12 @@ class ControlService:
                 return m.Reload(time=_iso(e.time_ms), ok=ok, message=e.message, who=e.who)
         return None
 
+    @between_points
     async def sleeves(self, deployment: str | None = None) -> list[m.Sleeve]:
         """Every sleeve: market, position, PnL and flags (spec order)."""
         return [_sleeve(s) for s in self._sleeve_rows(self.deployment_key(deployment))]
 
+    @between_points
     async def positions(self, deployment: str | None = None) -> list[m.Position]:
         """The open positions."""
         out = []
@@ -183,6 +219,7 @@ class ControlService:
             )  # fmt: skip
         return out
 
+    @between_points
     async def orders(self, deployment: str | None = None, finished: bool = False) -> list[m.Order]:
         """Orders not finished yet (live: the exchange's; paper: the broker's pending ones).
 
@@ -213,6 +250,7 @@ class ControlService:
                 )  # fmt: skip
         return out
 
+    @between_points
     async def trades(self, deployment: str | None = None, limit: int = 50) -> list[m.Trade]:
         """The latest `limit` trades, newest first (the open ones marked at the latest close)."""
         key = self.deployment_key(deployment)
@@ -240,6 +278,7 @@ class ControlService:
             for t in rows
         ]  # fmt: skip
 
+    @between_points
     async def pnl(self, deployment: str | None = None) -> m.PnL:
         """Profit today, this week and since the start, with the realized and unrealized parts."""
         key = self.deployment_key(deployment)
@@ -276,6 +315,7 @@ class ControlService:
         quote = market_pair(sleeves[0].symbol).split("/")[-1] if sleeves else ""
         return (curve[0][1] if curve else 0.0), quote
 
+    @between_points
     async def balance(self, deployment: str | None = None) -> list[m.Balance]:
         """The account's assets: the exchange's balances live, the simulated account on paper."""
         key = self.deployment_key(deployment)
@@ -291,13 +331,16 @@ class ControlService:
                 if b.free or b.locked
             ]
         # The simulated account: cash in the quote currency, each base asset's net position.
-        status = await self.status(key)
         _, quote = self._capital(key)
+        checkpoint = self._checkpoint(key)
+        if engine is not None and engine.session is not None:
+            cash = engine.session.simulator.cash
+        else:
+            cash = checkpoint.cash if checkpoint is not None else 0.0
         assets: dict[str, float] = {}
         for s in self._sleeve_rows(key):
             base = market_pair(s.symbol).split("/")[0]
             assets[base] = assets.get(base, 0.0) + s.position
-        cash = status.cash or 0.0
         rows = [m.Balance(asset=quote, free=cash, locked=0.0, total=cash)]
         return rows + [
             m.Balance(asset=a, free=q, locked=0.0, total=q) for a, q in sorted(assets.items()) if q
