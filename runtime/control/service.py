@@ -29,7 +29,6 @@ from runtime.store.runs import RunListing, RunStore
 from . import models as m
 
 if TYPE_CHECKING:
-    from runtime.broker.result import TradeTable
     from runtime.live.engine import Engine
     from runtime.store.live import Checkpoint
     from runtime.store.live import Deployment as StoredDeployment
@@ -142,13 +141,21 @@ class ControlService:
         """The last checkpoint of a deployment (None before its first)."""
         return self.live.last_checkpoint(key)
 
-    def _sleeve_rows(self, key: str) -> list[SleeveStatus]:
-        """Every sleeve's status: live from the engine, else from the last checkpoint."""
+    def _sleeve_rows(self, key: str, checkpoint: Checkpoint | None = None) -> list[SleeveStatus]:
+        """Every sleeve's status: live from the engine, else from `checkpoint` (default: the last one)."""
         engine = self._attached(key)
         if engine is not None:
             return engine.sleeve_status()
-        checkpoint = self._checkpoint(key)
+        checkpoint = checkpoint or self._checkpoint(key)
         return list(checkpoint.sleeves) if checkpoint is not None else []
+
+    def _account(self, key: str, checkpoint: Checkpoint | None = None) -> tuple[float, float] | None:
+        """(equity, cash) now: the engine's, else `checkpoint`'s (default: the last one; None before it)."""
+        engine = self._attached(key)
+        if engine is not None and engine.session is not None:
+            return engine.session.simulator.equity, engine.session.simulator.cash
+        checkpoint = checkpoint or self._checkpoint(key)
+        return (checkpoint.equity, checkpoint.cash) if checkpoint is not None else None
 
     # -------------------------------------------------------------------------------------- reads
 
@@ -170,19 +177,16 @@ class ControlService:
         key = self.deployment_key(deployment)
         d = self._stored(key)
         engine = self._attached(key)
-        sleeves = self._sleeve_rows(key)
         checkpoint = self._checkpoint(key)
-        equity = cash = None
-        if engine is not None and engine.session is not None:
-            equity, cash = engine.session.simulator.equity, engine.session.simulator.cash
-        elif checkpoint is not None:
-            equity, cash = checkpoint.equity, checkpoint.cash
+        sleeves = self._sleeve_rows(key, checkpoint)
+        account = self._account(key, checkpoint)
         return m.Status(
             deployment=key, name=d.name, mode=d.mode, exchange=d.exchange,
             state=shown_state(d, wall_clock_ms()), attached=engine is not None, spec_path=d.spec_path,
             version=d.spec_sha[:12], started=_iso(d.started_ms), heartbeat=_iso(d.heartbeat_ms),
             last_update=_iso(checkpoint.time_ms) if checkpoint is not None else None,
-            equity=None if equity is None else _num(equity), cash=None if cash is None else _num(cash),
+            equity=None if account is None else _num(account[0]),
+            cash=None if account is None else _num(account[1]),
             sleeves=len(sleeves), positions=sum(1 for s in sleeves if s.position),
             paused=[s.sleeve for s in sleeves if s.paused], halted=any(s.halted for s in sleeves),
             last_reload=self._last_reload(key),
@@ -255,7 +259,6 @@ class ControlService:
         """The latest `limit` trades, newest first (the open ones marked at the latest close)."""
         key = self.deployment_key(deployment)
         engine = self._attached(key)
-        table: TradeTable | None = None
         if engine is not None and engine.session is not None:
             table = engine.session.simulator.finish().since(engine.start_ms).trade_table
         else:
@@ -285,12 +288,13 @@ class ControlService:
         sleeves = self._sleeve_rows(key)
         curve = self.live.equity(key)
         engine = self._attached(key)
-        capital, quote = self._capital(key)
-        now_equity = (
-            engine.session.simulator.equity
-            if engine is not None and engine.session is not None
-            else (curve[-1][1] if curve else capital)
-        )
+        quote = self._quote(key, sleeves)
+        # The starting capital and the equity now: the engine's, else the curve's first and last points.
+        if engine is not None and engine.session is not None:
+            capital, now_equity = engine.session.plan.capital, engine.session.simulator.equity
+        else:
+            capital = curve[0][1] if curve else 0.0
+            now_equity = curve[-1][1] if curve else capital
         now = wall_clock_ms()
 
         def since(start: int) -> float:
@@ -305,15 +309,12 @@ class ControlService:
             equity=now_equity, capital=capital, quote=quote,
         )  # fmt: skip
 
-    def _capital(self, key: str) -> tuple[float, str]:
-        """A deployment's starting capital and quote currency (from its engine, else its first point)."""
+    def _quote(self, key: str, sleeves: list[SleeveStatus]) -> str:
+        """A deployment's quote currency: its engine's, else its `sleeves`' markets'."""
         engine = self._attached(key)
         if engine is not None and engine.session is not None:
-            return engine.session.plan.capital, engine.session.plan.quote
-        curve = self.live.equity(key)
-        sleeves = self._sleeve_rows(key)
-        quote = market_pair(sleeves[0].symbol).split("/")[-1] if sleeves else ""
-        return (curve[0][1] if curve else 0.0), quote
+            return engine.session.plan.quote
+        return market_pair(sleeves[0].symbol).split("/")[-1] if sleeves else ""
 
     @between_points
     async def balance(self, deployment: str | None = None) -> list[m.Balance]:
@@ -331,14 +332,13 @@ class ControlService:
                 if b.free or b.locked
             ]
         # The simulated account: cash in the quote currency, each base asset's net position.
-        _, quote = self._capital(key)
-        checkpoint = self._checkpoint(key)
-        if engine is not None and engine.session is not None:
-            cash = engine.session.simulator.cash
-        else:
-            cash = checkpoint.cash if checkpoint is not None else 0.0
+        checkpoint = None if engine is not None else self._checkpoint(key)
+        sleeves = self._sleeve_rows(key, checkpoint)
+        account = self._account(key, checkpoint)
+        cash = account[1] if account is not None else 0.0
+        quote = self._quote(key, sleeves)
         assets: dict[str, float] = {}
-        for s in self._sleeve_rows(key):
+        for s in sleeves:
             base = market_pair(s.symbol).split("/")[0]
             assets[base] = assets.get(base, 0.0) + s.position
         rows = [m.Balance(asset=quote, free=cash, locked=0.0, total=cash)]
