@@ -35,6 +35,7 @@ import numpy as np
 from dsl.ir import PortfolioIR, Program
 from dsl.units import timeframe_ms
 from runtime.broker.session import Session
+from runtime.broker.simulator import PendingOrder
 from runtime.data.candles import Candle, Candles
 from runtime.data.times import wall_clock_ms
 from runtime.errors import StratError
@@ -352,10 +353,7 @@ class Engine:
                     session.simulator.drop(order.sleeve)
             elif self.orders is not None:
                 await self.orders.settle()
-                for order in pending:
-                    if order.sleeve not in self.orders.waiting():
-                        await self.orders.submit(order, close)
-                self._collect_orders()
+                await self._send(pending, close)
 
     def _report_session(self) -> None:
         """Turn the session's new alerts, missed decisions and risk events into events."""
@@ -708,14 +706,18 @@ class Engine:
         return was
 
     async def _send_now(self) -> None:
-        """Live: send the sleeves' pending orders now (a command's exits), unless one is in flight."""
+        """Live: send the sleeves' pending orders now (a command's exits)."""
         session = self.session
-        if self.orders is None or session is None:
-            return
+        if self.orders is not None and session is not None:
+            await self._send(session.simulator.pending(), self.clock.now())
+
+    async def _send(self, pending: list[PendingOrder], bar_close_ms: int) -> None:
+        """Live: send the pending orders (decided at `bar_close_ms`) of the sleeves with none in flight."""
+        assert self.orders is not None  # live mode
         waiting = self.orders.waiting()
-        for order in session.simulator.pending():
+        for order in pending:
             if order.sleeve not in waiting:
-                await self.orders.submit(order, self.clock.now())
+                await self.orders.submit(order, bar_close_ms)
         self._collect_orders()
 
     # --------------------------------------------------------------------------------- persistence
