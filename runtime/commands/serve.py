@@ -170,8 +170,8 @@ def host(
         from runtime.lark import LarkChannel
 
         channels.append(LarkChannel.from_env())
-    names = {d.key: d.name for d in service.live.deployments()}
-    notifier = Notifier(bus, channels, lambda key: names.get(key, key.split(":")[0]))
+    # A deployment's key begins with its name (`name:mode:exchange:account`): the label of its lines.
+    notifier = Notifier(bus, channels, lambda key: key.split(":")[0])
     tasks.append(asyncio.create_task(notifier.run(stop)))
     tasks.append(asyncio.create_task(daily_summaries(service, stop)))
     return tasks
