@@ -23,7 +23,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "control"))
-from conftest import PaperSession  # noqa: E402
+from control_session import PaperSession  # noqa: E402
 from fake_binance import FakeBinance  # noqa: E402
 from test_paper import HOUR, T0  # noqa: E402
 

@@ -49,28 +49,20 @@ from runtime.data.candles import Candles  # noqa: E402
 from runtime.plan.plan import RunPlan, plan  # noqa: E402
 from runtime.plan.select import select  # noqa: E402
 
-# The grid's strategy: S1's conventions, its two lengths as params with the grid's domains.
-SPEC = """strat 1
-strategy smax:
-    symbol:    "BINANCE:BTC/USDT"
-    timeframe: 1h
-    param fast = 5  in 5..53 step 2
-    param slow = 20 in 20..215 step 5
-    f = sma(close, fast)
-    s = sma(close, slow)
-    entry long when f crosses above s
-    exit  long when f crosses below s
-    size: equity_pct(100%)
-    execution:
-        fill:     next_open
-        fee:      0.1%
-        slippage: 0bps
+sys.path.insert(0, str(ROOT / "tests" / "backtest"))
+from test_sweep import SMA  # noqa: E402
 
+# The grid's strategy (S1's conventions, its two lengths as params with the grid's domains: the sweep
+# tests' SMA cross) and its optimize block.
+SPEC = (
+    SMA
+    + """
 optimize grid_search:
     target:    smax
     method:    grid
     objective: maximize(sharpe)
 """
+)
 FASTS = range(5, 54, 2)  # the grid's fast lengths (25)
 SLOWS = range(20, 216, 5)  # the grid's slow lengths (40)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import SPEC, PaperSession
+from control_session import SPEC, PaperSession
 from fake_binance import FakeBinance
 
 # Every read under /api/ (the stream aside: it does not end).

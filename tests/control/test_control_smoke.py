@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PaperSession
+from control_session import PaperSession
 
 
 def test_status_over_http(paper: PaperSession) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import PaperSession
+from control_session import PaperSession
 from fake_binance import FakeBinance
 from test_api import _until_a_fill
 

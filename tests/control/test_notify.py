@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SPEC, PaperSession
+from control_session import SPEC, PaperSession
 from fake_binance import FakeBinance
 from fake_lark import TOKEN, FakeLark
 from test_paper import HOUR, T0

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SPEC, PaperSession
+from control_session import SPEC, PaperSession
 from fake_binance import FakeBinance
 from test_api import COMMANDS, CONFIRMED, _csv_trades, _until_a_fill
 from test_paper import _env

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SPEC, PaperSession
+from control_session import SPEC, PaperSession
 from fake_binance import FakeBinance
 from fake_telegram import FakeTelegram
 
