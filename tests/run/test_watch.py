@@ -47,15 +47,17 @@ class Watching:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--backtest", "--watch", "--out",
              "out"],
-            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        # One pipe for both streams, read on one thread, so the lines keep the order they were
+        # printed in (two readers let a stderr line overtake the stdout line printed after it).
         self.lines: queue.Queue[str] = queue.Queue()  # stdout and stderr lines, as they come
-        for stream in (self.proc.stdout, self.proc.stderr):
-            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def _read(self, stream: object) -> None:
-        """Queue every line of a stream."""
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(self) -> None:
+        """Queue every line the process prints."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
 
     def until(self, text: str, seconds: float = 60) -> list[str]:
