@@ -5,7 +5,8 @@ the exchange) and every graph warmed; a fresh deployment steps its broker throug
 as a backtest with `--from <first live bar>` does (nothing is decided there), a resumed one restores its
 broker from the checkpoint and only warms the graphs. Bars that closed while the process was down are
 then evaluated without acting (their decisions are recorded as missed, never sent late), live orders are
-reconciled with the exchange, and from then on every bar that closes is acted on.
+reconciled with the exchange, and every bar that closes after the start is acted on (one that closes
+during the start-up too).
 
 The loop: each market feed (one per symbol and timeframe, shared by every sleeve clock that reads it) is
 polled for closed candles; the bars closing at one time form one point of the time line, stepped through
@@ -37,7 +38,7 @@ from dsl.units import timeframe_ms
 from runtime.broker.session import Session
 from runtime.broker.simulator import PendingOrder
 from runtime.data.candles import Candle, Candles
-from runtime.data.times import wall_clock_ms
+from runtime.data.times import format_time, wall_clock_ms
 from runtime.errors import StratError
 from runtime.exchange.client import ExchangeClient, ExchangeRejected, ExchangeUnavailable
 from runtime.exchange.stream import CandleStream
@@ -161,8 +162,9 @@ class Engine:
                 dust=dict(saved.get("dust", {})),
             )  # fmt: skip
         self.event("start", "", f"{self.options.mode} {self.key} from {len(rp.sleeves)} sleeve(s)")
-        # Bars that closed while the process was down: evaluated, not acted on.
-        await self._poll_all(client, act=False)
+        # Bars that closed while the process was down (before `now`): evaluated, not acted on. Bars
+        # that closed since it started are acted on, as they would be a moment later by the loop.
+        await self._poll_all(client, act_from=now)
         if self.orders is not None:
             await self.reconcile()
         self.checkpoint()
@@ -271,7 +273,7 @@ class Engine:
                     # When the exchange fails, the offset measured last stays (the polls report it).
                     with contextlib.suppress(ExchangeUnavailable, ExchangeRejected):
                         await self.clock.sync(self.exchange, client)
-                acted = await self._poll_all(client, act=True)
+                acted = await self._poll_all(client)
                 now = self.clock.now()
                 self._check_stale(now)
                 if self.orders is not None and loop.time() - self._reconciled_at >= RECONCILE_S:
@@ -291,9 +293,11 @@ class Engine:
         while self._closing:
             await self._closing.pop().close()
 
-    async def _poll_all(self, client: Any, act: bool) -> bool:
+    async def _poll_all(self, client: Any, act_from: int = 0) -> bool:
         """Poll every feed whose next bar is due, then step the points they completed; return if any.
 
+        Points closing before `act_from` (UTC ms; the start-up's catch-up of the bars that closed while
+        the process was down) are evaluated without acting on them.
         When the exchange fails a feed's poll (after its retries), points closing at or after that feed's
         next bar wait (held, stepped at a later poll): a point is stepped only when every feed that may
         have a bar in it has answered, as a backtest would see it.
@@ -317,8 +321,7 @@ class Engine:
                 horizon = min(horizon, feed.next_open + feed.ms)
             if got:
                 queues[m] = got
-        if act:
-            self._exchange_answered(failure)
+        self._exchange_answered(failure)
         # Merge the new bars of every feed into points of one close time, oldest first; the points a
         # failed feed may still add a bar to are held for a later poll.
         by_close: dict[int, list[tuple[int, Candle]]] = {}
@@ -331,7 +334,7 @@ class Engine:
             for candle in ready:
                 by_close.setdefault(candle.time + feed.ms, []).extend((f, candle) for f in self._fanout[m])
         for close in sorted(by_close):
-            await self._step(close, sorted(by_close[close], key=lambda x: x[0]), act)
+            await self._step(close, sorted(by_close[close], key=lambda x: x[0]), close >= act_from)
         return bool(by_close)
 
     async def _step(self, close: int, bars: list[tuple[int, Candle]], act: bool) -> None:
@@ -349,7 +352,11 @@ class Engine:
             if not act:
                 # Orders a bar decided while the process was down are not sent late.
                 for order in pending:
-                    self.event("missed", order.sleeve, f"{order.intent} ({order.reason}) at a missed bar")
+                    self.event(
+                        "missed", order.sleeve,
+                        f"{order.intent} ({order.reason}) at the bar closing {format_time(close)} UTC, "
+                        "which closed while the process was down: not sent",
+                    )  # fmt: skip
                     session.simulator.drop(order.sleeve)
             elif self.orders is not None:
                 await self.orders.settle()
@@ -363,7 +370,11 @@ class Engine:
         for alert in session.alerts[done.get("alerts", 0) :]:
             self.event("alert", alert.sleeve, alert.text)
         for missed in session.missed[done.get("missed", 0) :]:
-            self.event("missed", missed.sleeve, f"{missed.what} at a bar that closed while stopped")
+            self.event(
+                "missed", missed.sleeve,
+                f"{missed.what} at the bar closing {format_time(missed.close_ms)} UTC, "
+                "which closed while the process was down: not acted on",
+            )  # fmt: skip
         fills, risk = session.simulator.news(done.get("orders", 0), done.get("risk", 0))
         if not session.simulator.external:
             # On paper the broker fills the orders (live, the order manager reports the exchange's fills).

@@ -249,7 +249,7 @@ def whole_engine(bars: int = 300) -> None:
             for _ in range(bars):
                 fake.advance(hour)
                 began = time.perf_counter_ns()
-                await engine._poll_all(client, act=True)
+                await engine._poll_all(client)
                 engine.checkpoint()
                 whole.append(time.perf_counter_ns() - began)
                 began = time.perf_counter_ns()

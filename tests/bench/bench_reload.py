@@ -74,7 +74,7 @@ def live_reload(reloads: int = SAVES) -> None:
             startup = time.perf_counter() - began
             for _ in range(48):
                 fake.advance(hour)
-                await engine._poll_all(client, act=True)
+                await engine._poll_all(client)
                 engine.checkpoint()
             samples = []
             for i in range(reloads):

@@ -23,6 +23,7 @@ import pytest
 from control_session import SPEC, PaperSession
 from fake_binance import FakeBinance
 from fake_lark import TOKEN, FakeLark
+from paper_session import paper_engine
 from test_paper import HOUR, T0
 
 from runtime.backtest.metrics import iso_time
@@ -38,7 +39,6 @@ from runtime.control.bus import (
 from runtime.control.models import Event
 from runtime.control.service import DAY_MS, ControlError, ControlService
 from runtime.lark import LarkChannel, lark_sign
-from runtime.live.engine import Engine
 from runtime.store.live import LiveEvent, LiveStore
 from runtime.store.runs import RunStore
 from runtime.store.schema import open_store
@@ -459,35 +459,9 @@ def test_every_event_reaches_lark_once_signed_bursts_batched(market: FakeBinance
     assert TOKEN not in log and "s3cret" not in log
 
 
-def _engine(market: FakeBinance, tmp_path: Path) -> Engine:
-    """An in-process paper engine of the two-sleeve spec; one attempt per exchange call (failures final)."""
-    from dsl.checker import check_source
-    from runtime.commands.source import Source
-    from runtime.exchange.client import ExchangeClient, RetryPolicy
-    from runtime.exchange.feed import ExchangeFeed
-    from runtime.live.engine import Engine, LiveOptions
-    from runtime.plan.select import select
-
-    checked = check_source(SPEC, "spec.strat")
-    assert checked.program is not None
-    source = Source(api_url=market.url, db_url=f"sqlite:///{tmp_path / 'store.db'}")
-    public = ExchangeClient("binance", api_url=market.url, rate_limit=False, retry=RetryPolicy(attempts=1))
-
-    def loader(clock: object) -> object:
-        """History through the store from the fake exchange."""
-        feed = ExchangeFeed("binance", api_url=market.url, rate_limit=False, clock=clock)  # type: ignore[arg-type]
-        return lambda s, tf, first, last: source.load(s, tf, first, last, feed=feed).candles
-
-    options = LiveOptions("paper", "binance", "spec.strat", SPEC, 0.05)
-    return Engine(
-        options, checked.program, select(checked.program, None, None), LiveStore(open_store(source.db_url)),
-        public, loader,  # type: ignore[arg-type]
-    )  # fmt: skip
-
-
 def test_exchange_failures_are_events_once_per_outage(market: FakeBinance, tmp_path: Path) -> None:
     """Polls the exchange fails (after its retries) make one "error" event, its return one "recovered"."""
-    engine = _engine(market, tmp_path)
+    engine = paper_engine(market, tmp_path)
 
     def kinds() -> list[tuple[str, str]]:
         """(kind, message) of the deployment's events."""
@@ -523,7 +497,7 @@ def test_a_point_waits_for_the_market_whose_poll_failed(market: FakeBinance, tmp
     Stepping ETH's bar alone would make BTC's bar of the same close arrive after its point, fed to the
     graph only: the broker would never see it (a silent difference from the backtest).
     """
-    engine = _engine(market, tmp_path)
+    engine = paper_engine(market, tmp_path)
     steps: list[int] = []  # close time of every point the broker stepped
 
     async def main() -> None:

@@ -8,6 +8,11 @@ bytes. The session's state is then read back with `strat status --json`, and a s
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import csv
+import io
 import json
 import os
 import signal
@@ -65,11 +70,18 @@ def market(shared_data: Path) -> Iterator[FakeBinance]:
     server.stop()
 
 
-def _status(cwd: Path, db: str) -> dict:  # type: ignore[type-arg]
-    """`strat status --json` as an object."""
-    done = strat("status", "--json", "--db", db, cwd=cwd)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+def _status(db: str) -> dict:  # type: ignore[type-arg]
+    """`strat status --json --db db` as an object.
+
+    Run in this process: the tests poll it, and a `strat` process per poll costs a second of start-up.
+    (test_status.py runs the command itself.)
+    """
+    from runtime.commands import status
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert status.run(argparse.Namespace(db=db, json=True)) == 0
+    return json.loads(printed.getvalue())  # type: ignore[no-any-return]
 
 
 def _wait_for_bar(cwd: Path, db: str, close_ms: int, proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
@@ -77,7 +89,7 @@ def _wait_for_bar(cwd: Path, db: str, close_ms: int, proc: subprocess.Popen[str]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
-        status = _status(cwd, db)
+        status = _status(db)
         deps = status["deployments"]
         if deps and all(f["last_bar_ms"] >= close_ms for f in deps[0]["feeds"]):
             return status
@@ -104,7 +116,7 @@ def test_paper_session_trades_like_the_backtest(
     try:
         # Started once its deployment exists; then the candles close one by one.
         deadline = time.monotonic() + 120
-        while not _status(tmp_path, db)["deployments"]:
+        while not _status(db)["deployments"]:
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the paper session did not start"
             time.sleep(0.2)
@@ -152,3 +164,73 @@ def test_paper_session_trades_like_the_backtest(
     assert again.stderr.startswith(
         "strat run: deployment fast_cross:paper:binance:paper was saved by another version"
     )
+
+
+def test_bars_closing_during_the_start_up_are_acted_on(
+    market: FakeBinance, tmp_path: Path, shared_data: Path
+) -> None:
+    """Bars that close while the engine starts are traded; those that closed while it was down are missed.
+
+    A slow start-up (history, warm-up, catch-up) must not cost the decisions of the bars closing meanwhile,
+    and a decision of a bar that closed before the start is recorded as missed, never acted on late. Two
+    lives: a fresh start during which twelve bars close, then a restart after twenty bars closed while the
+    process was down (an exit among them), during which twenty-four more close.
+    """
+    from paper_session import paper_engine
+
+    (tmp_path / "spec.strat").write_text(SPEC)
+    backtest = strat(
+        "run", "spec.strat", "--backtest", "--data", str(shared_data / "BTCUSDT-1h.csv"),
+        "--from", str(T0 - HOUR), "--to", str(T0 + 55 * HOUR), "--out", "bt", "--no-report", "--no-save",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert backtest.returncode == 0, backtest.stderr
+    trades = list(csv.DictReader((tmp_path / "bt" / "trades.csv").open()))
+
+    def life(down: int, starting: int) -> list[tuple[str, str]]:
+        """Let `down` bars close, start an engine while `starting` more close; its fill and missed events."""
+        market.advance(down * HOUR)
+        engine = paper_engine(market, tmp_path, SPEC)
+        save = engine._save_deployment
+
+        def slow_start(fresh: bool) -> str:
+            """Save the deployment, then let bars close before the catch-up poll."""
+            key = save(fresh)
+            market.advance(starting * HOUR)
+            return key
+
+        engine._save_deployment = slow_start  # type: ignore[method-assign]
+        before = [i for i, _ in engine.store.events(engine.key, limit=1)]
+
+        async def main() -> None:
+            """Start the engine; its catch-up poll meets the bars."""
+            client = engine.exchange.asynchronous()
+            try:
+                await engine.start(client)
+            finally:
+                await client.close()
+
+        asyncio.run(main())
+        since = before[0] if before else 0
+        return [(e.kind, e.message) for _, e in engine.store.events(engine.key, since_id=since)
+                if e.kind in ("fill", "missed")]  # fmt: skip
+
+    # Life 1, bars closing T0 .. T0 + 11h during the start: the backtest's first entry, filled at 10:00.
+    first, second, third = trades[:3]
+    assert first["entry_time"] == "2024-03-01T10:00:00Z"
+    qty = float(first["qty"])
+    assert life(0, 12) == [
+        ("fill", f"buy {qty:g} BTC/USDT at {float(first['entry_price']):g} (entry, signal)")
+    ]
+    # Life 2: down while T0 + 12h .. T0 + 31h close (the exit decided at the close of 06:00 is missed);
+    # T0 + 32h .. T0 + 55h close during the start: still long, it exits at the next cross down, as the
+    # backtest's second trade does, then enters with the third.
+    assert first["exit_time"] == "2024-03-02T06:00:00Z" and third["entry_time"] == "2024-03-03T06:00:00Z"
+    events = life(20, 24)
+    assert events[:2] == [
+        ("missed", "exit_long at the bar closing 2024-03-02 06:00 UTC, which closed while the process was "
+                   "down: not acted on"),
+        ("fill", f"sell {qty:g} BTC/USDT at {float(second['exit_price']):g} (exit, signal)"),
+    ]  # fmt: skip
+    assert len(events) == 3 and events[2][1].startswith("buy ")
+    assert events[2][1].endswith(f" BTC/USDT at {float(third['entry_price']):g} (entry, signal)")
