@@ -135,7 +135,7 @@ def test_kill_restart_under_faults_loses_and_duplicates_nothing(market: FakeBina
     for order in market.orders:
         assert Decimal(str(booked[order.client_id])) == order.filled, order.client_id
     # The store's position equals the exchange's balance (the account started with no BTC).
-    status = _status(tmp_path, db)["deployments"][0]
+    status = _status(db)["deployments"][0]
     position = sum(s["position"] for s in status["sleeves"])
     held = market.balances["BTC"].free + market.balances["BTC"].locked if "BTC" in market.balances else 0
     assert Decimal(str(position)) == held

@@ -92,7 +92,7 @@ def test_killed_with_an_order_in_flight_books_it_once_on_restart(market: FakeBin
     assert market.count("POST /api/v3/order") == 1
     ((_, status, filled, booked),) = _intents(tmp_path)
     assert status == "filled" and Decimal(str(booked)) == market.orders[0].filled == Decimal(str(filled))
-    position = _status(tmp_path, db)["deployments"][0]["sleeves"][0]["position"]
+    position = _status(db)["deployments"][0]["sleeves"][0]["position"]
     assert Decimal(str(position)) == market.balances["BTC"].free > 0
 
 
@@ -102,7 +102,7 @@ def test_an_order_of_ours_the_store_lacks_is_adopted(market: FakeBinance, tmp_pa
     db = f"sqlite:///{tmp_path / 'store.db'}"
     proc = _start(tmp_path, market, db)
     _wait_bar(tmp_path, proc, T0 - HOUR)
-    key = _status(tmp_path, db)["deployments"][0]["key"]
+    key = _status(db)["deployments"][0]["key"]
     _stop(proc)
     # While it is down, an order of ours fills (a marketable limit buy: it fills at once).
     cid = client_id(key, 0, 42, "entry")
@@ -114,7 +114,7 @@ def test_an_order_of_ours_the_store_lacks_is_adopted(market: FakeBinance, tmp_pa
     _stop(proc)
     events = (tmp_path / "live" / "events.csv").read_text()
     assert f"adopted order {cid} (buy 0.01)" in events
-    sleeve = _status(tmp_path, db)["deployments"][0]["sleeves"][0]
+    sleeve = _status(db)["deployments"][0]["sleeves"][0]
     assert Decimal(str(sleeve["position"])) == market.balances["BTC"].free == Decimal("0.01")
 
 
@@ -129,7 +129,7 @@ def test_a_position_the_exchange_disagrees_with_pauses_the_sleeve(
     _stop(proc)
     market.deposit("BTC", 1)
     proc = _start(tmp_path, market, db)
-    _until("not paused", lambda: _status(tmp_path, db)["deployments"][0]["sleeves"][0]["paused"], proc, 120)
+    _until("not paused", lambda: _status(db)["deployments"][0]["sleeves"][0]["paused"], proc, 120)
     _stop(proc)
     events = (tmp_path / "live" / "events.csv").read_text()
     assert "BTC: exchange holds 1, the store expects 0: paused" in events
@@ -149,7 +149,7 @@ def test_flatten_on_exit_closes_the_position(market: FakeBinance, tmp_path: Path
     _stop(proc)
     assert market.balances["BTC"].free == 0
     assert market.orders[-1].side == "SELL"
-    sleeve = _status(tmp_path, db)["deployments"][0]["sleeves"][0]
+    sleeve = _status(db)["deployments"][0]["sleeves"][0]
     assert sleeve["position"] == 0.0
     assert (tmp_path / "live" / "trades.csv").read_text().splitlines()[-1].split(",")[11] == "risk"
 
@@ -178,7 +178,7 @@ def test_fees_in_the_bought_asset_and_partial_fills(market: FakeBinance, tmp_pat
     assert len(sells) >= 2 and any(len(o.fills) > 1 for o in market.orders)  # traded, in parts
     events = (tmp_path / "live" / "events.csv").read_text()
     assert "paused" not in events and "rejected" not in events
-    sleeve = _status(tmp_path, db)["deployments"][0]["sleeves"][0]
+    sleeve = _status(db)["deployments"][0]["sleeves"][0]
     held = market.balances["BTC"].free
     # What the account holds is the open position plus the dust of the closed ones (each under a step).
     dust = held - Decimal(str(sleeve["position"]))

@@ -9,17 +9,18 @@ refused (E070), and a burst of saves ends in the final content.
 from __future__ import annotations
 
 import csv
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_binance import FakeBinance
-from test_paper import HOUR, T0, _env, _status, strat
+from paper_session import PaperSession
+from test_paper import HOUR, T0, strat
 from test_watch import atomic_save
+
+from runtime.backtest.metrics import iso_time
 
 SPEC = """\
 strat 1
@@ -44,63 +45,18 @@ def market(shared_data: Path) -> Iterator[FakeBinance]:
     server.stop()
 
 
-class Paper:
-    """A paper session of tmp/spec.strat against the fake, moved forward bar by bar by the test."""
-
-    def __init__(self, market: FakeBinance, folder: Path) -> None:
-        """Start the session."""
-        self.market, self.folder = market, folder  # the fake exchange; the session's folder
-        self.db = f"sqlite:///{folder / 'store.db'}"  # its store
-        self.closed = T0 - HOUR  # close time of the last bar closed at the fake's clock
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--paper",
-             "--api", "127.0.0.1:0", "--exchange-url",
-             market.url, "--db", self.db, "--out", "out", "--poll", "50ms"],
-            cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.wait(lambda: self.status() is not None and self.last_bar() >= self.closed, "start")
-
-    def status(self) -> dict | None:  # type: ignore[type-arg]
-        """The deployment's status (None before it exists)."""
-        deployments = (
-            _status(self.folder, self.db)["deployments"] if (self.folder / "store.db").exists() else []
-        )
-        return deployments[0] if deployments else None
-
-    def last_bar(self) -> int:
-        """Close time of the last bar the session processed."""
-        status = self.status()
-        return max(f["last_bar_ms"] for f in status["feeds"]) if status else 0
-
-    def events(self) -> list[list[str]]:
-        """events.csv rows."""
-        path = self.folder / "out" / "events.csv"
-        return list(csv.reader(path.open()))[1:] if path.exists() else []
-
-    def wait(self, done: object, what: str, seconds: float = 60) -> None:
-        """Wait until `done()` holds while the session runs."""
-        deadline = time.monotonic() + seconds
-        while not done():  # type: ignore[operator]
-            assert self.proc.poll() is None, self.proc.communicate()
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
-
-    def bars(self, n: int) -> None:
-        """Close n bars, one at a time, each processed."""
-        for _ in range(n):
-            self.market.advance(HOUR)
-            self.closed += HOUR
-            self.wait(lambda: self.last_bar() >= self.closed, "a bar")
+class Paper(PaperSession):
+    """The paper session of one sleeve, with its reload events and the sleeve's state."""
 
     def reloads(self) -> list[str]:
-        """The messages of the reload events so far."""
-        return [row[3] for row in self.events() if row[1] == "reload"]
+        """The messages of the reload events so far (events.csv)."""
+        path = self.folder / "out" / "events.csv"
+        rows = list(csv.reader(path.open()))[1:] if path.exists() else []
+        return [row[3] for row in rows if row[1] == "reload"]
 
-    def stop(self) -> None:
-        """SIGTERM; it must exit cleanly."""
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=60)
-        assert self.proc.returncode == 0, err
+    def sleeve(self) -> dict[str, Any]:
+        """The sleeve's state from the API."""
+        return self.get("/api/sleeves")[0]  # type: ignore[no-any-return]
 
 
 def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: Path) -> None:
@@ -109,8 +65,7 @@ def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: P
     The E070 edit (a move to another market while holding a position) applies once the sleeve is flat.
     """
     spec = tmp_path / "spec.strat"
-    spec.write_text(SPEC.format(slow=8))
-    paper = Paper(market, tmp_path)
+    paper = Paper(market, tmp_path, spec=SPEC.format(slow=8))
     try:
         paper.bars(10)
         # A half-written save: diagnostics as an event, the running version trades on.
@@ -121,19 +76,20 @@ def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: P
         assert "error E0" in failed
         paper.bars(3)
         # Once flat, a param edit (slow 8 -> 12) in a burst of 100 saves: one reload, of the last content.
-        while paper.status()["sleeves"][0]["position"] != 0:  # type: ignore[index]
+        while paper.sleeve()["position"] != 0:  # type: ignore[index]
             paper.bars(1)
-        swap = paper.last_bar()
+        swap = paper.closed
+        assert paper.last_bar() == iso_time(swap)
         for slow in [9, 10, 11, 12] * 25:  # 100 saves in a burst
             spec.write_text(SPEC.format(slow=slow))
         paper.wait(lambda: len(paper.reloads()) == 2, "the reload")
         applied = paper.reloads()[1]
         assert applied.startswith("reloaded spec.strat (version ")
         assert applied.endswith("\n  flip: rules entry_long, exit_long")
-        assert paper.last_bar() == swap  # swapped between two bars
+        assert paper.last_bar() == iso_time(swap)  # swapped between two bars
         paper.bars(60)
         # Moving the sleeve to another market while it holds a position: refused (E070)...
-        while paper.status()["sleeves"][0]["position"] == 0:  # type: ignore[index]
+        while paper.sleeve()["position"] == 0:  # type: ignore[index]
             paper.bars(1)
         moved_text = SPEC.format(slow=12).replace("BTC/USDT", "ETH/USDT")
         atomic_save(spec, moved_text)
@@ -144,16 +100,16 @@ def test_edits_while_trading(market: FakeBinance, tmp_path: Path, shared_data: P
             "the edit moves it to BINANCE:ETH/USDT 1h, which would orphan it: flatten the sleeve first"
             in refused
         )
-        assert paper.status()["sleeves"][0]["position"] != 0  # type: ignore[index]
+        assert paper.sleeve()["position"] != 0  # type: ignore[index]
         # ... and applied by the same save once the sleeve is flat.
-        while paper.status()["sleeves"][0]["position"] != 0:  # type: ignore[index]
+        while paper.sleeve()["position"] != 0:  # type: ignore[index]
             paper.bars(1)
-        moved_at = paper.last_bar()
+        moved_at = paper.closed
         atomic_save(spec, moved_text)
         paper.wait(lambda: len(paper.reloads()) == 4, "the move")
         assert paper.reloads()[3].endswith("\n  flip: moved (BINANCE:ETH/USDT 1h, weight 100%; starts flat)")
         paper.bars(5)
-        assert paper.status()["sleeves"][0]["symbol"] == "BINANCE:ETH/USDT"  # type: ignore[index]
+        assert paper.sleeve()["symbol"] == "ETH/USDT"
     finally:
         paper.stop()
     # From the swap on, the session decided like a backtest of the new version from that bar (same entry

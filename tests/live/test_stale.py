@@ -89,10 +89,10 @@ def test_a_feed_that_stops_pauses_its_sleeves_until_it_recovers(market: FakeBina
 
     try:
         wait_for("stale: no closed candle for two periods")
-        assert _status(tmp_path, db)["deployments"][0]["sleeves"][0]["paused"] is True
+        assert _status(db)["deployments"][0]["sleeves"][0]["paused"] is True
         wait_for("BTC/USDT 1s recovered")
         deadline = time.monotonic() + 30
-        while _status(tmp_path, db)["deployments"][0]["sleeves"][0]["paused"]:
+        while _status(db)["deployments"][0]["sleeves"][0]["paused"]:
             assert time.monotonic() < deadline, "still paused after the feed recovered"
             time.sleep(0.2)
     finally:

@@ -187,7 +187,7 @@ def _paper(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not (_status(work, db)["deployments"] if (work / "store.db").exists() else []):
+        while not (_status(db)["deployments"] if (work / "store.db").exists() else []):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the paper session did not start"
             time.sleep(0.1)
