@@ -4,12 +4,15 @@
 every way an editor saves is seen: an in-place write (the file's close), an atomic save (a temporary file
 moved onto it) and a vim-style save (the file renamed away and written anew). A burst of saves ends in
 one change, reported `debounce_s` after the last event, so a half-written file is never read in the
-middle of a burst. Events arrive on watchdog's thread; `wait()` blocks the caller until a change.
+middle of a burst. Events arrive on watchdog's thread; `wait()` blocks the caller until a change (and
+stays interruptible by Ctrl-C).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from watchdog.observers import Observer
 
 # Seconds of quiet after the last event before a change is reported.
 DEBOUNCE_S = 0.1
+# Longest a wait blocks without waking, s: the time a Ctrl-C delivered to another thread may take.
+WAKE_S = 0.2
 
 
 class SpecWatcher(FileSystemEventHandler):
@@ -60,9 +65,15 @@ class SpecWatcher(FileSystemEventHandler):
             self._timer.start()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until a debounced change (True) or `timeout` seconds pass (False); takes the change."""
-        if not self._changed.wait(timeout):
-            return False
+        """Block until a debounced change (True) or `timeout` seconds pass (False); takes the change.
+
+        Waits in slices of WAKE_S: Ctrl-C (SIGINT) may be delivered to one of watchdog's threads, and the
+        main thread runs the signal's handler (KeyboardInterrupt) only when it wakes.
+        """
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while not self._changed.wait(min(WAKE_S, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                return False
         self._changed.clear()
         return True
 

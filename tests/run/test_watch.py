@@ -44,6 +44,7 @@ class Watching:
         """Start watching folder/spec.strat, writing to folder/out."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRAT_")}
         env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT prints every thread's stack (see `stop`)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "run", "spec.strat", "--backtest", "--watch", "--out",
              "out"],
@@ -74,10 +75,22 @@ class Watching:
                 return seen
 
     def stop(self) -> int:
-        """Ctrl-C; the exit code."""
+        """Ctrl-C; the exit code.
+
+        A process still running 30 s later is aborted with every thread's stack printed (faulthandler),
+        which the failure shows.
+        """
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(30)
-        return self.proc.returncode
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(30)
+            time.sleep(0.5)  # the reader takes the last lines
+            printed = []
+            while not self.lines.empty():
+                printed.append(self.lines.get())
+            raise AssertionError("Ctrl-C did not end the process:\n" + "\n".join(printed[-60:])) from None
 
 
 @pytest.fixture
@@ -135,3 +148,30 @@ def test_every_kind_of_save_reruns_and_a_broken_one_keeps_the_last_report(folder
             watching.until("watching spec.strat", 30)
     finally:
         assert watching.stop() == 0
+
+
+def test_ctrl_c_delivered_to_another_thread_ends_a_wait(tmp_path: Path) -> None:
+    """A SIGINT the kernel hands to another thread (watchdog's, a timer's) still ends `wait()` at once.
+
+    The main thread runs Python's signal handlers only when it wakes: an untimed wait slept until the next
+    save, so a Ctrl-C could leave `strat run --watch` running (CI saw it once, 30 s without an exit).
+    """
+    from runtime.watcher import SpecWatcher
+
+    spec = tmp_path / "spec.strat"
+    spec.write_text(SPEC.format(fast=10))
+    watcher = SpecWatcher([spec])
+    sleeper = threading.Thread(target=time.sleep, args=(5,), daemon=True)
+    sleeper.start()
+    interrupt = threading.Timer(0.2, signal.pthread_kill, args=(sleeper.ident, signal.SIGINT))
+    rescue = threading.Timer(5, atomic_save, args=(spec, SPEC.format(fast=11)))  # wakes a wait that missed it
+    interrupt.start()
+    rescue.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            watcher.wait()
+        assert time.monotonic() - began < 2
+    finally:
+        rescue.cancel()
+        watcher.close()
