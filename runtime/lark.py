@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,6 +32,23 @@ def lark_sign(timestamp: int, secret: str) -> str:
     """The signature of a message sent at `timestamp` (Unix seconds) with the bot's `secret`."""
     key = f"{timestamp}\n{secret}".encode()
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def check_webhook(text: str) -> str:
+    """STRAT_LARK_WEBHOOK stripped; ValueError when it is unset or not an http(s) address with a host.
+
+    The error never repeats the address (it is a secret).
+    """
+    webhook = text.strip()
+    if not webhook:
+        raise ValueError("STRAT_LARK_WEBHOOK is not set")
+    parts = urlsplit(webhook)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "STRAT_LARK_WEBHOOK is not an http(s) address (the custom bot's webhook address, "
+            "https://.../open-apis/bot/v2/hook/...)"
+        )
+    return webhook
 
 
 class _Hide(logging.Filter):
@@ -75,10 +93,8 @@ class LarkChannel(Channel):
 
     @classmethod
     def from_env(cls) -> LarkChannel:
-        """The channel of STRAT_LARK_WEBHOOK, signed with STRAT_LARK_SECRET when set."""
-        webhook = os.environ.get("STRAT_LARK_WEBHOOK", "").strip()
-        if not webhook:
-            raise ValueError("STRAT_LARK_WEBHOOK is not set")
+        """The channel of STRAT_LARK_WEBHOOK, signed with STRAT_LARK_SECRET when set (see `check_webhook`)."""
+        webhook = check_webhook(os.environ.get("STRAT_LARK_WEBHOOK", ""))
         return cls(webhook, os.environ.get("STRAT_LARK_SECRET", "").strip() or None)
 
     def payload(self, text: str) -> dict[str, Any]:

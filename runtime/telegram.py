@@ -225,6 +225,22 @@ def who(update: Update) -> str:
     return f"telegram:@{user.username}" if user.username else f"telegram:{user.id}"
 
 
+def chat_ids(text: str) -> list[int]:
+    """The chat ids of STRAT_TELEGRAM_CHATS: integers separated by commas (a group's is negative).
+
+    ValueError names the first part that is not one: a mistyped id would leave its chat out in silence.
+    """
+    ids = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            ids.append(int(part))
+        except ValueError:
+            raise ValueError(
+                f"STRAT_TELEGRAM_CHATS: {part!r} is not a chat id (an integer; a group's is negative)"
+            ) from None
+    return ids
+
+
 class TelegramBot:
     """The bot of one session: commands over the control service, a notification channel to every chat."""
 
@@ -255,15 +271,9 @@ class TelegramBot:
     def from_env(cls, service: ControlService) -> TelegramBot:
         """The bot of STRAT_TELEGRAM_TOKEN, STRAT_TELEGRAM_CHATS and STRAT_TELEGRAM_API_URL.
 
-        Chat ids that are not integers are left out (logged): they could never match a chat.
+        ValueError when a chat id is not an integer (`strat run` checks this before it starts).
         """
-        chats: list[int] = []
-        for part in os.environ.get("STRAT_TELEGRAM_CHATS", "").split(","):
-            try:
-                chats.append(int(part.strip()))
-            except ValueError:
-                if part.strip():
-                    log.warning("STRAT_TELEGRAM_CHATS: %r is not a chat id; left out", part.strip())
+        chats = chat_ids(os.environ.get("STRAT_TELEGRAM_CHATS", ""))
         # httpx logs every request's URL, which holds the token: keep it quiet.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         token = os.environ.get("STRAT_TELEGRAM_TOKEN", "")

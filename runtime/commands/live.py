@@ -123,8 +123,12 @@ def run_live(args: argparse.Namespace, mode: str) -> int:
                 file=sys.stderr,
             )
             return 1
-    from runtime.commands.serve import api_bind
+    from runtime.commands.serve import api_bind, notify_problem
 
+    problem = notify_problem()
+    if problem:
+        print(f"strat run: {problem}", file=sys.stderr)
+        return 2
     try:
         bind = None if args.no_api else api_bind(args.api)
     except ValueError as error:

@@ -5,8 +5,9 @@ the REST API with the dashboard (`--api`, default 127.0.0.1:8700; `--no-api` tur
 bot (when STRAT_TELEGRAM_TOKEN and STRAT_TELEGRAM_CHATS are set) and the notifications (the log, the
 Telegram chats, a Lark webhook when STRAT_LARK_WEBHOOK is set) with the daily summary. `strat serve`
 runs the API and dashboard over the store alone: saved backtest runs and the deployments' persisted
-state, read-only. Everything that could stop a start (a bad --api, a public address without a token) is
-refused before anything starts.
+state, read-only. Everything that could stop a start (a bad --api, a public address without a token) or
+silently lose messages (half the bot's settings, a chat id or webhook that is not one) is refused before
+anything starts.
 """
 
 from __future__ import annotations
@@ -93,6 +94,34 @@ def api_bind(text: str) -> ApiBind:
     return ApiBind(host, sock.getsockname()[1], tuple(tokens.items()), sock)
 
 
+def notify_problem() -> str | None:
+    """Why the bot and notification settings in the environment cannot work; None when they can.
+
+    Checked before a session starts: a bot with a token but no chats (or chats but no token) would stay
+    off, and a mistyped chat id or webhook would drop messages, all in silence.
+    """
+    token = os.environ.get("STRAT_TELEGRAM_TOKEN", "").strip()
+    chats = os.environ.get("STRAT_TELEGRAM_CHATS", "").strip()
+    webhook = os.environ.get("STRAT_LARK_WEBHOOK", "")
+    if bool(token) != bool(chats):
+        return (
+            "the Telegram bot needs both STRAT_TELEGRAM_TOKEN and STRAT_TELEGRAM_CHATS (the allowed chat "
+            f"ids); {'STRAT_TELEGRAM_CHATS' if token else 'STRAT_TELEGRAM_TOKEN'} is not set"
+        )
+    try:
+        if chats:
+            from runtime.telegram import chat_ids
+
+            chat_ids(chats)
+        if webhook:
+            from runtime.lark import check_webhook
+
+            check_webhook(webhook)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve the API and dashboard over the store until Ctrl-C or SIGTERM; the exit code."""
     try:
@@ -160,13 +189,13 @@ def host(
     if not notify:
         return tasks
     channels: list[Channel] = [LogChannel()]
-    if os.environ.get("STRAT_TELEGRAM_TOKEN") and os.environ.get("STRAT_TELEGRAM_CHATS"):
+    if os.environ.get("STRAT_TELEGRAM_TOKEN", "").strip():
         from runtime.telegram import TelegramBot
 
         bot = TelegramBot.from_env(service)
         tasks.append(asyncio.create_task(bot.run(stop)))
         channels.append(bot.channel())
-    if os.environ.get("STRAT_LARK_WEBHOOK"):
+    if os.environ.get("STRAT_LARK_WEBHOOK", "").strip():
         from runtime.lark import LarkChannel
 
         channels.append(LarkChannel.from_env())

@@ -46,6 +46,46 @@ def test_a_public_address_without_a_token_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.strat"]
 
 
+NOTIFY_REFUSALS = [
+    ({"STRAT_TELEGRAM_TOKEN": "123:abc"}, "the Telegram bot needs both STRAT_TELEGRAM_TOKEN and "
+     "STRAT_TELEGRAM_CHATS (the allowed chat ids); STRAT_TELEGRAM_CHATS is not set"),
+    ({"STRAT_TELEGRAM_CHATS": "777"}, "the Telegram bot needs both STRAT_TELEGRAM_TOKEN and "
+     "STRAT_TELEGRAM_CHATS (the allowed chat ids); STRAT_TELEGRAM_TOKEN is not set"),
+    ({"STRAT_TELEGRAM_TOKEN": "123:abc", "STRAT_TELEGRAM_CHATS": "777, @someone"},
+     "STRAT_TELEGRAM_CHATS: '@someone' is not a chat id (an integer; a group's is negative)"),
+    ({"STRAT_LARK_WEBHOOK": "open-apis/bot/v2/hook/5e1f"}, "STRAT_LARK_WEBHOOK is not an http(s) "
+     "address (the custom bot's webhook address, https://.../open-apis/bot/v2/hook/...)"),
+    ({"STRAT_LARK_WEBHOOK": "https:///open-apis/bot/v2/hook/5e1f"}, "STRAT_LARK_WEBHOOK is not an "
+     "http(s) address (the custom bot's webhook address, https://.../open-apis/bot/v2/hook/...)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("env", "why"), NOTIFY_REFUSALS)
+def test_bot_and_notification_settings_that_cannot_work_are_refused(
+    tmp_path: Path,
+    env: dict[str, str],
+    why: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Half the bot's settings, a chat id or a webhook that is not one: one line, exit 2, nothing started.
+
+    Each would otherwise lose messages in silence (the bot off, a chat left out, every delivery failing).
+    """
+    for name in ("STRAT_TELEGRAM_TOKEN", "STRAT_TELEGRAM_CHATS", "STRAT_LARK_WEBHOOK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "spec.strat").write_text(SPEC, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    code = main([
+        "run", "spec.strat", "--paper", "--api", "127.0.0.1:0", "--exchange-url", "http://127.0.0.1:9",
+        "--db", f"sqlite:///{tmp_path / 'store.db'}", "--out", "out",
+    ])  # fmt: skip
+    assert (code, capsys.readouterr().err) == (2, f"strat run: {why}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.strat"]
+
+
 class Served:
     """A `strat serve` process over a store, on a free port of 127.0.0.1."""
 
