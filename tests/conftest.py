@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,17 @@ def data_dir() -> Path | None:
     """The folder of real Binance candles: $STRAT_DATA_DIR, else ../shared/data; None when absent."""
     path = Path(os.environ.get("STRAT_DATA_DIR", ROOT.parent / "shared" / "data"))
     return path if (path / "BTCUSDT-1h.csv").exists() else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Take Ctrl-C (SIGINT) as at a terminal, however the test run was started.
+
+    A shell without job control starts a background command with SIGINT ignored, and an ignored signal
+    stays ignored in every process started from it: the tests' Ctrl-C of a `strat` process would do
+    nothing. The default handler here is inherited as the default disposition by those processes.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

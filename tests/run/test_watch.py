@@ -154,7 +154,7 @@ def test_ctrl_c_delivered_to_another_thread_ends_a_wait(tmp_path: Path) -> None:
     """A SIGINT the kernel hands to another thread (watchdog's, a timer's) still ends `wait()` at once.
 
     The main thread runs Python's signal handlers only when it wakes: an untimed wait slept until the next
-    save, so a Ctrl-C could leave `strat run --watch` running (CI saw it once, 30 s without an exit).
+    save, so such a Ctrl-C left `strat run --watch` running.
     """
     from runtime.watcher import SpecWatcher
 
