@@ -44,13 +44,12 @@ from dsl.checker import check_source  # noqa: E402
 from runtime.backtest.drive import backtest  # noqa: E402
 from runtime.backtest.metrics import compute_metrics  # noqa: E402
 from runtime.backtest.sweep import sweep  # noqa: E402
-from runtime.commands.source import Source, SourceKind  # noqa: E402
 from runtime.data.candles import Candles  # noqa: E402
 from runtime.plan.plan import RunPlan, plan  # noqa: E402
 from runtime.plan.select import select  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "backtest"))
-from test_sweep import SMA  # noqa: E402
+from test_sweep import SMA, _csv_loader  # noqa: E402
 
 # The grid's strategy (S1's conventions, its two lengths as params with the grid's domains: the sweep
 # tests' SMA cross) and its optimize block.
@@ -78,23 +77,18 @@ def best(fn: Callable[[], object], runs: int) -> float:
     return min(times)
 
 
-def plan_members(csv: Path) -> tuple[list[RunPlan], float, Candles]:
-    """Check the spec once and plan every member of the grid; (plans, seconds planning, the candles)."""
+def plan_members(data: Path) -> tuple[list[RunPlan], float, Candles]:
+    """Check the spec once and plan every member of the grid over data/BTCUSDT-1h.csv.
+
+    (plans, seconds planning, the candles); the candles are loaded once and shared by every member, as
+    the optimizer loads them.
+    """
     checked = check_source(SPEC)
     program = checked.program
     assert program is not None, checked.render()
     portfolio = select(program, None, None)
-    source = Source(kind=SourceKind.CSV, path=csv)
-    loaded: dict[tuple[object, ...], Candles] = {}
-
-    def load(symbol: str, timeframe: str, first: int | None, last: int | None) -> Candles:
-        """The candles, loaded once and shared by every member (as the optimizer loads them)."""
-        key = (symbol, timeframe, first, last)
-        if key not in loaded:
-            loaded[key] = source.load(symbol, timeframe, first, last).candles
-        return loaded[key]
-
-    load(portfolio.sleeves[0].symbol, "1h", None, None)
+    load = _csv_loader(data)
+    candles = load(portfolio.sleeves[0].symbol, "1h", None, None)
     t = time.perf_counter()
     plans = []
     for fast, slow in itertools.product(FASTS, SLOWS):
@@ -102,7 +96,7 @@ def plan_members(csv: Path) -> tuple[list[RunPlan], float, Candles]:
             update={"overrides": (("fast", float(fast)), ("slow", float(slow)))}
         )
         plans.append(plan(program, portfolio.model_copy(update={"sleeves": (sleeve,)}), load, None, None))
-    return plans, time.perf_counter() - t, next(iter(loaded.values()))
+    return plans, time.perf_counter() - t, candles
 
 
 def run_sweep(plans: list[RunPlan], batch: int | None = None, overlap: bool = False) -> list[float]:
@@ -202,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     data = Path(os.environ.get("STRAT_DATA_DIR", ROOT.parent / "shared" / "data"))
-    plans, planning, candles = plan_members(data / "BTCUSDT-1h.csv")
+    plans, planning, candles = plan_members(data)
     print(f"SMA-cross grid: {len(plans)} members over {len(candles)} real BTC/USDT 1h bars")
     print(f"  planning the members (check once, plan each) {planning:8.2f} s")
     run_sweep(plans[:3])  # loads (or compiles) the kernels

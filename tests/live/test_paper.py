@@ -84,7 +84,7 @@ def _status(db: str) -> dict:  # type: ignore[type-arg]
     return json.loads(printed.getvalue())  # type: ignore[no-any-return]
 
 
-def _wait_for_bar(cwd: Path, db: str, close_ms: int, proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+def _wait_for_bar(db: str, close_ms: int, proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
     """Wait until the deployment's last processed bar closes at `close_ms`; the status then."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -124,7 +124,7 @@ def test_paper_session_trades_like_the_backtest(
         for _ in range(BARS + 1):
             market.advance(HOUR)
             time.sleep(0.01)
-        status = _wait_for_bar(tmp_path, db, T0 + BARS * HOUR, proc)
+        status = _wait_for_bar(db, T0 + BARS * HOUR, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)

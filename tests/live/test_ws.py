@@ -200,7 +200,7 @@ def _paper(
             during(i)
             market.advance(HOUR)
             time.sleep(0.01)
-        _wait_for_bar(work, db, T0 + BARS * HOUR, proc)
+        _wait_for_bar(db, T0 + BARS * HOUR, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
